@@ -1,0 +1,57 @@
+"""The ``awsnetemu`` command. Each subcommand lives in its own module, which exposes ``register(subparsers)``.
+
+Exit codes: 0 success (for ``run``: every expectation held), 1 an expectation failed, 2 bad usage or a bad
+configuration (the message names the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (module, description); a module registers one or more subcommands.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "emulator.scenario_cli",  # run, demo
+    "emulator.vpn_cli",  # vpn
+    "tgw_dataplane.cli",  # tgw
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong. The message names the field and the allowed values."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="awsnetemu",
+        description="Emulator for AWS Site-to-Site VPN tunnels (IKE + DPD) and Transit Gateway forwarding.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for modname in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name == modname:
+                continue  # subcommand not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except ConfigError as e:
+        print(f"awsnetemu: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
