@@ -147,8 +147,7 @@ class TunnelOptions:
         if not 60 <= self.rekey_margin_time_seconds <= max_margin:
             raise ConfigError(
                 "RekeyMarginTimeSeconds",
-                f"must be between 60 and Phase2LifetimeSeconds/2 ({max_margin}), "
-                f"got {self.rekey_margin_time_seconds}",
+                f"must be between 60 and Phase2LifetimeSeconds/2 ({max_margin}), got {self.rekey_margin_time_seconds}",
             )
         if not 0 <= self.rekey_fuzz_percentage <= 100:
             raise ConfigError("RekeyFuzzPercentage", f"must be between 0 and 100, got {self.rekey_fuzz_percentage}")
@@ -250,8 +249,14 @@ def _check_inside_cidr(cidr: str) -> None:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     try:
-        if name in ("dpd_timeout_seconds", "phase1_lifetime_seconds", "phase2_lifetime_seconds",
-                    "rekey_margin_time_seconds", "rekey_fuzz_percentage", "replay_window_size"):
+        if name in (
+            "dpd_timeout_seconds",
+            "phase1_lifetime_seconds",
+            "phase2_lifetime_seconds",
+            "rekey_margin_time_seconds",
+            "rekey_fuzz_percentage",
+            "replay_window_size",
+        ):
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ValueError
             return int(value)

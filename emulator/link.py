@@ -102,7 +102,7 @@ PERFECT = FaultPlan()
 class Link:
     """One direction of a path: applies a :class:`FaultPlan` with its own seeded RNG."""
 
-    __slots__ = ("plan", "rng", "sent", "lost", "delivered")
+    __slots__ = ("delivered", "lost", "plan", "rng", "sent")
 
     def __init__(self, plan: FaultPlan = PERFECT, rng: random.Random | None = None) -> None:
         self.plan = plan

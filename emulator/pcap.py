@@ -23,7 +23,7 @@ _IPV6 = struct.Struct("!IHBB16s16s")
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
     return (~s) & 0xFFFF
@@ -66,12 +66,12 @@ class PcapWriter:
 
     @classmethod
     def open(cls, path: str, linktype: int = LINKTYPE_RAW, ts_origin: float = 0.0) -> PcapWriter:
-        return cls(open(path, "wb"), linktype, ts_origin=ts_origin)  # noqa: SIM115 - closed by close()
+        return cls(open(path, "wb"), linktype, ts_origin=ts_origin)
 
     def write(self, ts: float, frame: bytes) -> None:
         t = ts + self.ts_origin
         sec = int(t)
-        usec = int(round((t - sec) * 1_000_000))
+        usec = round((t - sec) * 1_000_000)
         if usec >= 1_000_000:
             sec, usec = sec + 1, usec - 1_000_000
         self._f.write(_REC_HDR.pack(sec, usec, len(frame), len(frame)))

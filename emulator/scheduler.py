@@ -16,7 +16,7 @@ from emulator.clock import VirtualClock
 class TimerHandle:
     """A scheduled call; :meth:`cancel` makes it a no-op."""
 
-    __slots__ = ("at", "callback", "args", "cancelled")
+    __slots__ = ("args", "at", "callback", "cancelled")
 
     def __init__(self, at: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.at = at

@@ -33,7 +33,7 @@ EventHook = Callable[[TraceRecord], None]
 
 
 class _NodeSlot:
-    __slots__ = ("name", "node", "addresses", "timer", "timer_at", "alive")
+    __slots__ = ("addresses", "alive", "name", "node", "timer", "timer_at")
 
     def __init__(self, name: str, node: SansIoNode, addresses: list[str]) -> None:
         self.name = name
@@ -183,8 +183,13 @@ class SimNetwork:
                 now,
                 slot.name,
                 "datagram_sent",
-                {"kind": tx.kind, "src": f"{tx.src[0]}:{tx.src[1]}", "dst": f"{tx.dst[0]}:{tx.dst[1]}",
-                 "len": len(tx.data), "lost": not arrivals},
+                {
+                    "kind": tx.kind,
+                    "src": f"{tx.src[0]}:{tx.src[1]}",
+                    "dst": f"{tx.dst[0]}:{tx.dst[1]}",
+                    "len": len(tx.data),
+                    "lost": not arrivals,
+                },
             )
         if not arrivals or dst_slot is None:
             self.datagrams_lost += 1
