@@ -1,0 +1,87 @@
+"""``awsnetemu run FILE...`` (scenario files) and ``awsnetemu demo`` (the embedded scenarios)."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+from emulator.scenario import Scenario, ScenarioResult
+
+SCENARIO_DIR = os.path.join(os.path.dirname(__file__), "scenarios")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run scenario files in virtual time and check their expectations")
+    p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML file(s)")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.add_argument("--out", metavar="DIR", help="write captures, key tables, traces and timelines here")
+    p.add_argument("--timeline", action="store_true", help="print each scenario's timeline")
+    p.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="run the embedded VPN and TGW scenarios, writing everything under --out")
+    d.add_argument("--out", metavar="DIR", default="out")
+    d.set_defaults(func=cmd_demo)
+
+
+def embedded_scenarios() -> list[str]:
+    return sorted(glob.glob(os.path.join(SCENARIO_DIR, "*.yaml")))
+
+
+def _print_result(res: ScenarioResult, show_timeline: bool) -> None:
+    mark = "PASS" if res.ok else "FAIL"
+    print(f"{mark} {res.name}")
+    for r in res.results:
+        desc = ", ".join(f"{k}={v}" for k, v in r.expectation.items())
+        print(f"  [{'ok' if r.ok else 'FAILED'}] {desc}: {r.detail}")
+    for k, v in res.outputs.items():
+        print(f"  {k}: {v}")
+    if show_timeline:
+        from emulator.scenario import timeline
+
+        print(timeline(res.trace), end="")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenarios = [Scenario.load(f) for f in args.files]  # load all first: a bad file fails before any run
+    results = [sc.run(args.out) for sc in scenarios]
+    if args.json:
+        print(json.dumps([r.to_json() for r in results] if len(results) > 1 else results[0].to_json(), indent=2))
+    else:
+        for r in results:
+            _print_result(r, args.timeline)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    ok = True
+    vpn_out = os.path.join(out, "vpn")
+    print(f"== VPN scenarios (virtual time) -> {vpn_out}/")
+    for path in embedded_scenarios():
+        res = Scenario.load(path).run(vpn_out)
+        _print_result(res, False)
+        ok &= res.ok
+    try:
+        tgw_demo = importlib.import_module("tgw_dataplane.demo")
+    except ModuleNotFoundError:
+        tgw_demo = None
+    if tgw_demo is not None:
+        tgw_out = os.path.join(out, "tgw")
+        print(f"\n== TGW scenarios -> {tgw_out}/")
+        ok &= bool(tgw_demo.run_demo(tgw_out))
+    print(f"\ndemo {'finished' if ok else 'finished with FAILED expectations'}; outputs under {out}/")
+    if ok:
+        print("open a capture with its keys:  WIRESHARK_CONFIG_DIR=out/vpn/<name>-keys wireshark out/vpn/<name>.pcap")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    from emulator.cli import main
+
+    sys.exit(main(["run", *sys.argv[1:]]))
