@@ -46,14 +46,14 @@ class FaultPlan:
         for name in ("loss", "duplicate", "reorder"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"fault plan: {name} must be in [0, 1], got {v!r}")
+                raise ValueError(f"{name}: must be in [0, 1], got {v!r}")
         for name in ("delay", "jitter", "duplicate_delay", "reorder_delay"):
             v = getattr(self, name)
             if v < 0:
-                raise ValueError(f"fault plan: {name} must be >= 0, got {v!r}")
+                raise ValueError(f"{name}: must be >= 0, got {v!r}")
         for w in self.blackholes:
             if len(w) != 2 or w[0] > w[1]:
-                raise ValueError(f"fault plan: blackhole window must be [start, end) with start <= end, got {w!r}")
+                raise ValueError(f"blackholes: a window must be [start, end) with start <= end, got {w!r}")
 
     @property
     def perfect(self) -> bool:
@@ -93,7 +93,7 @@ class FaultPlan:
         try:
             return cls(**kw)
         except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+            raise ValueError(f"{where}.{e}") from None
 
 
 PERFECT = FaultPlan()
