@@ -315,6 +315,20 @@ class LivenessTraffic(StrEnum):
     """IKE always; ESP only when NAT-T is in use (strongSwan's ``get_use_time``)."""
 
 
+class IkeV2Liveness(StrEnum):
+    """IKEv2 only: how an implementation checks liveness and when it declares the peer dead (``ike-dpd.md``
+    §1.2, §5.1, §5.2). All three send an empty INFORMATIONAL after ``dpd_delay`` without inbound traffic and
+    only when no other request is outstanding; they differ in retransmission and in the dead time."""
+
+    AWS = "aws"
+    """AWS endpoint: the request is retransmitted every ``dpd_interval`` (10 s); the peer is dead at last
+    inbound + DPDTimeoutSeconds (``PeerConfig.dpd_timeout``); logged as "DPD timed out after N retransmits"."""
+    STRONGSWAN = "strongswan"
+    """charon: retransmits per ``retransmit`` (4 s * 1.8**n, 5 tries); dead when that budget runs out."""
+    LIBRESWAN = "libreswan"
+    """pluto: retransmits per ``retransmit`` (0.5 s doubling); dead after ``retransmit.budget`` (60 s)."""
+
+
 class DeadReference(StrEnum):
     """From which instant ``DPDTimeoutSeconds`` is counted."""
 
@@ -335,6 +349,9 @@ class Retransmit:
     """Cap on a single wait (strongSwan ``retransmit_limit``)."""
     jitter: float = 0.0
     """Fraction in [0, 1) by which each wait may be shortened (strongSwan ``retransmit_jitter``)."""
+    budget: float | None = None
+    """Total time after the first send at which the request is given up, if shorter than the sum of
+    :meth:`waits` (libreswan ``retransmit-timeout``, 60 s). None: the sum of the waits (strongSwan)."""
 
     def waits(self) -> list[float]:
         out = []
@@ -390,6 +407,11 @@ class Behaviour:
     """Default for DPDTimeoutSeconds when a config does not give one (40 current docs, 30 archived docs)."""
     nat_keepalive: float = 20.0
     """NAT keepalive interval (0xFF single byte on 4500); not a liveness proof."""
+    ikev2_liveness: IkeV2Liveness = IkeV2Liveness.AWS
+    """IKEv2 only: the liveness model (see :class:`IkeV2Liveness`). Default: the AWS endpoint's."""
+    ikev2_require_cookie: bool = False
+    """IKEv2 responder: demand a COOKIE (RFC 7296 §2.6) before keeping state for an IKE_SA_INIT. AWS does not
+    document when it does this; default off (strongSwan only does it above a half-open threshold)."""
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any], where: str = "behaviour.") -> Behaviour:
@@ -407,6 +429,7 @@ _BEHAVIOUR_ENUMS: dict[str, type[StrEnum]] = {
     "dead_reference": DeadReference,
     "seq_on_retry": SeqOnRetry,
     "liveness_traffic": LivenessTraffic,
+    "ikev2_liveness": IkeV2Liveness,
 }
 
 
@@ -452,6 +475,7 @@ PROFILES: dict[str, Behaviour] = {
         liveness_traffic=LivenessTraffic.IKE_ESP_NAT,
         dpd_during_rekey=False,
         periodic_dpd_with_nat=False,
+        ikev2_liveness=IkeV2Liveness.STRONGSWAN,
     ),
     # libreswan 4.x: seq increments on every probe, 3 answers to duplicates, timeout from the first probe.
     "libreswan": Behaviour(
@@ -463,7 +487,8 @@ PROFILES: dict[str, Behaviour] = {
         dup_answer_limit=3,
         wrong_seq_ack_counts=True,
         liveness_traffic=LivenessTraffic.IKE_ESP,
-        retransmit=Retransmit(timeout=0.5, base=2.0, tries=7, limit=60.0),
+        retransmit=Retransmit(timeout=0.5, base=2.0, tries=7, limit=60.0, budget=60.0),
+        ikev2_liveness=IkeV2Liveness.LIBRESWAN,
     ),
     # A generic hardware device (e.g. a branch firewall): OpenBSD-like duplicate limit, AWS-like timers.
     "device": Behaviour(
