@@ -1,0 +1,454 @@
+"""``awsnetemu vpn``: one IKE peer (the AWS endpoint or a customer gateway) on real UDP until SIGINT/SIGTERM.
+
+Settings come from flags, or from ``--config FILE`` (YAML with the same keys: the flag names with ``-`` or
+``_``, plus optional ``tunnel_options:`` in AWS spelling and ``behaviour:`` with
+:class:`cgw_peer.config.Behaviour` field names); flags override the file.
+
+Defaults that are the emulator's own choices (named here so they are never silent):
+
+* ``--profile`` defaults to ``aws`` for ``--role aws`` and ``strongswan`` for ``--role cgw`` (AWS's CGW
+  template is strongSwan's: dpddelay 10 s, dpdtimeout 30 s).
+* ``--local``/``--remote`` ports default to 500; when the local port is 500 the NAT-T port 4500 is bound too.
+* ``--local-ts``/``--remote-ts`` default to ``0.0.0.0/0`` (AWS's default traffic selectors).
+
+Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
+first line is the driver's ``listening`` event, the last ``stopped``), ``--pcap`` (every datagram sent and
+received, real addresses, wall-clock timestamps), ``--keys DIR`` (Wireshark ``ikev1_decryption_table`` /
+``ikev2_decryption_table``, rewritten on every ``sa_keys`` event, so ``WIRESHARK_CONFIG_DIR=DIR tshark -r
+FILE`` decrypts). A one-line status goes to stderr on start, on tunnel up/down and on stop.
+
+Exit codes: 0 after a signal, 1 when the sockets cannot be bound, 2 on a configuration error (the message
+names the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import random
+import signal
+import sys
+from dataclasses import fields, replace
+from typing import IO, Any
+
+from cgw_peer.config import (
+    PROFILES,
+    Behaviour,
+    IkeVersion,
+    PeerConfig,
+    Retransmit,
+    Role,
+    TrafficSelector,
+    TunnelOptions,
+)
+from cgw_peer.errors import ConfigError as PeerConfigError
+from emulator.actions import Address, Event
+from emulator.cli import ConfigError
+from emulator.drivers.asyncio_udp import JsonLinesEvents, PeerHandle, UdpDriver
+from emulator.keytables import KeyTables
+from emulator.pcap import LINKTYPE_RAW, PcapWriter
+
+# AWS tunnel options exposed as flags: (flag, TunnelOptions field, type or None for a comma list).
+_TUNNEL_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--startup-action", "startup_action", "add | start"),
+    ("--dpd-timeout-action", "dpd_timeout_action", "clear | restart | none"),
+    ("--dpd-timeout-seconds", "dpd_timeout_seconds", "DPDTimeoutSeconds, >= 30"),
+    ("--phase1-lifetime-seconds", "phase1_lifetime_seconds", "900..28800"),
+    ("--phase2-lifetime-seconds", "phase2_lifetime_seconds", "900..3600"),
+    ("--rekey-margin-time-seconds", "rekey_margin_time_seconds", "60..phase2/2"),
+    ("--rekey-fuzz-percentage", "rekey_fuzz_percentage", "0..100"),
+    ("--replay-window-size", "replay_window_size", "64..2048"),
+    ("--ike-versions", "ike_versions", "comma list: ikev1,ikev2"),
+    ("--phase1-encryption-algorithms", "phase1_encryption_algorithms", "comma list, e.g. AES128,AES256"),
+    ("--phase2-encryption-algorithms", "phase2_encryption_algorithms", "comma list"),
+    ("--phase1-integrity-algorithms", "phase1_integrity_algorithms", "comma list, e.g. SHA1,SHA2-256"),
+    ("--phase2-integrity-algorithms", "phase2_integrity_algorithms", "comma list"),
+    ("--phase1-dh-group-numbers", "phase1_dh_group_numbers", "comma list, e.g. 14,19"),
+    ("--phase2-dh-group-numbers", "phase2_dh_group_numbers", "comma list"),
+    ("--tunnel-inside-cidr", "tunnel_inside_cidr", "a /30 in 169.254.0.0/16"),
+)
+
+# Every key accepted in --config (flag spelling with underscores), besides tunnel_options and behaviour.
+_KEYS = {
+    "role",
+    "local",
+    "remote",
+    "ike_version",
+    "psk",
+    "proposal",
+    "esp_proposal",
+    "local_ts",
+    "remote_ts",
+    "local_id",
+    "remote_id",
+    "name",
+    "profile",
+    "dpd_delay",
+    "dpd_interval",
+    "dpd_timeout",
+    "retransmit_timeout",
+    "retransmit_base",
+    "retransmit_tries",
+    "force_encap",
+    "no_nat_t",
+    "initiate",
+    "seed",
+    "events",
+    "pcap",
+    "keys",
+    "tunnel_options",
+    "behaviour",
+} | {f for _, f, _ in _TUNNEL_FLAGS}
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "vpn",
+        help="run one IKE peer (AWS endpoint or customer gateway) on real UDP until SIGINT/SIGTERM",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    g = p.add_argument_group("peer")
+    g.add_argument("--config", metavar="FILE", help="YAML file with the same keys as these flags")
+    g.add_argument("--role", choices=["aws", "cgw"], help="which side this peer plays (default cgw)")
+    g.add_argument("--local", metavar="IP[:PORT]", help="local IKE address (port default 500)")
+    g.add_argument("--remote", metavar="IP[:PORT]", help="the other peer's IKE address (port default 500)")
+    g.add_argument("--ike-version", choices=["1", "2"], help="IKE version to run (default 1)")
+    g.add_argument("--psk", help="pre-shared key")
+    g.add_argument("--proposal", action="append", help="IKE proposal, strongSwan style (repeatable)")
+    g.add_argument("--esp-proposal", action="append", help="ESP proposal, strongSwan style (repeatable)")
+    g.add_argument("--local-ts", metavar="CIDR", help="local traffic selector (default 0.0.0.0/0)")
+    g.add_argument("--remote-ts", metavar="CIDR", help="remote traffic selector (default 0.0.0.0/0)")
+    g.add_argument("--local-id", help="IKE identity (default: the local IP address)")
+    g.add_argument("--remote-id", help="expected peer identity (default: the remote IP address)")
+    g.add_argument("--name", help="tunnel name used in events (default tunnel)")
+    g.add_argument("--seed", type=int, help="seed the peer's random generator (reproducible SPIs/nonces)")
+    t = p.add_argument_group("AWS tunnel options")
+    for flag, field_name, hint in _TUNNEL_FLAGS:
+        t.add_argument(flag, dest=field_name, metavar="VALUE", help=hint)
+    e = p.add_argument_group("emulator settings")
+    e.add_argument("--profile", choices=sorted(PROFILES), help="behaviour profile (default: aws or strongswan)")
+    e.add_argument("--dpd-delay", type=float, help="idle seconds before the first R-U-THERE")
+    e.add_argument("--dpd-interval", type=float, help="seconds between repeated R-U-THEREs")
+    e.add_argument("--dpd-timeout", type=float, help="CGW role: seconds to declare the peer dead")
+    e.add_argument("--retransmit-timeout", type=float, help="first retransmission wait, seconds")
+    e.add_argument("--retransmit-base", type=float, help="retransmission back-off base")
+    e.add_argument("--retransmit-tries", type=int, help="retransmissions before giving up")
+    e.add_argument("--force-encap", action="store_true", default=None, help="float to 4500 without NAT")
+    e.add_argument("--no-nat-t", action="store_true", default=None, help="do not advertise NAT-T")
+    e.add_argument(
+        "--initiate",
+        choices=["yes", "no"],
+        help="override who initiates at start (default: CGW yes, AWS only with startup-action start)",
+    )
+    o = p.add_argument_group("outputs")
+    o.add_argument("--events", metavar="FILE|-", help="JSON-lines events ('-' for stdout)")
+    o.add_argument("--pcap", metavar="FILE", help="capture of every datagram sent and received")
+    o.add_argument("--keys", metavar="DIR", help="Wireshark decryption tables, kept current")
+    p.set_defaults(func=cmd_vpn)
+
+
+# -- configuration --------------------------------------------------------------------------------------
+
+
+def parse_address(text: str, field: str) -> Address:
+    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` -> (ip, port); default port 500."""
+    s = str(text).strip()
+    host, port = s, "500"
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif s.count(":") == 1:
+        host, port = s.split(":")
+    try:
+        ip = ipaddress.ip_address(host)
+        p = int(port)
+        if not 0 < p < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{field}: expected IP[:PORT] (port 1-65535), got {text!r}") from None
+    return (str(ip), p)
+
+
+def _selector(text: str, field: str) -> TrafficSelector:
+    try:
+        net = ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        raise ConfigError(f"{field}: expected a CIDR block such as 10.1.0.0/24, got {text!r}") from None
+    return TrafficSelector(cidr=str(net))
+
+
+def load_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The merged settings: the YAML file's keys, overridden by every flag that was given."""
+    settings: dict[str, Any] = {}
+    if args.config:
+        import yaml
+
+        try:
+            with open(args.config) as f:
+                raw = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"config: cannot read {args.config}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config: {args.config} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config: {args.config} must hold a mapping of settings")
+        for k, v in raw.items():
+            key = str(k).replace("-", "_")
+            if key == "proposals":
+                key = "proposal"
+            elif key == "esp_proposals":
+                key = "esp_proposal"
+            if key not in _KEYS:
+                raise ConfigError(f"{k}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
+            settings[key] = v
+    for key in _KEYS:
+        v = getattr(args, key, None)
+        if v is not None:
+            settings[key] = v
+    return settings
+
+
+def build_config(settings: dict[str, Any]) -> tuple[PeerConfig, Address, Address]:
+    """Turn merged settings into a :class:`PeerConfig` and the two addresses; errors name the field."""
+    try:
+        return _build_config(settings)
+    except PeerConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _build_config(s: dict[str, Any]) -> tuple[PeerConfig, Address, Address]:
+    role_s = str(s.get("role", "cgw")).lower()
+    if role_s not in ("aws", "cgw"):
+        raise ConfigError(f"role: must be aws or cgw, got {role_s!r}")
+    role = Role(role_s)
+    if "local" not in s:
+        raise ConfigError("local: required (IP[:PORT] of this peer)")
+    if "remote" not in s:
+        raise ConfigError("remote: required (IP[:PORT] of the other peer)")
+    local = parse_address(s["local"], "local")
+    remote = parse_address(s["remote"], "remote")
+    if ipaddress.ip_address(local[0]).version != ipaddress.ip_address(remote[0]).version:
+        raise ConfigError("remote: must be the same address family as local")
+    ver_s = str(s.get("ike_version", "1")).lower().removeprefix("ikev")
+    if ver_s not in ("1", "2"):
+        raise ConfigError(f"ike-version: must be 1 or 2, got {s.get('ike_version')!r}")
+    version = IkeVersion.IKEV1 if ver_s == "1" else IkeVersion.IKEV2
+
+    # AWS tunnel options: the nested mapping first, then the flat keys.
+    topts: dict[str, Any] = {}
+    nested = s.get("tunnel_options") or {}
+    if not isinstance(nested, dict):
+        raise ConfigError("tunnel_options: must be a mapping of AWS tunnel options")
+    topts.update(nested)
+    for _, name, _ in _TUNNEL_FLAGS:
+        if name in s:
+            topts[name] = s[name]
+    psk = s.get("psk")
+    if psk is not None and role is Role.AWS:
+        topts["pre_shared_key"] = str(psk)  # validated the way AWS validates PreSharedKey
+    options = TunnelOptions.from_mapping(topts)
+
+    profile = str(s.get("profile") or ("aws" if role is Role.AWS else "strongswan"))
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: must be one of {', '.join(sorted(PROFILES))}, got {profile!r}")
+    beh: Behaviour = PROFILES[profile]
+    overrides = s.get("behaviour") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("behaviour: must be a mapping of Behaviour settings")
+    if overrides:
+        merged = Behaviour.from_mapping(overrides, "behaviour.")
+        beh = replace(beh, **{k.replace("-", "_"): getattr(merged, k.replace("-", "_")) for k in overrides})
+    changes: dict[str, Any] = {}
+    for key in ("dpd_delay", "dpd_interval", "dpd_timeout"):
+        if key in s:
+            changes[key] = _positive(s[key], key)
+    if changes:
+        beh = replace(beh, **changes)
+    rt = {f.name: s[f"retransmit_{f.name}"] for f in fields(Retransmit) if f"retransmit_{f.name}" in s}
+    if rt:
+        kw: dict[str, Any] = {}
+        for k, v in rt.items():
+            if k == "tries":
+                try:
+                    kw[k] = int(v)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"retransmit-tries: expected an integer, got {v!r}") from None
+                if kw[k] < 0:
+                    raise ConfigError(f"retransmit-tries: must be >= 0, got {v!r}")
+            else:
+                kw[k] = _positive(v, f"retransmit_{k}")
+        beh = replace(beh, retransmit=replace(beh.retransmit, **kw))
+
+    pc: dict[str, Any] = {}
+    if psk is not None:
+        pc["psk"] = str(psk).encode()
+    for key, attr in (("proposal", "proposals"), ("esp_proposal", "esp_proposals")):
+        if key in s:
+            v = s[key]
+            items = [v] if isinstance(v, str) else list(v)
+            pc[attr] = tuple(str(x) for x in items)
+    if "local_ts" in s:
+        pc["local_ts"] = _selector(s["local_ts"], "local-ts")
+    if "remote_ts" in s:
+        pc["remote_ts"] = _selector(s["remote_ts"], "remote-ts")
+    for key in ("local_id", "remote_id", "name"):
+        if key in s:
+            pc[key] = str(s[key])
+    if "force_encap" in s:
+        pc["force_encap"] = _bool(s["force_encap"], "force-encap")
+    if "no_nat_t" in s:
+        pc["nat_t"] = not _bool(s["no_nat_t"], "no-nat-t")
+    if "initiate" in s:
+        pc["initiate"] = _bool(s["initiate"], "initiate")
+    cfg = PeerConfig(role=role, ike_version=version, options=options, behaviour=beh, **pc)
+    return cfg, local, remote
+
+
+def _positive(v: Any, field: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{field.replace('_', '-')}: expected a number, got {v!r}") from None
+    if not f > 0:
+        raise ConfigError(f"{field.replace('_', '-')}: must be > 0, got {v!r}")
+    return f
+
+
+def _bool(v: Any, field: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).lower()
+    if s in ("yes", "true", "1", "on"):
+        return True
+    if s in ("no", "false", "0", "off"):
+        return False
+    raise ConfigError(f"{field}: expected yes or no, got {v!r}")
+
+
+def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
+    """The engine for ``cfg.ike_version`` (IKEv1: ``cgw_peer.peer.create_peer``)."""
+    try:
+        from cgw_peer.peer import create_peer
+    except ImportError as e:
+        raise ConfigError(f"ike-version: the IKE engine is not available ({e})") from None
+    return create_peer(cfg, local=local, remote=remote, rng=rng)
+
+
+# -- running --------------------------------------------------------------------------------------------
+
+
+class _Outputs:
+    """The event callback of the vpn command: JSON lines, key tables, stderr status lines."""
+
+    def __init__(self, events: IO[str] | None, keys: KeyTables | None, cfg: PeerConfig) -> None:
+        self.json = JsonLinesEvents(events) if events is not None else None
+        self.keys = keys
+        self.cfg = cfg
+        self.up = False
+
+    def __call__(self, h: PeerHandle | None, t: float, ev: Event) -> None:
+        if self.json is not None:
+            self.json(h, t, ev)
+        if ev.name == "sa_keys" and self.keys is not None:
+            self.keys.add(ev.fields)
+        elif ev.name == "tunnel_up" and not self.up:
+            self.up = True
+            status(f"tunnel UP ({self._what()}) at t={t:.3f}s")
+        elif ev.name == "tunnel_down" and self.up:
+            self.up = False
+            status(f"tunnel DOWN ({self._what()}, reason {ev.get('reason', '?')}) at t={t:.3f}s")
+        elif ev.name == "driver_error":
+            status(f"internal error in {ev.get('where')}: {ev.get('error')}")
+
+    def _what(self) -> str:
+        return f"{self.cfg.role.value}, IKEv{1 if self.cfg.ike_version is IkeVersion.IKEV1 else 2}"
+
+
+def status(msg: str) -> None:
+    print(f"awsnetemu vpn: {msg}", file=sys.stderr, flush=True)
+
+
+def cmd_vpn(args: argparse.Namespace) -> int:
+    settings = load_settings(args)
+    cfg, local, remote = build_config(settings)
+    seed = settings.get("seed")
+    # The engine is sans-I/O and takes its randomness from this generator: seed it from the OS here (the
+    # driver side), or from --seed for a reproducible run.
+    rng = random.Random(int(seed)) if seed is not None else random.Random(os.urandom(32))
+    peer = make_peer(cfg, local, remote, rng)
+    return asyncio.run(
+        run_vpn(
+            peer,
+            cfg,
+            local,
+            remote,
+            events_path=settings.get("events"),
+            pcap_path=settings.get("pcap"),
+            keys_dir=settings.get("keys"),
+        )
+    )
+
+
+async def run_vpn(
+    peer: Any,
+    cfg: PeerConfig,
+    local: Address,
+    remote: Address,
+    *,
+    events_path: str | None = None,
+    pcap_path: str | None = None,
+    keys_dir: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run one peer until ``stop`` is set (or SIGINT/SIGTERM), then close it cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    events_f: IO[str] | None = None
+    if events_path == "-":
+        events_f = sys.stdout
+    elif events_path:
+        events_f = open(events_path, "w")  # noqa: SIM115 - closed in finally
+    keys = KeyTables(keys_dir) if keys_dir else None
+    if keys is not None and keys_dir:
+        keys.write(keys_dir)  # empty tables exist from the start
+    out = _Outputs(events_f, keys, cfg)
+    pcap: PcapWriter | None = None
+    try:
+        driver = UdpDriver(loop=loop, on_event=out)
+        if pcap_path:
+            pcap = PcapWriter.open(pcap_path, LINKTYPE_RAW, ts_origin=driver.wall0)
+            writer = pcap
+
+            def tap(t: float, direction: str, src: Address, dst: Address, data: bytes) -> None:
+                writer.write_udp(t, src, dst, data)
+                writer.flush()
+
+            driver.on_datagram = tap
+        try:
+            h = driver.add_peer(peer, name=cfg.name, local=local, remote=remote, natt=cfg.nat_t)
+        except OSError as e:
+            status(f"cannot bind {local[0]}:{local[1]}: {e.strerror}")
+            await driver.aclose()
+            return 1
+        bound = [f"{a}:{p}" for a, p in driver.bound]
+        out(None, driver.now(), Event("listening", {"local": bound, "remote": f"{remote[0]}:{remote[1]}"}))
+        status(f"{cfg.role.value} peer on {', '.join(bound)}, remote {remote[0]}:{remote[1]} ({out._what()})")
+        driver.start_peer(h)
+        await stop.wait()
+        linger = 0.5 if cfg.ike_version is IkeVersion.IKEV2 else 0.0
+        await driver.aclose(linger=linger)
+        out(None, driver.now(), Event("stopped", dict(driver.stats)))
+        status("stopped")
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if pcap is not None:
+            pcap.close()
+        if events_f is not None and events_f is not sys.stdout:
+            events_f.close()
