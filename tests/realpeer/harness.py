@@ -37,6 +37,7 @@ API (all paths are under the lab's work directory; every process is started by P
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -116,10 +117,8 @@ def _stop_pid(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: f
     """Signal one process we started, wait for it; SIGKILL if it does not go. Returns its exit code."""
     if proc.poll() is not None:
         return proc.returncode
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(proc.pid, sig)
-    except ProcessLookupError:
-        pass
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
