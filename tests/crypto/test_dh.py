@@ -1,0 +1,67 @@
+"""DH groups: both sides agree, sizes match the RFC wire formats, bad KE values are rejected."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cgw_peer.crypto import dh
+from cgw_peer.errors import ConfigError, DecodeError
+
+
+@pytest.mark.parametrize("number", dh.SUPPORTED_GROUPS)
+def test_round_trip_every_group(number: int) -> None:
+    group = dh.get_group(number)
+    rng = random.Random(number)
+    a, b = group.generate(rng), group.generate(rng)
+    assert len(a.public) == len(b.public) == group.ke_len
+    secret = a.compute(b.public)
+    assert secret == b.compute(a.public)
+    assert len(secret) == group.secret_len
+
+
+def test_required_groups_present() -> None:
+    assert set(dh.SUPPORTED_GROUPS) >= {2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
+
+
+def test_unknown_group_is_config_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        dh.get_group(3)
+    assert exc.value.field == "dh_group"
+    assert "14" in str(exc.value)
+
+
+@pytest.mark.parametrize("number", [2, 14, 22, 24])
+def test_modp_rejects_trivial_values(number: int) -> None:
+    group = dh.get_group(number)
+    key = group.generate(random.Random(1))
+    p = group.p  # type: ignore[attr-defined]
+    for bad in (0, 1, p - 1, p, p + 1):
+        with pytest.raises(DecodeError) as exc:
+            key.compute(bad.to_bytes(group.ke_len + 1, "big")[-group.ke_len :])
+        assert exc.value.reason == "invalid_ke"
+    with pytest.raises(DecodeError):
+        key.compute(key.public[1:])
+
+
+@pytest.mark.parametrize("number", [19, 20, 21, 31])
+def test_ec_rejects_wrong_length_and_bad_points(number: int) -> None:
+    group = dh.get_group(number)
+    key = group.generate(random.Random(2))
+    with pytest.raises(DecodeError):
+        key.compute(key.public + b"\0")
+    if group.kind == "ecp":
+        bad = bytearray(key.public)
+        bad[-1] ^= 1  # y no longer matches x: off the curve
+        with pytest.raises(DecodeError):
+            key.compute(bytes(bad))
+    else:
+        with pytest.raises(DecodeError):
+            key.compute(bytes(32))  # small-order point: all-zero shared secret
+
+
+def test_same_seed_same_keys() -> None:
+    for number in dh.SUPPORTED_GROUPS:
+        g = dh.get_group(number)
+        assert g.generate(random.Random(7)).public == g.generate(random.Random(7)).public
