@@ -16,6 +16,7 @@ engine costs on top of the driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import math
 import os
@@ -114,10 +115,8 @@ async def load(n: int, phase: float, factory: PeerFactory, up_event: str = "tunn
             started += 1
         if len(up) >= n:
             break
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), 1.0)
-        except TimeoutError:
-            pass
     res.setup_seconds = time.perf_counter() - t0
     res.established = len(up)
     in_phase = True
