@@ -1,0 +1,1383 @@
+"""IKEv1 peer: Main Mode (PSK), Quick Mode, Informational (notify, delete, RFC 3706 DPD), both roles.
+
+Theory of operation
+-------------------
+One :class:`IkeV1Peer` is one side of one tunnel. It owns:
+
+* ISAKMP SAs (:class:`~cgw_peer.ikev1.sa.IsakmpSa`) keyed by the initiator cookie. At most one is
+  *current*: the newest established one, used for Quick Mode and DPD. During a phase-1 rekey two overlap;
+  the side that started the rekey deletes the old one once the new one is up (RFC 2409 has no in-place rekey,
+  so a rekey is a fresh Main Mode).
+* Quick Mode exchanges in flight (:class:`~cgw_peer.ikev1.sa.QmExchange`) keyed by message ID.
+* IPsec SA pairs (:class:`~cgw_peer.ikev1.sa.ChildSa`). The tunnel is UP while at least one exists.
+* A :class:`~cgw_peer.dpd.DpdMonitor` (when both sides sent the RFC 3706 vendor ID): probes and the dead
+  verdict; the verdict runs the DPDTimeoutAction (clear / restart / none).
+
+Inputs are datagrams, timers and API calls; every handler appends to ``self._out`` and the entry point
+returns it. Bad bytes raise :class:`~cgw_peer.errors.DecodeError` internally; ``receive_datagram`` turns that
+into a ``datagram_dropped`` event and a ``dropped:<reason>`` counter, and never raises.
+
+Timers (all absolute instants, ``*_at``): per ISAKMP SA retransmission / half-open expiry / rekey / hard
+expiry; per Quick Mode retransmission; per IPsec SA rekey / expiry; DPD probe / dead; restart; NAT
+keepalive. ``next_deadline()`` is their minimum; ``handle_timer(now)`` runs everything due.
+
+Settings used (``cgw_peer.config.Behaviour``): dpd_enabled, send_dpd_vendor_id, dpd_delay, dpd_interval,
+dead_reference, seq_on_retry, dup_answer_limit, wrong_seq_ack_counts, liveness_traffic, dpd_during_rekey,
+periodic_dpd_with_nat, send_delete_on_clear, restart_ikev1, restart_backoff_*, rekey_initiator, retransmit,
+nat_keepalive. From ``TunnelOptions``: DPDTimeoutSeconds/Action, algorithms, lifetimes, rekey margin/fuzz.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+
+from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Role, SeqOnRetry
+from cgw_peer.crypto import keymat_v1 as km
+from cgw_peer.crypto.cipher import AesCbc
+from cgw_peer.crypto.dh import get_group
+from cgw_peer.crypto.prf import get_prf, hash_digest
+from cgw_peer.dpd import DpdDecision, DpdMonitor
+from cgw_peer.errors import DecodeError
+from cgw_peer.ikev1 import proposals as pr
+from cgw_peer.ikev1.sa import ZERO_COOKIE, ChildSa, IsakmpSa, MmState, QmExchange, Retrans
+from cgw_peer.rekey import backoff_delay, rekey_delay
+from cgw_peer.status import LOG_DELETE_IKE_SA_FROM_CGW, LOG_IKEV1_PEER_DEAD, PhaseState, TunnelStatus
+from cgw_peer.wire.constants import (
+    DPD_VENDOR_ID,
+    IKE_PORT,
+    ISAKMP_VERSION,
+    NAT_KEEPALIVE,
+    NATT_PORT,
+    NATT_RFC3947_VENDOR_ID,
+    NON_ESP_MARKER,
+    EncapMode,
+    ExchangeType,
+    Flags,
+    IdType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from cgw_peer.wire.header import HEADER, HEADER_LEN, parse_header
+from cgw_peer.wire.payloads import (
+    DeletePayload,
+    HashPayload,
+    IdPayload,
+    KePayload,
+    NatDPayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    VendorIdPayload,
+    dpd_notify,
+    encode_body,
+    encode_chain,
+    encode_sa_body,
+    parse_payload,
+    split_chain,
+)
+from emulator.actions import Action, Address, Event, Transmit
+
+HALF_OPEN_TIMEOUT = 30.0
+"""Seconds a Main Mode may stay unfinished before it is dropped (strongSwan ``half_open_timeout``)."""
+QM_DONE_LINGER = 30.0
+"""Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
+NONCE_LEN = 32
+_MID = struct.Struct(">I")
+_SEQ = struct.Struct(">I")
+_HASH_HDR = struct.Struct(">BBH")
+
+
+def _ip_bytes(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+def _id_payload(identity: str | None, addr: Address) -> IdPayload:
+    """Phase-1 identity: ID_IPV4_ADDR/ID_IPV6_ADDR of the address (protocol 0, port 0 as charon sends), or the
+    configured identity (an IP address, else an FQDN)."""
+    text = identity if identity is not None else addr[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return IdPayload(IdType.FQDN, 0, 0, text.encode())
+    return IdPayload(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, 0, 0, ip.packed)
+
+
+def _ts_payload(cidr: str, protocol: int, port_low: int, port_high: int) -> IdPayload:
+    """Quick Mode client identity (RFC 2409 §5.5): an ID_IPV4_ADDR_SUBNET / ID_IPV6_ADDR_SUBNET."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    port = port_low if port_low == port_high else 0
+    t = IdType.IPV4_ADDR_SUBNET if net.version == 4 else IdType.IPV6_ADDR_SUBNET
+    return IdPayload(t, protocol, port, net.network_address.packed + net.netmask.packed)
+
+
+def _id_matches(expected: str, got: IdPayload) -> bool:
+    try:
+        ip = ipaddress.ip_address(expected)
+    except ValueError:
+        return got.id_type == IdType.FQDN and got.data == expected.encode()
+    return got.data == ip.packed
+
+
+def _pad(plain: bytes, block: int) -> bytes:
+    """RFC 2409 App. B: "padded up to the nearest block size using bytes containing 0x00"."""
+    rem = len(plain) % block
+    return plain + bytes(block - rem) if rem else plain
+
+
+class IkeV1Peer:
+    """One side (CGW or AWS) of one IKEv1 tunnel. See the module docstring; API in :mod:`cgw_peer.peer`."""
+
+    __slots__ = (
+        "_children",
+        "_current",
+        "_dpd",
+        "_dpd_on",
+        "_keepalive_at",
+        "_out",
+        "_p1_cands",
+        "_p2_cands",
+        "_pending_child_rekey",
+        "_qms",
+        "_restart_at",
+        "_restart_attempt",
+        "_restarting",
+        "_sas",
+        "_status",
+        "_up",
+        "beh",
+        "config",
+        "counters",
+        "local",
+        "remote",
+        "rng",
+    )
+
+    def __init__(self, config: PeerConfig, *, local: Address, remote: Address, rng: random.Random) -> None:
+        self.config = config
+        self.beh = config.behaviour
+        self.local = local
+        self.remote = remote
+        self.rng = rng
+        self.counters: dict[str, int] = {}
+        self._status = TunnelStatus()
+        # Parsing the proposals here makes a bad proposal string a ConfigError at construction.
+        self._p1_cands = pr.p1_candidates(config)
+        self._p2_cands = pr.p2_candidates(config)
+        self._sas: dict[bytes, IsakmpSa] = {}
+        self._current: IsakmpSa | None = None
+        self._qms: dict[int, QmExchange] = {}
+        self._children: list[ChildSa] = []
+        b = self.beh
+        self._dpd = DpdMonitor(b.dpd_delay, b.dpd_interval, config.dpd_timeout, b.dead_reference, periodic=False)
+        self._dpd_on = False
+        self._restart_at: float | None = None
+        self._restart_attempt = 0
+        self._restarting = False
+        self._keepalive_at: float | None = None
+        self._pending_child_rekey: ChildSa | None = None
+        self._out: list[Action] = []
+        self._up = False
+
+    # ================================================================================================ API
+
+    @property
+    def status(self) -> TunnelStatus:
+        return self._status
+
+    def ike_spis(self) -> set[bytes]:
+        """Initiator and responder cookies of every ISAKMP SA (established or negotiating)."""
+        out: set[bytes] = set()
+        for sa in self._sas.values():
+            out.add(sa.icookie)
+            if sa.rcookie != ZERO_COOKIE:
+                out.add(sa.rcookie)
+        return out
+
+    def start(self, now: float) -> list[Action]:
+        self._out = []
+        if self.config.initiates_at_startup:
+            self._initiate_mm(now, rekey=False)
+        self._refresh_status(now)
+        return self._out
+
+    def initiate(self, now: float) -> list[Action]:
+        self._out = []
+        if not self._negotiating_fresh() and self._current is None:
+            self._initiate_mm(now, rekey=False)
+        elif self._current is not None and not self._children and not self._qms:
+            self._initiate_qm(now, None)
+        self._refresh_status(now)
+        return self._out
+
+    def close(self, now: float) -> list[Action]:
+        self._out = []
+        self._teardown(now, "closed", send_deletes=True)
+        self._restart_at = None
+        self._restarting = False
+        self._refresh_status(now)
+        return self._out
+
+    def note_esp_inbound(self, now: float) -> None:
+        lt = self.beh.liveness_traffic
+        if lt is LivenessTraffic.IKE_ESP or (
+            lt is LivenessTraffic.IKE_ESP_NAT and self._current is not None and self._current.natt
+        ):
+            self._liveness(now)
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+
+        def upd(t: float | None) -> None:
+            nonlocal best
+            if t is not None and (best is None or t < best):
+                best = t
+
+        for sa in self._sas.values():
+            if sa.retrans is not None:
+                upd(sa.retrans.next_at)
+            upd(sa.expire_at)
+            if sa is self._current:
+                upd(sa.rekey_at)
+        for qm in self._qms.values():
+            upd(qm.retrans.next_at if qm.retrans is not None else None)
+            upd(qm.expire_at)
+        for c in self._children:
+            upd(c.rekey_at)
+            upd(c.expire_at)
+        if self._dpd_on:
+            upd(self._dpd.deadline())
+        upd(self._restart_at)
+        upd(self._keepalive_at)
+        return best
+
+    def handle_timer(self, now: float) -> list[Action]:
+        self._out = []
+        try:
+            self._timers(now)
+        except DecodeError as e:  # pragma: no cover - defensive: a timer must never raise
+            self._count(f"timer_error:{e.reason}")
+        self._refresh_status(now)
+        return self._out
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
+        self._out = []
+        try:
+            self._receive(data, src, dst, now)
+        except DecodeError as e:
+            self._drop(e.reason)
+        except (ValueError, KeyError, IndexError, struct.error) as e:  # defensive: bad input never escapes
+            self._drop("internal_error:" + type(e).__name__)
+        self._refresh_status(now)
+        return self._out
+
+    # ========================================================================================= plumbing
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def _emit(self, name: str, **fields: object) -> None:
+        self._out.append(Event(name, fields))
+
+    def _drop(self, reason: str) -> None:
+        self._count("dropped:" + reason)
+        self._out.append(Event("datagram_dropped", {"reason": reason}))
+
+    def _log(self, message: str) -> None:
+        if self.config.role is Role.AWS:
+            self._out.append(Event("aws_log", {"message": message}))
+
+    def _send(self, data: bytes, kind: str, local: Address, remote: Address) -> None:
+        # real-peers.md §1.7 / RFC 3948 §2.2: on any port pair other than 500/500 every IKE message carries
+        # the 4-byte zero non-ESP marker (charon adds it even for MM1 on a custom port).
+        if local[1] != IKE_PORT or remote[1] != IKE_PORT:
+            data = NON_ESP_MARKER + data
+        self._out.append(Transmit(data, local, remote, kind))
+
+    def _cookie(self) -> bytes:
+        while True:
+            c = self.rng.randbytes(8)
+            if c != ZERO_COOKIE and c not in self._sas:
+                return c
+
+    def _arm_retrans(self, holder: IsakmpSa | QmExchange, data: bytes, kind: str, now: float) -> None:
+        waits = self.beh.retransmit.waits()
+        holder.retrans = Retrans(data, kind, now + waits[0])
+
+    def _negotiating_fresh(self) -> bool:
+        return any(not sa.established and not sa.rekey for sa in self._sas.values())
+
+    # ========================================================================================= receive
+
+    def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
+        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
+            if data == NAT_KEEPALIVE:
+                # RFC 3948 §2.3: a NAT keepalive is not a liveness proof and gets no reply.
+                self._count("nat_keepalive_received")
+                return
+            if len(data) < 4:
+                raise DecodeError("truncated_marker")
+            if data[:4] != NON_ESP_MARKER:
+                raise DecodeError("esp_on_ike_socket")
+            data = data[4:]
+        hdr = parse_header(data)
+        if hdr.version != ISAKMP_VERSION:
+            raise DecodeError("bad_version", f"0x{hdr.version:02x}")
+        exch = hdr.exchange
+        if exch == ExchangeType.ID_PROT:
+            self._on_main_mode(hdr.icookie, hdr.rcookie, hdr.next_payload, hdr.flags, data, src, dst, now)
+            return
+        sa = self._sas.get(hdr.icookie)
+        if exch == ExchangeType.INFORMATIONAL and not hdr.flags & Flags.ENCRYPTION:
+            self._on_plain_info(sa, hdr.next_payload, data, now)
+            return
+        if sa is None or sa.rcookie != hdr.rcookie:
+            raise DecodeError("unknown_spi")
+        if not sa.established:
+            raise DecodeError("not_established")
+        if not hdr.flags & Flags.ENCRYPTION:
+            raise DecodeError("unencrypted")
+        if exch == ExchangeType.INFORMATIONAL:
+            self._on_info(sa, hdr.message_id, data, src, now)
+        elif exch == ExchangeType.QUICK_MODE:
+            self._on_quick(sa, hdr.message_id, data, src, now)
+        else:
+            raise DecodeError("unsupported_exchange", f"{exch}")
+
+    def _decrypt(self, sa: IsakmpSa, data: bytes, iv: bytes) -> bytes:
+        ct = data[HEADER_LEN:]
+        if not ct or len(ct) % sa.block:
+            raise DecodeError("bad_ciphertext_length", f"{len(ct)}")
+        assert sa.cipher is not None
+        return sa.cipher.decrypt(iv, ct)
+
+    def _encrypt(self, sa: IsakmpSa, exch: int, mid: int, first_np: int, plain: bytes, iv: bytes) -> bytes:
+        assert sa.cipher is not None
+        padded = _pad(plain, sa.block)
+        ct = sa.cipher.encrypt(iv, padded)
+        hdr = HEADER.pack(
+            sa.icookie, sa.rcookie, first_np, ISAKMP_VERSION, exch, Flags.ENCRYPTION, mid, HEADER_LEN + len(ct)
+        )
+        return hdr + ct
+
+    # ====================================================================================== Main Mode
+
+    def _vids(self) -> list[Payload]:
+        out: list[Payload] = []
+        if self.beh.send_dpd_vendor_id:
+            out.append(VendorIdPayload(DPD_VENDOR_ID))
+        if self.config.nat_t:
+            out.append(VendorIdPayload(NATT_RFC3947_VENDOR_ID))
+        return out
+
+    def _initiate_mm(self, now: float, *, rekey: bool) -> None:
+        """Send MM1: HDR, SA, VID(DPD), VID(RFC 3947)."""
+        if not self._p1_cands:
+            return
+        sa = IsakmpSa(self._cookie(), ZERO_COOKIE, True, self.local, self.remote)
+        sa.rekey = rekey
+        # strongSwan sends INITIAL-CONTACT in MM5 when it has no other IKE SA with the peer; the responder then
+        # drops stale SAs from a previous life of this peer (crash and return).
+        sa.initial_contact = not rekey and self._current is None
+        sa.expire_at = now + HALF_OPEN_TIMEOUT + sum(self.beh.retransmit.waits())
+        sa_payload = pr.build_p1_sa(self._p1_cands, self.config.options.phase1_lifetime_seconds)
+        sa.sai_b = encode_sa_body(sa_payload)
+        np, chain = encode_chain([sa_payload, *self._vids()])
+        msg = HEADER.pack(sa.icookie, ZERO_COOKIE, np, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
+        msg += chain
+        self._sas[sa.icookie] = sa
+        self._arm_retrans(sa, msg, "main_mode_1", now)
+        self._send(msg, "main_mode_1", sa.local, sa.remote)
+        if rekey:
+            self._emit("rekey_started", sa="ike")
+
+    def _on_main_mode(
+        self, icky: bytes, rcky: bytes, np: int, flags: int, data: bytes, src: Address, dst: Address, now: float
+    ) -> None:
+        sa = self._sas.get(icky)
+        if sa is None:
+            if rcky != ZERO_COOKIE:
+                raise DecodeError("unknown_spi")
+            self._on_mm1(icky, np, data, src, dst, now)
+            return
+        if not sa.initiator and data == sa.last_in and sa.last_out:
+            # A retransmitted request: answer with the same bytes (RFC 2408 §5, no new state).
+            self._count("retransmit_answered")
+            self._send(sa.last_out, sa.last_out_kind, sa.local, sa.remote)
+            return
+        if sa.rcookie != rcky and not (sa.state == MmState.I1 and rcky != ZERO_COOKIE):
+            raise DecodeError("unknown_spi")
+        st = sa.state
+        if st == MmState.I1:
+            self._on_mm2(sa, rcky, np, data, now)
+        elif st == MmState.R1:
+            self._on_mm3(sa, np, data, src, dst, now)
+        elif st == MmState.I2:
+            self._on_mm4(sa, np, data, src, dst, now)
+        elif st == MmState.R2:
+            self._on_mm5(sa, flags, data, src, dst, now)
+        elif st == MmState.I3:
+            self._on_mm6(sa, flags, data, now)
+        else:
+            raise DecodeError("unexpected_message", "main mode on an established SA")
+
+    def _on_mm1(self, icky: bytes, np: int, data: bytes, src: Address, dst: Address, now: float) -> None:
+        raw, _ = split_chain(np, data[HEADER_LEN:])
+        sa_body = b""
+        sa_p: SaPayload | None = None
+        vids: list[bytes] = []
+        for t, body in raw:
+            p = parse_payload(t, body)
+            if isinstance(p, SaPayload) and sa_p is None:
+                sa_p, sa_body = p, body
+            elif isinstance(p, VendorIdPayload):
+                vids.append(p.data)
+        if sa_p is None:
+            raise DecodeError("missing_sa")
+        # A crossing fresh Main Mode of ours (both sides restarting): the lower initiator cookie wins, so both
+        # sides make the same choice and exactly one ISAKMP SA survives.
+        for mine in list(self._sas.values()):
+            if mine.initiator and not mine.established and not mine.rekey:
+                if mine.icookie < icky:
+                    raise DecodeError("mm_collision")
+                self._count("mm_collision_yielded")
+                del self._sas[mine.icookie]
+        self._restart_at = None  # the peer is bringing the tunnel up: no need for our own restart
+        chosen = pr.select_p1(sa_p, self._p1_cands)
+        rcky = self._cookie()
+        if chosen is None:
+            self._send_plain_notify(icky, rcky, NotifyType.NO_PROPOSAL_CHOSEN, src, dst)
+            self._count("ike:no_proposal_chosen")
+            self._emit("negotiation_failed", exchange="main_mode", reason="no_proposal_chosen")
+            return
+        suite, life, transform = chosen
+        sa = IsakmpSa(icky, rcky, False, dst, src)
+        sa.suite = suite
+        sa.lifetime = min(life, self.config.options.phase1_lifetime_seconds)
+        sa.sai_b = sa_body
+        sa.peer_dpd = DPD_VENDOR_ID in vids
+        sa.peer_natt = NATT_RFC3947_VENDOR_ID in vids
+        sa.expire_at = now + HALF_OPEN_TIMEOUT
+        self._setup_prf(sa)
+        prop = sa_p.proposals[0]
+        reply = SaPayload((Proposal(prop.number, ProtocolId.ISAKMP, b"", (transform,)),))
+        np2, chain = encode_chain([reply, *self._vids()])
+        msg = HEADER.pack(icky, rcky, np2, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain)) + chain
+        self._sas[icky] = sa
+        sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_2"
+        self._send(msg, "main_mode_2", sa.local, sa.remote)
+
+    def _setup_prf(self, sa: IsakmpSa) -> None:
+        assert sa.suite is not None
+        sa.prf = get_prf(sa.suite.hash)
+        sa.hash_name = sa.suite.hash
+
+    def _on_mm2(self, sa: IsakmpSa, rcky: bytes, np: int, data: bytes, now: float) -> None:
+        raw, _ = split_chain(np, data[HEADER_LEN:])
+        chosen: pr.P1Suite | None = None
+        life = self.config.options.phase1_lifetime_seconds
+        vids: list[bytes] = []
+        for t, body in raw:
+            p = parse_payload(t, body)
+            if isinstance(p, SaPayload):
+                if len(p.proposals) != 1 or len(p.proposals[0].transforms) != 1:
+                    raise DecodeError("bad_proposal_choice", "responder must choose one transform")
+                got = pr.p1_from_transform(p.proposals[0].transforms[0])
+                if got is None or got[0] not in self._p1_cands:
+                    raise DecodeError("bad_proposal_choice", "not one we offered")
+                chosen, life = got[0], min(life, got[1])
+            elif isinstance(p, VendorIdPayload):
+                vids.append(p.data)
+        if chosen is None:
+            raise DecodeError("missing_sa")
+        sa.rcookie = rcky
+        sa.suite = chosen
+        sa.lifetime = life
+        sa.peer_dpd = DPD_VENDOR_ID in vids
+        sa.peer_natt = NATT_RFC3947_VENDOR_ID in vids
+        self._setup_prf(sa)
+        sa.dh = get_group(chosen.group).generate(self.rng)
+        sa.gxi = sa.dh.public
+        sa.ni = self.rng.randbytes(NONCE_LEN)
+        payloads: list[Payload] = [KePayload(sa.gxi), NoncePayload(sa.ni)]
+        payloads += self._natd_payloads(sa, sa.local, sa.remote)
+        np3, chain = encode_chain(payloads)
+        msg = HEADER.pack(sa.icookie, rcky, np3, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain)) + chain
+        sa.state = MmState.I2
+        self._arm_retrans(sa, msg, "main_mode_3", now)
+        self._send(msg, "main_mode_3", sa.local, sa.remote)
+
+    def _natd_hash(self, sa: IsakmpSa, addr: Address) -> bytes:
+        # RFC 3947 §3.2: HASH = HASH(CKY-I | CKY-R | IP | Port), with the negotiated hash.
+        return hash_digest(sa.hash_name, sa.icookie + sa.rcookie + _ip_bytes(addr[0]) + struct.pack(">H", addr[1]))
+
+    def _natd_payloads(self, sa: IsakmpSa, local: Address, remote: Address) -> list[Payload]:
+        if not (self.config.nat_t and sa.peer_natt):
+            return []
+        # First the peer's address (the destination), then ours. To force UDP encapsulation without a NAT,
+        # send a hash that cannot match (what strongSwan does for encap=yes), so the peer floats too.
+        mine = self._natd_hash(sa, local)
+        if self.config.force_encap:
+            mine = hash_digest(sa.hash_name, self.rng.randbytes(16))
+        return [NatDPayload(self._natd_hash(sa, remote)), NatDPayload(mine)]
+
+    def _check_natd(self, sa: IsakmpSa, natds: list[bytes], src: Address, dst: Address) -> None:
+        if not (self.config.nat_t and sa.peer_natt) or not natds:
+            return
+        # RFC 3947 §3.2: the first NAT-D is our address as the peer sees it; the rest are the peer's.
+        sa.nat_local = natds[0] != self._natd_hash(sa, dst)
+        sa.nat_remote = self._natd_hash(sa, src) not in natds[1:]
+        sa.natt = sa.nat_local or sa.nat_remote or self.config.force_encap
+
+    def _parse_ke_nonce(self, raw: list[tuple[int, bytes]]) -> tuple[bytes, bytes, list[bytes], list[bytes]]:
+        ke = nonce = b""
+        natds: list[bytes] = []
+        vids: list[bytes] = []
+        for t, body in raw:
+            p = parse_payload(t, body)
+            if isinstance(p, KePayload):
+                ke = p.data
+            elif isinstance(p, NoncePayload):
+                nonce = p.data
+            elif isinstance(p, NatDPayload):
+                natds.append(p.data)
+            elif isinstance(p, VendorIdPayload):
+                vids.append(p.data)
+        if not ke:
+            raise DecodeError("missing_ke")
+        if not nonce:
+            raise DecodeError("missing_nonce")
+        return ke, nonce, natds, vids
+
+    def _derive(self, sa: IsakmpSa, gxy: bytes) -> None:
+        """SKEYID chain and Ka (RFC 2409 §5, App. B); the MM5 IV = HASH(g^xi | g^xr)."""
+        assert sa.prf is not None and sa.suite is not None
+        prf = sa.prf
+        sa.skeyid = km.skeyid_psk(prf, self.config.psk, sa.ni, sa.nr)
+        d, a, e = km.skeyid_chain(prf, sa.skeyid, gxy, sa.icookie, sa.rcookie)
+        sa.skeyid_d, sa.skeyid_a = d, a
+        sa.ka = km.expand_ka(prf, e, sa.suite.enc_bits // 8)
+        sa.cipher = AesCbc(sa.ka)
+        sa.mac_a = prf.keyed(a)
+        sa.iv = km.phase1_iv(sa.hash_name, sa.gxi, sa.gxr, sa.block)
+
+    def _on_mm3(self, sa: IsakmpSa, np: int, data: bytes, src: Address, dst: Address, now: float) -> None:
+        raw, _ = split_chain(np, data[HEADER_LEN:])
+        ke, nonce, natds, _v = self._parse_ke_nonce(raw)
+        assert sa.suite is not None
+        sa.dh = get_group(sa.suite.group).generate(self.rng)
+        gxy = sa.dh.compute(ke)  # DecodeError("invalid_ke") on a bad value
+        sa.gxi, sa.gxr, sa.ni = ke, sa.dh.public, nonce
+        sa.nr = self.rng.randbytes(NONCE_LEN)
+        self._derive(sa, gxy)
+        self._check_natd(sa, natds, src, dst)
+        payloads: list[Payload] = [KePayload(sa.gxr), NoncePayload(sa.nr)]
+        payloads += self._natd_payloads(sa, dst, src)
+        np4, chain = encode_chain(payloads)
+        msg = HEADER.pack(sa.icookie, sa.rcookie, np4, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
+        msg += chain
+        sa.state = MmState.R2
+        sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_4"
+        self._send(msg, "main_mode_4", sa.local, sa.remote)
+
+    def _float(self, sa: IsakmpSa) -> None:
+        """RFC 3947 §4: after NAT-D, the initiator moves to port 4500 (charon floats to the peer's 4500 only when
+        the peer used 500; real-peers.md §1.7)."""
+        if sa.local[1] == IKE_PORT:
+            sa.local = (sa.local[0], NATT_PORT)
+        if sa.remote[1] == IKE_PORT:
+            sa.remote = (sa.remote[0], NATT_PORT)
+
+    def _on_mm4(self, sa: IsakmpSa, np: int, data: bytes, src: Address, dst: Address, now: float) -> None:
+        raw, _ = split_chain(np, data[HEADER_LEN:])
+        ke, nonce, natds, _v = self._parse_ke_nonce(raw)
+        assert sa.dh is not None
+        gxy = sa.dh.compute(ke)
+        sa.gxr, sa.nr = ke, nonce
+        self._derive(sa, gxy)
+        self._check_natd(sa, natds, src, dst)
+        if sa.natt:
+            self._float(sa)
+        id_p = _id_payload(self.config.local_id, sa.local)
+        idb = encode_body(id_p)
+        assert sa.prf is not None
+        h = km.hash_i(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idb)
+        payloads: list[Payload] = [id_p, HashPayload(h)]
+        if sa.initial_contact:
+            payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
+        np5, chain = encode_chain(payloads)
+        msg = self._encrypt(sa, ExchangeType.ID_PROT, 0, np5, chain, sa.iv)
+        sa.iv = msg[-sa.block :]
+        sa.state = MmState.I3
+        self._arm_retrans(sa, msg, "main_mode_5", now)
+        self._send(msg, "main_mode_5", sa.local, sa.remote)
+
+    def _parse_id_hash(self, sa: IsakmpSa, plain: bytes, np: int) -> tuple[IdPayload, bytes, bytes, bool]:
+        try:
+            raw, _ = split_chain(np, plain, allow_trailing=True)
+        except DecodeError:
+            # Garbage after decryption: almost always a different key, i.e. a wrong pre-shared key.
+            raise DecodeError("decrypt_failed") from None
+        id_p: IdPayload | None = None
+        idb = h = b""
+        ic = False
+        for t, body in raw:
+            p = parse_payload(t, body)
+            if isinstance(p, IdPayload):
+                id_p, idb = p, body
+            elif isinstance(p, HashPayload):
+                h = p.data
+            elif isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT:
+                ic = True
+        if id_p is None or not h:
+            raise DecodeError("decrypt_failed", "no ID/HASH")
+        return id_p, idb, h, ic
+
+    def _on_mm5(self, sa: IsakmpSa, flags: int, data: bytes, src: Address, dst: Address, now: float) -> None:
+        if not flags & Flags.ENCRYPTION:
+            raise DecodeError("unencrypted")
+        np = data[16]
+        plain = self._decrypt(sa, data, sa.iv)
+        id_p, idb, h, ic = self._parse_id_hash(sa, plain, np)
+        assert sa.prf is not None
+        if h != km.hash_i(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idb):
+            raise DecodeError("bad_hash", "HASH_I (wrong pre-shared key?)")
+        if self.config.remote_id is not None and not _id_matches(self.config.remote_id, id_p):
+            raise DecodeError("id_mismatch")
+        sa.iv = data[-sa.block :]
+        # NAT-T: the initiator floated; answer where MM5 came from (RFC 3947 §4).
+        sa.remote, sa.local = src, dst
+        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
+            sa.natt = sa.natt or self.config.force_encap or sa.peer_natt
+        my_id = _id_payload(self.config.local_id, sa.local)
+        myb = encode_body(my_id)
+        hr = km.hash_r(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, myb)
+        np6, chain = encode_chain([my_id, HashPayload(hr)])
+        msg = self._encrypt(sa, ExchangeType.ID_PROT, 0, np6, chain, sa.iv)
+        sa.last_p1_block = msg[-sa.block :]
+        sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_6"
+        self._send(msg, "main_mode_6", sa.local, sa.remote)
+        if ic:
+            self._initial_contact(sa)
+        self._ike_established(sa, now)
+
+    def _on_mm6(self, sa: IsakmpSa, flags: int, data: bytes, now: float) -> None:
+        if not flags & Flags.ENCRYPTION:
+            raise DecodeError("unencrypted")
+        np = data[16]
+        plain = self._decrypt(sa, data, sa.iv)
+        id_p, idb, h, _ic = self._parse_id_hash(sa, plain, np)
+        assert sa.prf is not None
+        if h != km.hash_r(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idb):
+            raise DecodeError("bad_hash", "HASH_R")
+        if self.config.remote_id is not None and not _id_matches(self.config.remote_id, id_p):
+            raise DecodeError("id_mismatch")
+        sa.last_p1_block = data[-sa.block :]
+        self._ike_established(sa, now)
+
+    def _initial_contact(self, keep: IsakmpSa) -> None:
+        """RFC 2407 §4.6.3.3 INITIAL-CONTACT: the peer has no other SA with us; drop our stale ones silently."""
+        for other in list(self._sas.values()):
+            if other is not keep and other.established:
+                del self._sas[other.icookie]
+                self._count("initial_contact_deleted")
+        if self._children:
+            self._count("initial_contact_deleted", len(self._children))
+            self._children.clear()
+        self._qms.clear()
+        if self._current is not keep:
+            self._current = None
+
+    def _ike_established(self, sa: IsakmpSa, now: float) -> None:
+        sa.state = MmState.ESTABLISHED
+        sa.established_at = now
+        sa.expire_at = now + sa.lifetime
+        opts = self.config.options
+        if self.beh.rekey_initiator:
+            sa.rekey_at = now + rekey_delay(
+                sa.lifetime, opts.rekey_margin_time_seconds, opts.rekey_fuzz_percentage, self.rng
+            )
+        # RFC 3706 §6.1: the first sequence number is random with the high bit clear.
+        sa.dpd_seq = self.rng.getrandbits(32) & 0x7FFFFFFF
+        if sa.initiator:
+            sa.retrans = None
+        rekey = sa.rekey
+        sa.forget_negotiation()
+        if not sa.initiator:
+            pass  # keep last_in/last_out: a retransmitted MM5 (MM6 lost) must get MM6 again
+        assert sa.suite is not None
+        self._emit(
+            "ike_sa_established",
+            spi_i=sa.icookie.hex(),
+            spi_r=sa.rcookie.hex(),
+            version=1,
+            proposal=sa.suite.name,
+        )
+        self._emit("sa_keys", ike_version=1, icookie=sa.icookie.hex(), rcookie=sa.rcookie.hex(), enc_key=sa.ka.hex())
+        old = self._current
+        self._current = sa
+        if old is not None and old is not sa:
+            old.rekey_at = None
+            self._emit("rekey_done", sa="ike")
+            if rekey:
+                self._delete_isakmp(old, now, send=True)
+        # DPD runs only when both sides sent the RFC 3706 vendor ID (libreswan: "remote peer did not advertise").
+        self._dpd_on = self.beh.dpd_enabled and self.beh.send_dpd_vendor_id and sa.peer_dpd
+        if self._dpd_on:
+            self._dpd.periodic = bool(self.beh.periodic_dpd_with_nat and sa.natt)
+            if old is None or self._dpd.probe_at is None:
+                self._dpd.reset(now)
+            else:
+                self._dpd.on_inbound(now)  # a new SA was just authenticated: the peer is alive
+        else:
+            self._dpd.stop()
+        self._keepalive_at = now + self.beh.nat_keepalive if sa.natt and sa.nat_local else None
+        if sa.initiator and (self._pending_child_rekey is not None or (not rekey and not self._children)):
+            rk = self._pending_child_rekey
+            self._pending_child_rekey = None
+            self._initiate_qm(now, rk)
+
+    # ====================================================================================== Quick Mode
+
+    def _new_mid(self) -> int:
+        while True:
+            mid = self.rng.getrandbits(32)
+            if mid and mid not in self._qms:
+                return mid
+
+    def _new_spi(self) -> bytes:
+        # SPIs 1-255 are reserved (RFC 4303 §2.1).
+        return (self.rng.randrange(0x100, 0xFFFFFFFF)).to_bytes(4, "big")
+
+    def _hash_payload(self, h: bytes, next_type: int) -> bytes:
+        return _HASH_HDR.pack(next_type, 0, 4 + len(h)) + h
+
+    def _initiate_qm(self, now: float, rekey_of: ChildSa | None) -> None:
+        """QM1: HDR*, HASH(1), SA, Ni [, KE] , IDci, IDcr (RFC 2409 §5.5)."""
+        sa = self._current
+        if sa is None or not sa.established:
+            return
+        offer = pr.initiator_p2_offer(self._p2_cands)
+        if not offer:
+            return
+        qm = QmExchange(sa, self._new_mid(), True)
+        qm.rekey_of = rekey_of
+        qm.offer = offer
+        qm.spi_in = self._new_spi()
+        qm.ni = self.rng.randbytes(NONCE_LEN)
+        qm.encap = EncapMode.UDP_TUNNEL if sa.natt else EncapMode.TUNNEL
+        lifetime = self.config.options.phase2_lifetime_seconds
+        payloads: list[Payload] = [pr.build_p2_sa(offer, qm.spi_in, lifetime, qm.encap), NoncePayload(qm.ni)]
+        group = offer[0].group
+        if group:
+            qm.dh = get_group(group).generate(self.rng)
+            payloads.append(KePayload(qm.dh.public))
+        lts, rts = self.config.local_ts, self.config.remote_ts
+        id_ci = _ts_payload(lts.cidr, lts.protocol, lts.port_low, lts.port_high)
+        id_cr = _ts_payload(rts.cidr, rts.protocol, rts.port_low, rts.port_high)
+        payloads += [id_ci, id_cr]
+        np, rest = encode_chain(payloads)
+        assert sa.mac_a is not None
+        h = sa.mac_a(_MID.pack(qm.mid) + rest)
+        plain = self._hash_payload(h, np) + rest
+        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, qm.mid, sa.block)
+        msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, plain, iv)
+        qm.iv = msg[-sa.block :]
+        qm.expire_at = now + sum(self.beh.retransmit.waits()) + QM_DONE_LINGER
+        self._qms[qm.mid] = qm
+        self._arm_retrans(qm, msg, "quick_mode_1", now)
+        self._send(msg, "quick_mode_1", sa.local, sa.remote)
+        if rekey_of is not None:
+            self._emit("rekey_started", sa="child")
+
+    def _verify_hash_first(
+        self, sa: IsakmpSa, plain: bytes, np: int, prefix: bytes
+    ) -> tuple[list[tuple[int, bytes]], bytes]:
+        """Split a protected phase-2 message: HASH first, then check prf(SKEYID_a, prefix | rest)."""
+        raw, end = split_chain(np, plain, allow_trailing=True)
+        if not raw or raw[0][0] != PayloadType.HASH:
+            raise DecodeError("missing_hash")
+        hlen = 4 + len(raw[0][1])
+        rest = plain[hlen:end]
+        assert sa.mac_a is not None
+        if raw[0][1] != sa.mac_a(prefix + rest):
+            raise DecodeError("bad_hash")
+        return raw[1:], rest
+
+    def _on_quick(self, sa: IsakmpSa, mid: int, data: bytes, src: Address, now: float) -> None:
+        qm = self._qms.get(mid)
+        np = data[16]
+        if qm is None:
+            self._on_qm1(sa, mid, np, data, now)
+            return
+        if qm.isakmp is not sa:
+            raise DecodeError("unknown_message_id")
+        if not qm.initiator:
+            if data == qm.last_in:
+                self._count("retransmit_answered")
+                assert qm.retrans is not None
+                self._send(qm.retrans.data, "quick_mode_2", sa.local, sa.remote)
+                return
+            self._on_qm3(sa, qm, np, data, now)
+        elif qm.done:
+            if data == qm.last_in and qm.retrans is not None:
+                # QM3 was lost: the responder retransmits QM2; send QM3 again.
+                self._count("retransmit_answered")
+                self._send(qm.retrans.data, "quick_mode_3", sa.local, sa.remote)
+                return
+            raise DecodeError("unexpected_message")
+        else:
+            self._on_qm2(sa, qm, np, data, now)
+
+    def _parse_qm(self, raw: list[tuple[int, bytes]]) -> tuple[SaPayload, bytes, bytes, list[IdPayload]]:
+        sa_p: SaPayload | None = None
+        nonce = ke = b""
+        ids: list[IdPayload] = []
+        for t, body in raw:
+            p = parse_payload(t, body)
+            if isinstance(p, SaPayload):
+                sa_p = p
+            elif isinstance(p, NoncePayload):
+                nonce = p.data
+            elif isinstance(p, KePayload):
+                ke = p.data
+            elif isinstance(p, IdPayload):
+                ids.append(p)
+        if sa_p is None:
+            raise DecodeError("missing_sa")
+        if not nonce:
+            raise DecodeError("missing_nonce")
+        if len(ids) not in (0, 2):
+            raise DecodeError("bad_id_count")
+        return sa_p, nonce, ke, ids
+
+    def _on_qm1(self, sa: IsakmpSa, mid: int, np: int, data: bytes, now: float) -> None:
+        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
+        plain = self._decrypt(sa, data, iv)
+        raw, _rest = self._verify_hash_first(sa, plain, np, _MID.pack(mid))
+        self._authenticated(sa, now)
+        sa_p, ni, ke, ids = self._parse_qm(raw)
+        chosen = pr.select_p2(sa_p, self._p2_cands)
+        if chosen is None:
+            self._count("child:no_proposal_chosen")
+            spi = sa_p.proposals[0].spi if sa_p.proposals else b""
+            self._send_info(sa, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN, ProtocolId.ESP, spi)], "informational")
+            self._emit("negotiation_failed", exchange="quick_mode", reason="no_proposal_chosen")
+            return
+        suite, life, encap, prop, transform = chosen
+        if suite.group and not ke:
+            raise DecodeError("missing_ke", "PFS group chosen but no KE")
+        qm = QmExchange(sa, mid, False)
+        qm.suite = suite
+        qm.lifetime = min(life, self.config.options.phase2_lifetime_seconds)
+        qm.encap = encap
+        qm.ni = ni
+        qm.nr = self.rng.randbytes(NONCE_LEN)
+        qm.spi_out = prop.spi
+        qm.spi_in = self._new_spi()
+        payloads: list[Payload] = [
+            SaPayload((Proposal(prop.number, ProtocolId.ESP, qm.spi_in, (transform,)),)),
+            NoncePayload(qm.nr),
+        ]
+        if suite.group:
+            qm.dh = get_group(suite.group).generate(self.rng)
+            qm.gqm = qm.dh.compute(ke)
+            payloads.append(KePayload(qm.dh.public))
+        # Echo the client IDs (RFC 2409 §5.5: the responder returns the identities it accepted).
+        payloads += ids
+        np2, rest = encode_chain(payloads)
+        assert sa.mac_a is not None
+        h = sa.mac_a(_MID.pack(mid) + ni + rest)
+        plain2 = self._hash_payload(h, np2) + rest
+        qm.iv = data[-sa.block :]
+        msg = self._encrypt(sa, ExchangeType.QUICK_MODE, mid, PayloadType.HASH, plain2, qm.iv)
+        qm.iv = msg[-sa.block :]
+        qm.last_in = data
+        qm.expire_at = now + HALF_OPEN_TIMEOUT
+        self._qms[mid] = qm
+        self._arm_retrans(qm, msg, "quick_mode_2", now)
+        self._send(msg, "quick_mode_2", sa.local, sa.remote)
+
+    def _child_keys(self, sa: IsakmpSa, qm: QmExchange) -> tuple[bytes, bytes]:
+        assert qm.suite is not None and sa.prf is not None
+        n = qm.suite.enc_key_len + qm.suite.integ_key_len
+        ni, nr = qm.ni, qm.nr
+        # RFC 2409 §5.5: "the SPI chosen by the destination of the SA is used to derive KEYMAT for that SA".
+        k_in = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_in, ni, nr, n, qm.gqm)
+        k_out = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_out, ni, nr, n, qm.gqm)
+        return k_in, k_out
+
+    def _on_qm2(self, sa: IsakmpSa, qm: QmExchange, np: int, data: bytes, now: float) -> None:
+        plain = self._decrypt(sa, data, qm.iv)
+        raw, _rest = self._verify_hash_first(sa, plain, np, _MID.pack(qm.mid) + qm.ni)
+        self._authenticated(sa, now)
+        sa_p, nr, ke, _ids = self._parse_qm(raw)
+        if len(sa_p.proposals) != 1 or len(sa_p.proposals[0].transforms) != 1:
+            raise DecodeError("bad_proposal_choice")
+        prop = sa_p.proposals[0]
+        got = pr.p2_from_transform(prop.transforms[0])
+        if got is None or got[0] not in qm.offer or len(prop.spi) != 4:
+            raise DecodeError("bad_proposal_choice")
+        qm.suite, life, qm.encap = got
+        qm.lifetime = min(life, self.config.options.phase2_lifetime_seconds)
+        qm.nr = nr
+        qm.spi_out = prop.spi
+        if qm.suite.group:
+            if not ke or qm.dh is None:
+                raise DecodeError("missing_ke")
+            qm.gqm = qm.dh.compute(ke)
+        qm.iv = data[-sa.block :]
+        assert sa.prf is not None
+        h3 = km.qm_hash3(sa.prf, sa.skeyid_a, qm.mid, qm.ni, qm.nr)
+        msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, self._hash_payload(h3, 0), qm.iv)
+        qm.done = True
+        qm.last_in = data
+        qm.retrans = None
+        qm.expire_at = now + QM_DONE_LINGER
+        self._send(msg, "quick_mode_3", sa.local, sa.remote)
+        qm.retrans = Retrans(msg, "quick_mode_3", float("inf"))  # kept only to answer a retransmitted QM2
+        self._install_child(sa, qm, now)
+
+    def _on_qm3(self, sa: IsakmpSa, qm: QmExchange, np: int, data: bytes, now: float) -> None:
+        plain = self._decrypt(sa, data, qm.iv)
+        raw, _end = split_chain(np, plain, allow_trailing=True)
+        if not raw or raw[0][0] != PayloadType.HASH:
+            raise DecodeError("missing_hash")
+        assert sa.prf is not None
+        if raw[0][1] != km.qm_hash3(sa.prf, sa.skeyid_a, qm.mid, qm.ni, qm.nr):
+            raise DecodeError("bad_hash")
+        self._authenticated(sa, now)
+        del self._qms[qm.mid]
+        self._install_child(sa, qm, now)
+
+    def _install_child(self, sa: IsakmpSa, qm: QmExchange, now: float) -> None:
+        assert qm.suite is not None
+        k_in, k_out = self._child_keys(sa, qm)
+        child = ChildSa(qm.spi_in, qm.spi_out, qm.suite, k_in, k_out, now, qm.lifetime, qm.encap)
+        qm.dh = None
+        qm.gqm = None
+        sa.last_in = sa.last_out = b""  # phase 2 ran: MM6 arrived, no MM5 retransmission to answer
+        opts = self.config.options
+        if self.beh.rekey_initiator:
+            child.rekey_at = now + rekey_delay(
+                child.lifetime, opts.rekey_margin_time_seconds, opts.rekey_fuzz_percentage, self.rng
+            )
+        was_up = bool(self._children)
+        older = list(self._children)
+        for c in older:
+            c.rekey_at = None  # the newest pair is the one that gets rekeyed
+        self._children.append(child)
+        self._emit(
+            "child_sa_established", spi_in=child.spi_in.hex(), spi_out=child.spi_out.hex(), proposal=qm.suite.name
+        )
+        if qm.rekey_of is not None:
+            if qm.rekey_of in self._children:
+                self._delete_child(qm.rekey_of, now, send=True)
+            self._emit("rekey_done", sa="child")
+        elif older:
+            self._emit("rekey_done", sa="child")
+        if not was_up and not self._up:
+            self._up = True
+            self._restart_attempt = 0
+            self._restarting = False
+            self._emit("tunnel_up")
+
+    # ==================================================================================== Informational
+
+    def _send_info(self, sa: IsakmpSa, payloads: list[Payload], kind: str) -> None:
+        """HDR*, HASH(1), N/D (RFC 2409 §5.7) with a fresh message ID and its own phase-2 IV."""
+        mid = self._new_mid()
+        np, rest = encode_chain(payloads)
+        assert sa.mac_a is not None
+        h = sa.mac_a(_MID.pack(mid) + rest)
+        plain = self._hash_payload(h, np) + rest
+        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
+        self._send(
+            self._encrypt(sa, ExchangeType.INFORMATIONAL, mid, PayloadType.HASH, plain, iv), kind, sa.local, sa.remote
+        )
+
+    def _send_dpd(self, sa: IsakmpSa, ntype: int, seq: int, kind: str) -> None:
+        """The DPD fast path: the 32-byte notify of RFC 3706 §5.3 behind HASH(1), encrypted."""
+        mid = self._new_mid()
+        notify = dpd_notify(ntype, sa.icookie, sa.rcookie, seq)
+        assert sa.mac_a is not None
+        h = sa.mac_a(_MID.pack(mid) + notify)
+        plain = _HASH_HDR.pack(PayloadType.NOTIFY, 0, 4 + len(h)) + h + notify
+        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
+        self._send(
+            self._encrypt(sa, ExchangeType.INFORMATIONAL, mid, PayloadType.HASH, plain, iv), kind, sa.local, sa.remote
+        )
+
+    def _send_plain_notify(self, icky: bytes, rcky: bytes, ntype: int, src: Address, dst: Address) -> None:
+        """Unprotected notify (before any key exists), e.g. NO_PROPOSAL_CHOSEN in answer to MM1."""
+        np, chain = encode_chain([NotifyPayload(ntype, ProtocolId.ISAKMP, icky + rcky)])
+        mid = self._new_mid()
+        msg = HEADER.pack(icky, rcky, np, ISAKMP_VERSION, ExchangeType.INFORMATIONAL, 0, mid, 28 + len(chain))
+        self._send(msg + chain, "informational", dst, src)
+
+    def _on_plain_info(self, sa: IsakmpSa | None, np: int, data: bytes, now: float) -> None:
+        # Unauthenticated notifies are believed only before any key exists, for a Main Mode we started
+        # (RFC 3706 §5.2: DPD messages must be encrypted; never trust a plaintext DPD or Delete).
+        if sa is None or not sa.initiator or sa.state != MmState.I1:
+            raise DecodeError("unprotected_informational")
+        for p in [parse_payload(t, b) for t, b in split_chain(np, data[HEADER_LEN:])[0]]:
+            if isinstance(p, NotifyPayload) and p.notify_type < 16384:
+                reason = _notify_name(p.notify_type)
+                self._count("ike:" + reason)
+                del self._sas[sa.icookie]
+                self._emit("negotiation_failed", exchange="main_mode", reason=reason)
+                return
+        raise DecodeError("unprotected_informational")
+
+    def _on_info(self, sa: IsakmpSa, mid: int, data: bytes, src: Address, now: float) -> None:
+        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
+        plain = self._decrypt(sa, data, iv)
+        raw, _rest = self._verify_hash_first(sa, plain, data[16], _MID.pack(mid))
+        payloads = [parse_payload(t, b) for t, b in raw]
+        if not payloads:
+            raise DecodeError("empty_informational")
+        credit = True
+        for p in payloads:
+            if isinstance(p, NotifyPayload):
+                if p.notify_type == NotifyType.R_U_THERE:
+                    self._on_r_u_there(sa, p)
+                elif p.notify_type == NotifyType.R_U_THERE_ACK:
+                    credit = self._on_dpd_ack(sa, p) and credit
+                elif p.notify_type < 16384:
+                    self._on_error_notify(sa, p, now)
+                else:
+                    self._count("notify_ignored")
+            elif isinstance(p, DeletePayload):
+                self._on_delete(sa, p, now)
+                if sa.icookie not in self._sas:
+                    credit = False
+        if credit:
+            self._authenticated(sa, now, src)
+
+    def _authenticated(self, sa: IsakmpSa, now: float, src: Address | None = None) -> None:
+        """An authenticated IKE message arrived: liveness (RFC 3706 §5.4: traffic proves the peer alive)."""
+        if sa is self._current:
+            self._liveness(now)
+
+    def _liveness(self, now: float) -> None:
+        if self._dpd_on:
+            self._dpd.on_inbound(now)
+
+    # ------------------------------------------------------------------------------------------- DPD
+
+    def _on_r_u_there(self, sa: IsakmpSa, p: NotifyPayload) -> None:
+        seq = _SEQ.unpack(p.data)[0]
+        self._emit("dpd_request_received", seq=seq)
+        if not self.beh.send_dpd_vendor_id:
+            self._count("dpd:request_without_vendor_id")
+            return
+        last = sa.dpd_recv
+        diff = None if last is None else (seq - last) & 0xFFFFFFFF
+        if diff is None or 0 < diff < 0x80000000:
+            sa.dpd_recv = seq
+            sa.dpd_dup = 0
+        else:
+            # RFC 3706 §6.2: a repeated or older sequence number. strongSwan answers anyway; libreswan (3) and
+            # OpenBSD (5) stop answering after a few duplicates (Behaviour.dup_answer_limit).
+            self._count("dpd:duplicate_request" if diff == 0 else "dpd:old_request")
+            sa.dpd_dup += 1
+            limit = self.beh.dup_answer_limit
+            if limit is not None and sa.dpd_dup > limit:
+                self._count("dpd:duplicate_not_answered")
+                return
+        self._send_dpd(sa, NotifyType.R_U_THERE_ACK, seq, "dpd_ack")
+        self._emit("dpd_ack_sent", seq=seq)
+
+    def _on_dpd_ack(self, sa: IsakmpSa, p: NotifyPayload) -> bool:
+        """Returns whether the ACK earns liveness credit."""
+        seq = _SEQ.unpack(p.data)[0]
+        if sa.dpd_expect is not None and seq == sa.dpd_expect:
+            sa.dpd_expect = None
+            if self.beh.seq_on_retry is SeqOnRetry.REUSE:
+                sa.dpd_seq = (seq + 1) & 0xFFFFFFFF  # strongSwan: next round uses the next number
+            self._emit("dpd_ack_received", seq=seq, valid=True)
+            return True
+        # RFC 3706 §6.2: the initiator SHOULD reject an ACK whose sequence number does not match.
+        self._count("dpd:wrong_seq_ack")
+        self._emit("dpd_ack_received", seq=seq, valid=False)
+        return self.beh.wrong_seq_ack_counts
+
+    def _probe(self, now: float) -> None:
+        sa = self._current
+        if sa is None:
+            self._dpd.on_probe_skipped(now)
+            return
+        if not self.beh.dpd_during_rekey and self._rekeying():
+            self._count("dpd:probe_skipped_rekey")
+            self._dpd.on_probe_skipped(now)
+            return
+        if self.beh.seq_on_retry is SeqOnRetry.INCREMENT:
+            seq = sa.dpd_seq
+            sa.dpd_seq = (seq + 1) & 0xFFFFFFFF
+        else:
+            seq = sa.dpd_seq
+        sa.dpd_expect = seq
+        self._send_dpd(sa, NotifyType.R_U_THERE, seq, "dpd_request")
+        self._emit("dpd_request_sent", seq=seq)
+        self._dpd.on_probe_sent(now)
+
+    def _rekeying(self) -> bool:
+        return any(s.rekey and not s.established for s in self._sas.values()) or any(
+            q.rekey_of is not None and not q.done for q in self._qms.values()
+        )
+
+    def _peer_dead(self, now: float) -> None:
+        action = self.config.options.dpd_timeout_action
+        self._emit("dpd_timeout", action=action.value, last_inbound=self._dpd.last_inbound_at)
+        self._log(LOG_IKEV1_PEER_DEAD)
+        self._dpd.mark_dead()
+        if action is DpdTimeoutAction.NONE:
+            return  # keep SAs and status; probes continue
+        restart = action is DpdTimeoutAction.RESTART and (self.config.role is Role.CGW or self.beh.restart_ikev1)
+        self._teardown(now, "dpd_timeout", send_deletes=self.beh.send_delete_on_clear)
+        if restart:
+            self._restarting = True
+            self._schedule_restart(now)
+
+    def _schedule_restart(self, now: float) -> None:
+        b = self.beh
+        delay = backoff_delay(
+            self._restart_attempt, b.restart_backoff_initial, b.restart_backoff_max, b.restart_backoff_jitter, self.rng
+        )
+        self._restart_at = now + delay
+        self._emit("restart_scheduled", at=self._restart_at, attempt=self._restart_attempt)
+        self._restart_attempt += 1
+
+    # ------------------------------------------------------------------------------ notify / delete
+
+    def _on_error_notify(self, sa: IsakmpSa, p: NotifyPayload, now: float) -> None:
+        reason = _notify_name(p.notify_type)
+        self._count("notify:" + reason)
+        for mid, qm in list(self._qms.items()):
+            if qm.initiator and not qm.done and (not p.spi or p.spi == qm.spi_in):
+                del self._qms[mid]
+                self._emit("negotiation_failed", exchange="quick_mode", reason=reason)
+                break
+
+    def _on_delete(self, sa: IsakmpSa, p: DeletePayload, now: float) -> None:
+        if p.protocol == ProtocolId.ISAKMP:
+            for spi in p.spis:
+                target = self._sas.get(spi[:8])
+                self._emit("delete_received", protocol="isakmp", spi=spi.hex())
+                if target is None or target.rcookie != spi[8:]:
+                    self._count("delete:unknown_spi")
+                    continue
+                self._log(LOG_DELETE_IKE_SA_FROM_CGW)
+                self._delete_isakmp(target, now, send=False)
+        elif p.protocol in (ProtocolId.ESP, ProtocolId.AH):
+            for spi in p.spis:
+                self._emit("delete_received", protocol="esp", spi=spi.hex())
+                for c in list(self._children):
+                    if spi in (c.spi_out, c.spi_in):
+                        self._children.remove(c)
+                        break
+                else:
+                    self._count("delete:unknown_spi")
+            if not self._children:
+                self._tunnel_down(now, "delete_received")
+
+    def _delete_isakmp(self, sa: IsakmpSa, now: float, *, send: bool) -> None:
+        if send and sa.established:
+            d = DeletePayload(ProtocolId.ISAKMP, 16, (sa.icookie + sa.rcookie,))
+            self._send_info(sa, [d], "delete")
+            self._emit("delete_sent", protocol="isakmp", spi=sa.spi_hex())
+        self._sas.pop(sa.icookie, None)
+        for mid, qm in list(self._qms.items()):
+            if qm.isakmp is sa:
+                del self._qms[mid]
+        if sa is self._current:
+            rest = [s for s in self._sas.values() if s.established]
+            if rest:
+                self._current = max(rest, key=lambda s: s.established_at)
+            else:
+                # strongSwan deletes an IKEv1 IKE_SA together with its CHILD_SAs.
+                self._current = None
+                self._children.clear()
+                self._dpd_on = False
+                self._dpd.stop()
+                self._keepalive_at = None
+                self._tunnel_down(now, "delete_received" if not send else "ike_deleted")
+
+    def _delete_child(self, c: ChildSa, now: float, *, send: bool) -> None:
+        if c in self._children:
+            self._children.remove(c)
+        sa = self._current
+        if send and sa is not None:
+            self._send_info(sa, [DeletePayload(ProtocolId.ESP, 4, (c.spi_in,))], "delete")
+            self._emit("delete_sent", protocol="esp", spi=c.spi_in.hex())
+
+    def _teardown(self, now: float, reason: str, *, send_deletes: bool) -> None:
+        """Drop every SA (children first, as libreswan does on a DPD timeout)."""
+        if send_deletes:
+            for c in list(self._children):
+                self._delete_child(c, now, send=True)
+            for sa in list(self._sas.values()):
+                if sa.established:
+                    d = DeletePayload(ProtocolId.ISAKMP, 16, (sa.icookie + sa.rcookie,))
+                    self._send_info(sa, [d], "delete")
+                    self._emit("delete_sent", protocol="isakmp", spi=sa.spi_hex())
+        self._children.clear()
+        self._sas.clear()
+        self._qms.clear()
+        self._current = None
+        self._dpd_on = False
+        self._dpd.stop()
+        self._keepalive_at = None
+        self._pending_child_rekey = None
+        self._tunnel_down(now, reason)
+
+    def _tunnel_down(self, now: float, reason: str) -> None:
+        if self._up and not self._children:
+            self._up = False
+            self._emit("tunnel_down", reason=reason)
+            self._emit("routes_withdrawn")
+
+    # ========================================================================================== timers
+
+    def _timers(self, now: float) -> None:
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            if self._current is None and not self._negotiating_fresh():
+                self._initiate_mm(now, rekey=False)
+        for sa in list(self._sas.values()):
+            if sa.icookie not in self._sas:
+                continue
+            r = sa.retrans
+            if r is not None and now >= r.next_at:
+                self._retransmit(sa, r, now, "main_mode")
+                continue
+            if not sa.established and sa.expire_at is not None and now >= sa.expire_at:
+                del self._sas[sa.icookie]
+                self._count("ike:half_open_expired")
+                continue
+            if sa.established:
+                if sa is self._current and sa.rekey_at is not None and now >= sa.rekey_at:
+                    sa.rekey_at = None
+                    self._initiate_mm(now, rekey=True)
+                if sa.expire_at is not None and now >= sa.expire_at:
+                    self._count("ike:expired")
+                    self._delete_isakmp(sa, now, send=True)
+        for mid, qm in list(self._qms.items()):
+            r = qm.retrans
+            if r is not None and now >= r.next_at:
+                self._retransmit(qm, r, now, "quick_mode")
+            elif now >= qm.expire_at:
+                self._qms.pop(mid, None)
+        for c in list(self._children):
+            if c.rekey_at is not None and now >= c.rekey_at:
+                c.rekey_at = None
+                if self._current is not None:
+                    self._initiate_qm(now, c)
+                else:
+                    self._pending_child_rekey = c
+                    self._initiate_mm(now, rekey=False)
+            if now >= c.expire_at and c in self._children:
+                self._count("child:expired")
+                self._delete_child(c, now, send=True)
+                if not self._children:
+                    self._tunnel_down(now, "expired")
+        if self._keepalive_at is not None and now >= self._keepalive_at and self._current is not None:
+            cur = self._current
+            self._out.append(Transmit(NAT_KEEPALIVE, cur.local, cur.remote, "nat_keepalive"))
+            self._keepalive_at = now + self.beh.nat_keepalive
+        if self._dpd_on:
+            # Several decisions may be due at one instant (e.g. after a long gap); loop until idle.
+            for _ in range(1000):
+                d = self._dpd.poll(now)
+                if d is DpdDecision.PEER_DEAD:
+                    self._peer_dead(now)
+                    if not self._dpd_on:
+                        break
+                elif d is DpdDecision.SEND_PROBE:
+                    self._probe(now)
+                else:
+                    break
+
+    def _retransmit(self, holder: IsakmpSa | QmExchange, r: Retrans, now: float, exchange: str) -> None:
+        waits = self.beh.retransmit.waits()
+        r.attempt += 1
+        if r.attempt >= len(waits):
+            holder.retrans = None
+            self._give_up(holder, now, exchange)
+            return
+        r.next_at = now + waits[r.attempt]
+        self._count("retransmits")
+        sa = holder if isinstance(holder, IsakmpSa) else holder.isakmp
+        self._send(r.data, r.kind, sa.local, sa.remote)
+
+    def _give_up(self, holder: IsakmpSa | QmExchange, now: float, exchange: str) -> None:
+        self._emit("negotiation_failed", exchange=exchange, reason="peer_not_responding")
+        if isinstance(holder, IsakmpSa):
+            self._sas.pop(holder.icookie, None)
+            if holder.rekey:
+                return
+        else:
+            self._qms.pop(holder.mid, None)
+            if holder.rekey_of is not None or self._children:
+                return
+        if self._restarting or self.config.initiates_at_startup:
+            self._restarting = True
+            self._schedule_restart(now)
+
+    # ========================================================================================== status
+
+    def _refresh_status(self, now: float) -> None:
+        cur = self._current
+        mm_fresh = mm_rekey = False
+        for s in self._sas.values():
+            if not s.established:
+                if s.rekey:
+                    mm_rekey = True
+                else:
+                    mm_fresh = True
+        if cur is not None:
+            p1 = PhaseState.REKEYING if mm_rekey else PhaseState.ESTABLISHED
+        elif mm_fresh or mm_rekey:
+            p1 = PhaseState.NEGOTIATING
+        else:
+            p1 = PhaseState.DOWN
+        qm_rekey = qm_fresh = False
+        for q in self._qms.values():
+            if not q.done:
+                if q.rekey_of is not None:
+                    qm_rekey = True
+                else:
+                    qm_fresh = True
+        if self._children:
+            p2 = PhaseState.REKEYING if qm_rekey else PhaseState.ESTABLISHED
+        elif qm_fresh:
+            p2 = PhaseState.NEGOTIATING
+        else:
+            p2 = PhaseState.DOWN
+        self._status.update(now, up=bool(self._children), phase1=p1, phase2=p2)
+
+    # ================================================================================ introspection
+
+    @property
+    def children(self) -> list[ChildSa]:
+        """The installed IPsec SA pairs (newest last)."""
+        return list(self._children)
+
+    @property
+    def current_isakmp(self) -> IsakmpSa | None:
+        return self._current
+
+    @property
+    def dpd(self) -> DpdMonitor:
+        return self._dpd
+
+
+_NOTIFY_NAMES: dict[int, str] = {n.value: n.name.lower() for n in NotifyType}
+
+
+def _notify_name(t: int) -> str:
+    return _NOTIFY_NAMES.get(t, f"notify_{t}")

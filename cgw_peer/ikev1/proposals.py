@@ -1,0 +1,354 @@
+"""IKEv1 proposals: algorithm suites, their SA-payload encoding and AWS-style selection.
+
+A phase-1 suite is one Main Mode transform (encryption + key length, hash = prf, PSK, DH group, lifetime);
+a phase-2 suite is one ESP transform (AES-CBC + HMAC or AES-GCM-16, optional PFS group, encapsulation mode,
+lifetime). Attribute values: RFC 2409 App. A, RFC 2407 §4.5, RFC 3947 §5.1 (``ike-dpd.md`` §2.6, §2.7).
+
+Selection (:func:`select_p1` / :func:`select_p2`): the responder walks *its own* candidate list in order
+and takes the first candidate that the initiator offered. For the AWS role the candidate list is sorted
+"starting with the lowest configured value ..., regardless of the proposal order from the customer gateway"
+(``ike-dpd.md`` §1.1). AWS does not say which algorithm class is most significant; this engine sorts by
+encryption, then integrity, then DH group (:data:`AWS_SELECTION_ORDER`).
+
+strongSwan-style proposal strings (``aes256-sha256-modp2048``, ``aes128gcm16-ecp256``) are parsed by
+:func:`parse_p1_proposal` / :func:`parse_p2_proposal`; several algorithms of one kind expand to every
+combination, as strongSwan does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from cgw_peer.config import PHASE_ENCRYPTION, PHASE_INTEGRITY, PeerConfig, Role, TunnelOptions
+from cgw_peer.errors import ConfigError
+from cgw_peer.wire.constants import AUTH_PSK, KEY_IKE, LIFE_SECONDS, EncapMode, P1Attr, P2Attr, ProtocolId
+from cgw_peer.wire.payloads import Attribute, Proposal, SaPayload, Transform
+
+AWS_SELECTION_ORDER = ("encryption", "integrity", "dh_group")
+"""Significance of the algorithm classes when AWS sorts its candidates lowest-first (an assumption: AWS
+documents only "lowest configured value first")."""
+
+ENCR_AES_CBC_V1 = 7
+"""IKEv1 phase-1 encryption attribute value for AES-CBC (RFC 3602 / IANA)."""
+ESP_AES_CBC = 12
+ESP_AES_GCM_16 = 20
+
+HASH_V1 = {"sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
+"""Phase-1 hash attribute values (class 2)."""
+HASH_V1_REV = {v: k for k, v in HASH_V1.items()}
+AUTH_ALG_V1 = {"sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
+"""Phase-2 authentication algorithm attribute values (class 5)."""
+AUTH_ALG_V1_REV = {v: k for k, v in AUTH_ALG_V1.items()}
+INTEG_KEY_LEN = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+_AWS_ENC = {
+    "AES128": ("cbc", 128),
+    "AES256": ("cbc", 256),
+    "AES128-GCM-16": ("gcm", 128),
+    "AES256-GCM-16": ("gcm", 256),
+}
+_AWS_INTEG = {"SHA1": "sha1", "SHA2-256": "sha256", "SHA2-384": "sha384", "SHA2-512": "sha512"}
+
+GROUP_TOKENS = {
+    "modp1024": 2,
+    "modp1536": 5,
+    "modp2048": 14,
+    "modp3072": 15,
+    "modp4096": 16,
+    "modp6144": 17,
+    "modp8192": 18,
+    "ecp256": 19,
+    "ecp384": 20,
+    "ecp521": 21,
+    "modp1024s160": 22,
+    "modp2048s224": 23,
+    "modp2048s256": 24,
+}
+GROUP_NAMES = {v: k for k, v in GROUP_TOKENS.items()}
+_ENC_TOKENS = {
+    "aes128": ("cbc", 128),
+    "aes256": ("cbc", 256),
+    "aes128gcm16": ("gcm", 128),
+    "aes256gcm16": ("gcm", 256),
+}
+_INTEG_TOKENS = {"sha1": "sha1", "sha256": "sha256", "sha384": "sha384", "sha512": "sha512"}
+
+
+def _life_attr(attr_type: int, seconds: int) -> Attribute:
+    return Attribute(attr_type, seconds) if seconds <= 0xFFFF else Attribute(attr_type, seconds, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class P1Suite:
+    """One Main Mode transform: AES-CBC key bits, hash (also the prf), DH group."""
+
+    enc_bits: int
+    hash: str
+    group: int
+
+    @property
+    def name(self) -> str:
+        return f"aes{self.enc_bits}-{self.hash}-{GROUP_NAMES.get(self.group, f'group{self.group}')}"
+
+    def transform(self, number: int, lifetime: int) -> Transform:
+        return Transform(
+            number,
+            KEY_IKE,
+            (
+                Attribute(P1Attr.ENCRYPTION, ENCR_AES_CBC_V1),
+                Attribute(P1Attr.KEY_LENGTH, self.enc_bits),
+                Attribute(P1Attr.HASH, HASH_V1[self.hash]),
+                Attribute(P1Attr.AUTH_METHOD, AUTH_PSK),
+                Attribute(P1Attr.GROUP, self.group),
+                Attribute(P1Attr.LIFE_TYPE, LIFE_SECONDS),
+                _life_attr(P1Attr.LIFE_DURATION, lifetime),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class P2Suite:
+    """One ESP transform: AES-CBC + HMAC (``integ``) or AES-GCM-16 (``integ`` None), PFS group or None."""
+
+    enc: str
+    enc_bits: int
+    integ: str | None
+    group: int | None
+
+    @property
+    def name(self) -> str:
+        enc = f"aes{self.enc_bits}" + ("gcm16" if self.enc == "gcm" else "")
+        parts = [enc]
+        if self.integ:
+            parts.append(self.integ)
+        if self.group:
+            parts.append(GROUP_NAMES.get(self.group, f"group{self.group}"))
+        return "-".join(parts)
+
+    @property
+    def enc_key_len(self) -> int:
+        """Bytes of encryption KEYMAT (GCM: key + 4-byte salt, RFC 4106 §8.1)."""
+        return self.enc_bits // 8 + (4 if self.enc == "gcm" else 0)
+
+    @property
+    def integ_key_len(self) -> int:
+        return INTEG_KEY_LEN[self.integ] if self.integ else 0
+
+    def transform(self, number: int, lifetime: int, encap: int) -> Transform:
+        attrs = [Attribute(P2Attr.LIFE_TYPE, LIFE_SECONDS), _life_attr(P2Attr.LIFE_DURATION, lifetime)]
+        if self.group:
+            attrs.append(Attribute(P2Attr.GROUP, self.group))
+        attrs.append(Attribute(P2Attr.ENCAPSULATION_MODE, encap))
+        if self.integ:
+            attrs.append(Attribute(P2Attr.AUTH_ALGORITHM, AUTH_ALG_V1[self.integ]))
+        attrs.append(Attribute(P2Attr.KEY_LENGTH, self.enc_bits))
+        return Transform(number, ESP_AES_GCM_16 if self.enc == "gcm" else ESP_AES_CBC, tuple(attrs))
+
+
+def p1_from_transform(t: Transform) -> tuple[P1Suite, int] | None:
+    """(suite, lifetime seconds) of a received phase-1 transform, or None if unsupported."""
+    if t.transform_id != KEY_IKE:
+        return None
+    if t.attr(P1Attr.ENCRYPTION) != ENCR_AES_CBC_V1 or t.attr(P1Attr.AUTH_METHOD) != AUTH_PSK:
+        return None
+    bits = t.attr(P1Attr.KEY_LENGTH)
+    h = HASH_V1_REV.get(t.attr(P1Attr.HASH, 0) or 0)
+    group = t.attr(P1Attr.GROUP)
+    if bits not in (128, 256) or h is None or group is None:
+        return None
+    life = t.attr(P1Attr.LIFE_DURATION, 28800) if t.attr(P1Attr.LIFE_TYPE, 1) == LIFE_SECONDS else 28800
+    return P1Suite(bits, h, group), int(life or 28800)
+
+
+def p2_from_transform(t: Transform) -> tuple[P2Suite, int, int] | None:
+    """(suite, lifetime seconds, encapsulation mode) of a received ESP transform, or None if unsupported."""
+    bits = t.attr(P2Attr.KEY_LENGTH)
+    if bits not in (128, 256):
+        return None
+    if t.transform_id == ESP_AES_CBC:
+        integ = AUTH_ALG_V1_REV.get(t.attr(P2Attr.AUTH_ALGORITHM, 0) or 0)
+        if integ is None:
+            return None
+        suite = P2Suite("cbc", bits, integ, t.attr(P2Attr.GROUP))
+    elif t.transform_id == ESP_AES_GCM_16:
+        if t.attr(P2Attr.AUTH_ALGORITHM) is not None:
+            return None
+        suite = P2Suite("gcm", bits, None, t.attr(P2Attr.GROUP))
+    else:
+        return None
+    life = t.attr(P2Attr.LIFE_DURATION, 3600) if t.attr(P2Attr.LIFE_TYPE, 1) == LIFE_SECONDS else 3600
+    encap = t.attr(P2Attr.ENCAPSULATION_MODE, EncapMode.TUNNEL) or EncapMode.TUNNEL
+    return suite, int(life or 3600), int(encap)
+
+
+def parse_p1_proposal(text: str, where: str = "proposals") -> list[P1Suite]:
+    """``aes128-aes256-sha1-sha256-modp2048-ecp256`` -> every combination (IKEv1 phase-1 is CBC only)."""
+    encs: list[int] = []
+    hashes: list[str] = []
+    groups: list[int] = []
+    for tok in text.lower().split("-"):
+        if tok in _ENC_TOKENS and _ENC_TOKENS[tok][0] == "cbc":
+            encs.append(_ENC_TOKENS[tok][1])
+        elif tok in _INTEG_TOKENS:
+            hashes.append(_INTEG_TOKENS[tok])
+        elif tok in GROUP_TOKENS:
+            groups.append(GROUP_TOKENS[tok])
+        else:
+            allowed = "aes128 aes256 sha1 sha256 sha384 sha512 " + " ".join(GROUP_TOKENS)
+            raise ConfigError(where, f"unknown or unsupported IKEv1 algorithm {tok!r} in {text!r} (allowed: {allowed})")
+    if not encs or not hashes or not groups:
+        raise ConfigError(where, f"{text!r} needs an encryption, an integrity/prf and a DH group token")
+    return [P1Suite(e, h, g) for e, h, g in itertools.product(encs, hashes, groups)]
+
+
+def parse_p2_proposal(text: str, where: str = "esp_proposals") -> list[P2Suite]:
+    """``aes128-sha1-modp2048`` / ``aes256gcm16-ecp256`` / ``aes128-sha256`` (no PFS)."""
+    encs: list[tuple[str, int]] = []
+    integs: list[str] = []
+    groups: list[int] = []
+    for tok in text.lower().split("-"):
+        if tok in _ENC_TOKENS:
+            encs.append(_ENC_TOKENS[tok])
+        elif tok in _INTEG_TOKENS:
+            integs.append(_INTEG_TOKENS[tok])
+        elif tok in GROUP_TOKENS:
+            groups.append(GROUP_TOKENS[tok])
+        elif tok in ("esn", "noesn"):
+            continue
+        else:
+            allowed = "aes128 aes256 aes128gcm16 aes256gcm16 sha1 sha256 sha384 sha512 " + " ".join(GROUP_TOKENS)
+            raise ConfigError(where, f"unknown or unsupported ESP algorithm {tok!r} in {text!r} (allowed: {allowed})")
+    if not encs:
+        raise ConfigError(where, f"{text!r} needs an encryption token")
+    out: list[P2Suite] = []
+    pfs: list[int | None] = list(groups) if groups else [None]
+    for (kind, bits), g in itertools.product(encs, pfs):
+        if kind == "gcm":
+            out.append(P2Suite("gcm", bits, None, g))
+        else:
+            if not integs:
+                raise ConfigError(where, f"{text!r}: AES-CBC needs an integrity token (sha1, sha256, ...)")
+            out.extend(P2Suite("cbc", bits, i, g) for i in integs)
+    return out
+
+
+def _enc_rank(kind: str, bits: int) -> int:
+    name = {
+        ("cbc", 128): "AES128",
+        ("cbc", 256): "AES256",
+        ("gcm", 128): "AES128-GCM-16",
+        ("gcm", 256): "AES256-GCM-16",
+    }
+    return PHASE_ENCRYPTION.index(name[(kind, bits)])
+
+
+def _integ_rank(h: str | None) -> int:
+    if h is None:
+        return -1
+    return PHASE_INTEGRITY.index({v: k for k, v in _AWS_INTEG.items()}[h])
+
+
+def aws_p1_candidates(opts: TunnelOptions) -> list[P1Suite]:
+    """The AWS side's phase-1 suites, lowest configured values first (GCM is IKEv2-only in phase 1)."""
+    encs = [_AWS_ENC[e] for e in opts.phase1_encryption_algorithms if _AWS_ENC[e][0] == "cbc"]
+    out = [
+        P1Suite(bits, _AWS_INTEG[i], g)
+        for (_k, bits), i, g in itertools.product(encs, opts.phase1_integrity_algorithms, opts.phase1_dh_group_numbers)
+    ]
+    out.sort(key=lambda s: (_enc_rank("cbc", s.enc_bits), _integ_rank(s.hash), s.group))
+    return out
+
+
+def aws_p2_candidates(opts: TunnelOptions) -> list[P2Suite]:
+    """The AWS side's ESP suites, lowest first. AWS phase 2 always uses PFS with a Phase2DHGroupNumbers group
+    (AWS's generic IKEv1 configuration requires PFS); AES-GCM carries no separate integrity algorithm."""
+    out: list[P2Suite] = []
+    for e in opts.phase2_encryption_algorithms:
+        kind, bits = _AWS_ENC[e]
+        for g in opts.phase2_dh_group_numbers:
+            if kind == "gcm":
+                out.append(P2Suite("gcm", bits, None, g))
+            else:
+                out.extend(P2Suite("cbc", bits, _AWS_INTEG[i], g) for i in opts.phase2_integrity_algorithms)
+    out = list(dict.fromkeys(out))
+    out.sort(key=lambda s: (_enc_rank(s.enc, s.enc_bits), _integ_rank(s.integ), s.group or 0))
+    return out
+
+
+def p1_candidates(config: PeerConfig) -> list[P1Suite]:
+    """This side's phase-1 suites in preference order."""
+    if config.proposals:
+        out: list[P1Suite] = []
+        for i, text in enumerate(config.proposals):
+            out.extend(parse_p1_proposal(text, f"proposals[{i}]"))
+        return list(dict.fromkeys(out))
+    return aws_p1_candidates(config.options)
+
+
+def p2_candidates(config: PeerConfig) -> list[P2Suite]:
+    """This side's ESP suites in preference order."""
+    if config.esp_proposals:
+        out: list[P2Suite] = []
+        for i, text in enumerate(config.esp_proposals):
+            out.extend(parse_p2_proposal(text, f"esp_proposals[{i}]"))
+        return list(dict.fromkeys(out))
+    return aws_p2_candidates(config.options)
+
+
+def initiator_p2_offer(cands: list[P2Suite]) -> list[P2Suite]:
+    """Quick Mode sends one KE, so every offered transform must use the first suite's PFS group."""
+    if not cands:
+        return []
+    g = cands[0].group
+    return [c for c in cands if c.group == g]
+
+
+def build_p1_sa(suites: list[P1Suite], lifetime: int) -> SaPayload:
+    return SaPayload(
+        (Proposal(1, ProtocolId.ISAKMP, b"", tuple(s.transform(i + 1, lifetime) for i, s in enumerate(suites))),)
+    )
+
+
+def build_p2_sa(suites: list[P2Suite], spi: bytes, lifetime: int, encap: int) -> SaPayload:
+    return SaPayload(
+        (Proposal(1, ProtocolId.ESP, spi, tuple(s.transform(i + 1, lifetime, encap) for i, s in enumerate(suites))),)
+    )
+
+
+def select_p1(sa: SaPayload, candidates: list[P1Suite]) -> tuple[P1Suite, int, Transform] | None:
+    """First of ``candidates`` (responder's order) that the initiator offered: (suite, lifetime, transform)."""
+    offered: dict[P1Suite, tuple[int, Transform]] = {}
+    for prop in sa.proposals:
+        if prop.protocol != ProtocolId.ISAKMP:
+            continue
+        for t in prop.transforms:
+            got = p1_from_transform(t)
+            if got is not None and got[0] not in offered:
+                offered[got[0]] = (got[1], t)
+    for c in candidates:
+        if c in offered:
+            life, t = offered[c]
+            return c, life, t
+    return None
+
+
+def select_p2(sa: SaPayload, candidates: list[P2Suite]) -> tuple[P2Suite, int, int, Proposal, Transform] | None:
+    """As :func:`select_p1` for ESP: (suite, lifetime, encap mode, proposal, transform)."""
+    offered: dict[P2Suite, tuple[int, int, Proposal, Transform]] = {}
+    for prop in sa.proposals:
+        if prop.protocol != ProtocolId.ESP or len(prop.spi) != 4:
+            continue
+        for t in prop.transforms:
+            got = p2_from_transform(t)
+            if got is not None and got[0] not in offered:
+                offered[got[0]] = (got[1], got[2], prop, t)
+    for c in candidates:
+        if c in offered:
+            life, encap, prop, t = offered[c]
+            return c, life, encap, prop, t
+    return None
+
+
+def is_aws(config: PeerConfig) -> bool:
+    return config.role is Role.AWS
