@@ -1,0 +1,1 @@
+"""Transit Gateway dataplane: packet-level forwarding, AZ affinity, appliance mode, stateful appliances."""

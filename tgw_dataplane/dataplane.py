@@ -1,0 +1,901 @@
+"""The packet-level Transit Gateway dataplane (sans-I/O: ``now`` comes in, randomness is injected).
+
+:class:`Dataplane` compiles a :class:`~tgw_dataplane.model.Topology` into lookup structures and walks each
+packet hop by hop:
+
+* inside a VPC, the current node (the sending host, a TGW attachment ENI, an appliance, a GWLB endpoint)
+  looks the destination up in its subnet's route table (LPM): ``local`` delivers to the instance owning the
+  address, an ENI/instance or GWLB endpoint hands the packet to that node's middlebox plug-in, a TGW target
+  enters the TGW through the attachment's ENI in the subnet's AZ (tgw.md §1.3: none there means
+  ``no_attachment_subnet_in_az``), an IGW leaves to the internet;
+* at a TGW (tgw.md §1.2): the ingress attachment's associated route table, longest prefix, AWS's tie-break
+  order, blackhole, MTU (§1.11: silent drop), TTL (§1.2 step 9, a setting), then the egress: a VPC attachment
+  picks its ENI by AZ affinity (stay in the ingress AZ, else a "random" healthy AZ, §1.3/§1.4) or, with
+  appliance mode, by a symmetric flow hash over healthy ENIs with rendezvous hashing, pinned in a per-TGW flow
+  table with idle expiry (§1.4); a peering attachment continues at the peer TGW (arrival AZ per setting, §1.7);
+  a VPN attachment delivers if a tunnel is up.
+
+Each TGW hop decides again from its own ingress AZ. Every drop is counted under a reason (``drops``); bad
+packets never raise. Optional outputs: a path trace per packet, per-hop captures (a callback), TGW flow logs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+from enum import StrEnum
+from hashlib import blake2b
+from typing import Any
+
+from emulator.cli import ConfigError
+from tgw_dataplane import appliances as _appliances  # noqa: F401 - registers the built-in middleboxes
+from tgw_dataplane.flowlogs import FlowLogs
+from tgw_dataplane.lpm import Lpm
+from tgw_dataplane.middlebox import HopContext, Middlebox, middlebox_factory
+from tgw_dataplane.model import (
+    ROUTE_PREFERENCE,
+    ApplianceKind,
+    Instance,
+    PeeringAttachment,
+    PinnedFlowPolicy,
+    RandomAzMode,
+    RouteOrigin,
+    Settings,
+    Subnet,
+    Topology,
+    TransitGateway,
+    VpcAttachment,
+    VpcRouteTable,
+    VpcRouteTargetKind,
+    VpnAttachment,
+)
+from tgw_dataplane.packet import PROTO_TCP, Packet, flow_hash, hrw_pick, key_proto, parse, salt_of
+
+
+class DropReason(StrEnum):
+    """Why a packet was dropped (Route Analyzer / flow-log names where they exist, tgw.md §1.13/§1.14)."""
+
+    NO_ROUTE = "no_route"
+    BLACKHOLE = "blackhole"
+    MTU_EXCEEDED = "mtu_exceeded"
+    TTL_EXPIRED = "ttl_expired"
+    NO_ASSOCIATION = "no_association"
+    NO_TGW_ATTACHMENT = "no_tgw_attachment"
+    NO_ATTACHMENT_SUBNET_IN_AZ = "no_attachment_subnet_in_az"
+    APPLIANCE_NO_STATE = "appliance_no_state"
+    AZ_FAILED = "az_failed"
+    ENI_FAILED = "eni_failed"
+    INSTANCE_FAILED = "instance_failed"
+    NO_HEALTHY_ENI = "no_healthy_eni"
+    PINNED_FLOW_BLACKHOLED = "pinned_flow_blackholed"
+    VPN_TUNNEL_DOWN = "vpn_tunnel_down"
+    DESTINATION_UNREACHABLE = "destination_unreachable"
+    MAX_HOPS_EXCEEDED = "max_hops_exceeded"
+    UNKNOWN_SOURCE = "unknown_source"
+    NO_MIDDLEBOX = "no_middlebox"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    IP_OPTIONS = "ip_options"
+    FRAGMENT = "fragment"
+    IPV6_EXTENSION_HEADER = "ipv6_extension_header"
+    UNKNOWN_PROTOCOL = "unknown_protocol"
+
+
+DELIVERED = "delivered"
+DROPPED = "dropped"
+
+# VPC route kinds as small ints (compared on the hot path).
+_K_LOCAL, _K_TGW, _K_ENI, _K_GWLBE, _K_IGW, _K_BLACKHOLE = range(6)
+_KIND_CODE = {
+    VpcRouteTargetKind.LOCAL: _K_LOCAL,
+    VpcRouteTargetKind.TGW: _K_TGW,
+    VpcRouteTargetKind.ENI: _K_ENI,
+    VpcRouteTargetKind.GWLB_ENDPOINT: _K_GWLBE,
+    VpcRouteTargetKind.IGW: _K_IGW,
+    VpcRouteTargetKind.BLACKHOLE: _K_BLACKHOLE,
+}
+_A_VPC, _A_PEERING, _A_VPN = range(3)
+_BH_IDX = 0xFFF  # flow-table ENI index meaning "pinned flow blackholed"
+
+
+class Result:
+    """The outcome of one packet: ``verdict`` (``delivered``/``dropped``), ``reason`` (drop reason or ""),
+    ``node`` (where it ended), ``hops`` (list of dicts when tracing, else None), ``packet`` (the parsed packet
+    with its final TTL, or None if it did not parse)."""
+
+    __slots__ = ("hops", "node", "packet", "reason", "verdict")
+
+    def __init__(
+        self, verdict: str, reason: str, node: str, hops: list[dict[str, Any]] | None, packet: Packet | None
+    ) -> None:
+        self.verdict = verdict
+        self.reason = reason
+        self.node = node
+        self.hops = hops
+        self.packet = packet
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reason": self.reason or None, "node": self.node, "hops": self.hops}
+
+    def __repr__(self) -> str:
+        return f"Result({self.verdict!r}, {self.reason!r}, {self.node!r})"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compiled runtime objects (slotted; built once)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Route:
+    """A compiled VPC route: kind code, target object, text for traces."""
+
+    __slots__ = ("kind", "target", "text")
+
+    def __init__(self, kind: int, target: Any, text: str) -> None:
+        self.kind = kind
+        self.target = target
+        self.text = text
+
+
+class _Place:
+    """Where a packet is routed from inside a VPC: a subnet's route table (or the IGW edge table)."""
+
+    __slots__ = ("az", "az_id", "id", "lpm4", "lpm6", "rtb", "vpc")
+
+    def __init__(self, pid: str, vpc: _Vpc, az: str, az_id: str, rtb: str) -> None:
+        self.id = pid
+        self.vpc = vpc
+        self.az = az
+        self.az_id = az_id
+        self.rtb = rtb
+        self.lpm4: Lpm[_Route] = Lpm(32)
+        self.lpm6: Lpm[_Route] = Lpm(128)
+
+
+class _Vpc:
+    __slots__ = ("account", "atts", "hosts", "id", "igw_place", "region")
+
+    def __init__(self, vid: str, region: str, account: str) -> None:
+        self.id = vid
+        self.region = region
+        self.account = account
+        self.hosts: dict[int, _Node] = {}  # address int -> instance owning it
+        self.atts: dict[str, _Att] = {}  # tgw id -> this VPC's attachment to it
+        self.igw_place: _Place | None = None
+
+
+class _Node:
+    """An instance (host or appliance) or a GWLB endpoint."""
+
+    __slots__ = ("addrs", "ctx", "eni", "id", "is_host", "kind", "mb", "place", "up")
+
+    def __init__(self, nid: str, kind: str, eni: str, place: _Place) -> None:
+        self.id = nid
+        self.kind = kind
+        self.eni = eni
+        self.place = place
+        self.is_host = kind == ApplianceKind.HOST
+        self.mb: Middlebox | None = None
+        self.ctx: HopContext | None = None
+        self.up = True
+        self.addrs: list[int] = []
+
+
+class _Eni:
+    """A TGW attachment ENI in one subnet (AZ)."""
+
+    __slots__ = ("att", "az", "az_id", "id", "idx", "place", "salt", "subnet_id", "up")
+
+    def __init__(self, eid: str, att: _Att, idx: int, place: _Place, subnet_id: str) -> None:
+        self.id = eid
+        self.att = att
+        self.idx = idx
+        self.place = place
+        self.subnet_id = subnet_id
+        self.az = place.az
+        self.az_id = place.az_id
+        self.salt = salt_of(eid)
+        self.up = True
+
+
+class _TgwTable:
+    __slots__ = ("id", "lpm4", "lpm6")
+
+    def __init__(self, rid: str) -> None:
+        self.id = rid
+        self.lpm4: Lpm[_TgwRoute] = Lpm(32)
+        self.lpm6: Lpm[_TgwRoute] = Lpm(128)
+
+
+class _TgwRoute:
+    __slots__ = ("att", "text")
+
+    def __init__(self, att: _Att | None, text: str) -> None:
+        self.att = att  # None: blackhole
+        self.text = text
+
+
+class _Tgw:
+    __slots__ = ("account", "id", "region", "seed", "tables")
+
+    def __init__(self, t: TransitGateway) -> None:
+        self.id = t.id
+        self.region = t.region
+        self.account = t.account
+        seed = t.seed if t.seed is not None else int.from_bytes(blake2b(t.id.encode(), digest_size=8).digest())
+        self.seed = seed.to_bytes(16, "big", signed=False)
+        self.tables: dict[str, _TgwTable] = {}
+
+
+class _Att:
+    __slots__ = (
+        "appliance_mode",
+        "by_az_id",
+        "enis",
+        "flows",
+        "healthy",
+        "healthy_salts",
+        "id",
+        "mtu",
+        "peer",
+        "table",
+        "tgw",
+        "tunnels",
+        "type",
+        "vpc",
+    )
+
+    def __init__(self, aid: str, tgw: _Tgw, typ: int, mtu: int) -> None:
+        self.id = aid
+        self.tgw = tgw
+        self.type = typ
+        self.mtu = mtu
+        self.vpc: _Vpc | None = None
+        self.enis: list[_Eni] = []
+        self.by_az_id: dict[str, _Eni] = {}
+        self.healthy: list[_Eni] = []
+        self.healthy_salts: list[int] = []
+        self.appliance_mode = False
+        self.flows: dict[int, int] = {}  # canonical flow key -> (last_seen_ms << 12) | ENI index
+        self.table: _TgwTable | None = None
+        self.peer: _Att | None = None
+        self.tunnels: dict[str, bool] = {}
+
+
+CaptureSink = Callable[[str, float, bytes], None]
+
+
+class Dataplane:
+    """Forward packets through a topology. Sans-I/O: every entry point takes ``now``; ``rng`` is injected.
+
+    Main entry point: :meth:`send` ``(data, source, now, trace=False) -> Result`` where ``source`` is an
+    instance id (``i-...``), an IGW id, or a VPN attachment id. Run-time changes: :meth:`set_az_health`,
+    :meth:`set_eni_health`, :meth:`set_appliance_mode`, :meth:`set_tunnel_state`. Outputs: ``drops`` (reason
+    -> count), ``delivered``, ``flow_logs`` (when enabled), per-hop captures through ``capture_sink``.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        rng: random.Random | None = None,
+        flow_logs: bool = False,
+        capture_sink: CaptureSink | None = None,
+    ) -> None:
+        self.topology = topology
+        self.settings: Settings = topology.settings
+        self.rng = rng if rng is not None else random.Random(0)
+        self.drops: dict[str, int] = {}
+        self.delivered = 0
+        self.flow_logs: FlowLogs | None = FlowLogs() if flow_logs else None
+        self.capture_sink = capture_sink
+        self.tracing = False
+        self._hops: list[dict[str, Any]] | None = None
+        self._protocols = frozenset(self.settings.protocols)
+        s = self.settings
+        self._tcp_idle_ms = int(s.appliance_tcp_idle_timeout * 1000)
+        self._idle_ms = int(s.appliance_idle_timeout * 1000)
+        self._policy = s.pinned_flow_on_failure
+        self._vpcs: dict[str, _Vpc] = {}
+        self._places: dict[str, _Place] = {}
+        self._nodes: dict[str, _Node] = {}  # instance ids, ENI ids and GWLB endpoint ids -> node
+        self._tgws: dict[str, _Tgw] = {}
+        self._atts: dict[str, _Att] = {}
+        self._enis: dict[str, _Eni] = {}
+        self._az_down: set[str] = set()
+        self._sources: dict[str, tuple[str, Any]] = {}
+        self._compile()
+
+    # ------------------------------------------------------------------------------------------------------
+    # compile
+    # ------------------------------------------------------------------------------------------------------
+    def _compile(self) -> None:
+        topo = self.topology
+        if any(v.gwlb_endpoints for v in topo.vpcs.values()) or topo.gwlbs:
+            try:
+                import tgw_dataplane.gwlb  # noqa: F401 - registers the gwlb-endpoint / gwlb-target plug-ins
+            except ModuleNotFoundError as e:
+                if e.name != "tgw_dataplane.gwlb":
+                    raise
+        for t in topo.tgws.values():
+            self._tgws[t.id] = _Tgw(t)
+        for v in topo.vpcs.values():
+            cv = self._vpcs[v.id] = _Vpc(v.id, v.region, v.account)
+            for s in v.subnets.values():
+                self._places[s.id] = _Place(s.id, cv, s.az, s.az_id, s.route_table)
+            if v.igw is not None:
+                p = _Place(v.igw, cv, "", "", v.edge_route_table or "")
+                cv.igw_place = p
+                self._sources[v.igw] = ("igw", p)
+        # instances and GWLB endpoints
+        for v in topo.vpcs.values():
+            cv = self._vpcs[v.id]
+            for i in v.instances.values():
+                n = _Node(i.id, i.kind.value, i.eni, self._places[i.subnet])
+                for a in (i.ip, i.ipv6):
+                    if a:
+                        ai = int(ipaddress.ip_address(a))
+                        if ai in cv.hosts:
+                            raise ConfigError(f"instance {i.id}: address {a} is also used by {cv.hosts[ai].id}")
+                        cv.hosts[ai] = n
+                        n.addrs.append(ai)
+                self._nodes[i.id] = n
+                self._nodes[i.eni] = n
+                self._sources[i.id] = ("instance", n)
+            for ge in v.gwlb_endpoints.values():
+                self._nodes[ge.id] = _Node(ge.id, "gwlb-endpoint", ge.id, self._places[ge.subnet])
+        self._compile_attachments()
+        # middleboxes (after every node exists, so a plug-in may look others up)
+        for nid, n in list(self._nodes.items()):
+            if n.is_host or n.mb is not None or nid != n.id:
+                continue
+            f = middlebox_factory(n.kind)
+            if f is not None:
+                pl = n.place
+                n.ctx = HopContext(self, n.id, n.kind, pl.vpc.id, pl.id, pl.az, pl.az_id)
+                n.mb = f(self, n.id)
+        # VPC route tables
+        for v in topo.vpcs.values():
+            for sid, sub in v.subnets.items():
+                self._compile_vpc_rt(self._places[sid], v.route_tables[sub.route_table], v.cidrs)
+            ip = self._vpcs[v.id].igw_place
+            if ip is not None:
+                rt = v.route_tables.get(v.edge_route_table or "", VpcRouteTable("", v.id))
+                self._compile_vpc_rt(ip, rt, v.cidrs)
+        self._compile_tgw_tables()
+
+    def _compile_attachments(self) -> None:
+        topo = self.topology
+        s = self.settings
+        for t in topo.tgws.values():
+            ct = self._tgws[t.id]
+            for a in t.attachments.values():
+                if isinstance(a, VpcAttachment):
+                    ca = _Att(a.id, ct, _A_VPC, s.vpc_mtu)
+                    ca.vpc = self._vpcs[a.vpc_id]
+                    ca.appliance_mode = a.appliance_mode
+                    if t.id in ca.vpc.atts:
+                        raise ConfigError(
+                            f"attachment {a.id}: {a.vpc_id} already has attachment {ca.vpc.atts[t.id].id} "
+                            f"to {t.id} (one per TGW and VPC)"
+                        )
+                    ca.vpc.atts[t.id] = ca
+                    for idx, sid in enumerate(a.subnets):
+                        pl = self._places[sid]
+                        eid = a.enis.get(sid) or f"eni-{a.id.removeprefix('tgw-attach-')}-{pl.az_id}"
+                        eni = _Eni(eid, ca, idx, pl, sid)
+                        ca.enis.append(eni)
+                        ca.by_az_id[pl.az_id] = eni
+                        self._enis[eid] = eni
+                elif isinstance(a, PeeringAttachment):
+                    ca = _Att(a.id, ct, _A_PEERING, s.peering_mtu)
+                else:
+                    ca = _Att(a.id, ct, _A_VPN, s.vpn_mtu)
+                    ca.tunnels = {tn: a.tunnels_up for tn in a.tunnels}
+                    self._sources[a.id] = ("vpn", ca)
+                self._atts[a.id] = ca
+                self._refresh_att(ca)
+        for t in topo.tgws.values():
+            for a in t.attachments.values():
+                if isinstance(a, PeeringAttachment):
+                    self._atts[a.id].peer = self._atts[a.peer]
+
+    def _compile_vpc_rt(self, place: _Place, rt: VpcRouteTable, cidrs: list[Any]) -> None:
+        place.lpm4 = Lpm(32)
+        place.lpm6 = Lpm(128)
+        for c in cidrs:
+            lpm = place.lpm4 if c.version == 4 else place.lpm6
+            lpm.insert(int(c.network_address), c.prefixlen, _Route(_K_LOCAL, None, f"{c} -> local"))
+        for r in rt.routes:
+            k = _KIND_CODE[r.kind]
+            tgt: Any = None
+            if k == _K_TGW:
+                tgt = self._tgws[r.target]
+            elif k in (_K_ENI, _K_GWLBE):
+                tgt = self._nodes[r.target]
+            lpm = place.lpm4 if r.dest.version == 4 else place.lpm6
+            lpm.insert(int(r.dest.network_address), r.dest.prefixlen, _Route(k, tgt, f"{r.dest} -> {r.target}"))
+
+    def _compile_tgw_tables(self) -> None:
+        """(Re)build every TGW route table: static, prefix-list and propagated routes with the tie-break."""
+        topo = self.topology
+        for t in topo.tgws.values():
+            ct = self._tgws[t.id]
+            ct.tables = {}
+            for rt in t.route_tables.values():
+                table = ct.tables[rt.id] = _TgwTable(rt.id)
+                cands: dict[Any, list[tuple[tuple[int, int, int, str], _TgwRoute]]] = {}
+                add = _adder(cands)
+
+                for r in rt.routes:
+                    nets = [r.dest] if r.dest is not None else topo.prefix_lists[r.prefix_list or ""]
+                    att = self._atts[r.attachment] if r.attachment else None
+                    tgt = r.attachment or "blackhole"
+                    for n in nets:
+                        add(
+                            n,
+                            (ROUTE_PREFERENCE[r.origin], 0, 0, tgt),
+                            _TgwRoute(att, f"{n} -> {tgt} ({r.origin.value})"),
+                        )
+                propagated_vpc: list[Any] = []
+                for pid in rt.propagations:
+                    ca = self._atts[pid]
+                    a = t.attachments[pid]
+                    if isinstance(a, VpcAttachment):
+                        for c in topo.vpcs[a.vpc_id].cidrs:
+                            # VPCATT: a CIDR identical to or overlapping one already propagated is not propagated.
+                            if any(c.version == o.version and c.overlaps(o) for o in propagated_vpc):
+                                continue
+                            propagated_vpc.append(c)
+                            add(
+                                c,
+                                (ROUTE_PREFERENCE[RouteOrigin.VPC], 0, 0, pid),
+                                _TgwRoute(ca, f"{c} -> {pid} (propagated vpc)"),
+                            )
+                    elif isinstance(a, VpnAttachment) and any(ca.tunnels.values()):
+                        for vr in a.routes:
+                            add(
+                                vr.dest,
+                                (ROUTE_PREFERENCE[RouteOrigin.VPN], vr.as_path_len, vr.med, pid),
+                                _TgwRoute(ca, f"{vr.dest} -> {pid} (propagated vpn)"),
+                            )
+                for net, lst in cands.items():
+                    lst.sort(key=lambda x: x[0])
+                    lpm = table.lpm4 if net.version == 4 else table.lpm6
+                    lpm.insert(int(net.network_address), net.prefixlen, lst[0][1])
+                for aid in rt.associations:
+                    self._atts[aid].table = table
+
+    def _refresh_att(self, ca: _Att) -> None:
+        ca.healthy = [e for e in ca.enis if e.up and e.az_id not in self._az_down]
+        ca.healthy_salts = [e.salt for e in ca.healthy]
+
+    # ------------------------------------------------------------------------------------------------------
+    # run-time changes
+    # ------------------------------------------------------------------------------------------------------
+    def set_az_health(self, az_id: str, healthy: bool) -> None:
+        """Fail or restore an AZ (by AZ ID): its TGW attachment ENIs and its instances stop forwarding."""
+        if healthy:
+            self._az_down.discard(az_id)
+        else:
+            self._az_down.add(az_id)
+        for n in self._nodes.values():
+            if n.place.az_id == az_id:
+                n.up = healthy
+        for e in self._enis.values():
+            if e.az_id == az_id:
+                e.up = healthy
+        for ca in self._atts.values():
+            self._refresh_att(ca)
+
+    def set_eni_health(self, eni_id: str, healthy: bool) -> None:
+        """Fail or restore one TGW attachment ENI, or an instance/appliance (by instance or ENI id)."""
+        e = self._enis.get(eni_id)
+        if e is not None:
+            e.up = healthy
+            self._refresh_att(e.att)
+            return
+        n = self._nodes.get(eni_id)
+        if n is None:
+            raise ConfigError(f"set_eni_health: no ENI or instance {eni_id!r}")
+        n.up = healthy
+
+    def set_appliance_mode(self, attachment_id: str, enabled: bool) -> None:
+        """Toggle ApplianceModeSupport on a live VPC attachment. APP: this "might affect that attachment's
+        current route"; existing pins are dropped, so every flow is re-evaluated on its next packet."""
+        ca = self._att(attachment_id)
+        if ca.type != _A_VPC:
+            raise ConfigError(f"attachment {attachment_id}: appliance mode exists only on VPC attachments")
+        ca.appliance_mode = enabled
+        ca.flows.clear()
+
+    def set_tunnel_state(self, attachment_id: str, tunnel: str, up: bool) -> None:
+        """Set a VPN tunnel up or down. Propagated (BGP) routes of the attachment are present while at least
+        one tunnel is up; route tables are recompiled when that changes."""
+        ca = self._att(attachment_id)
+        if ca.type != _A_VPN:
+            raise ConfigError(f"attachment {attachment_id}: not a VPN attachment")
+        if tunnel not in ca.tunnels:
+            raise ConfigError(f"attachment {attachment_id}: no tunnel {tunnel!r} ({', '.join(ca.tunnels)})")
+        before = any(ca.tunnels.values())
+        ca.tunnels[tunnel] = up
+        if any(ca.tunnels.values()) != before:
+            self._compile_tgw_tables()
+
+    def expire_flows(self, now: float) -> int:
+        """Remove idle appliance-mode pins (lookups also ignore expired ones). Returns how many were removed."""
+        now_ms = int(now * 1000)
+        n = 0
+        for ca in self._atts.values():
+            dead = [
+                k
+                for k, v in ca.flows.items()
+                if now_ms - (v >> 12) > (self._tcp_idle_ms if key_proto(k) == PROTO_TCP else self._idle_ms)
+            ]
+            for k in dead:
+                del ca.flows[k]
+            n += len(dead)
+        return n
+
+    def _att(self, aid: str) -> _Att:
+        ca = self._atts.get(aid)
+        if ca is None:
+            raise ConfigError(f"attachment {aid!r} does not exist")
+        return ca
+
+    def middlebox(self, node_id: str) -> Middlebox | None:
+        """The plug-in object of a node (instance, ENI or GWLB endpoint id), if it has one."""
+        n = self._nodes.get(node_id)
+        return None if n is None else n.mb
+
+    def flow_table(self, attachment_id: str) -> dict[int, int]:
+        """The appliance-mode flow table of an attachment: canonical key -> (last_seen_ms << 12) | ENI index."""
+        return self._att(attachment_id).flows
+
+    def attachment_enis(self, attachment_id: str) -> list[str]:
+        return [e.id for e in self._att(attachment_id).enis]
+
+    def source_for_ip(self, addr: str) -> str:
+        """The id of the instance that owns ``addr`` (unique across VPCs), for CLI/pcap replay."""
+        a = int(ipaddress.ip_address(addr))
+        found = [n.id for v in self._vpcs.values() for k, n in v.hosts.items() if k == a]
+        if len(found) != 1:
+            raise ConfigError(
+                f"address {addr}: {'no instance' if not found else 'several instances (' + ', '.join(found) + ')'}"
+                " owns it; name the source explicitly"
+            )
+        return found[0]
+
+    # ------------------------------------------------------------------------------------------------------
+    # hooks for middleboxes
+    # ------------------------------------------------------------------------------------------------------
+    def add_hop(self, node: str, kind: str, fields: dict[str, Any]) -> None:
+        if self._hops is not None:
+            h: dict[str, Any] = {"node": node, "kind": kind}
+            h.update(fields)
+            self._hops.append(h)
+
+    def capture(self, node: str, frame: bytes, now: float) -> None:
+        if self.capture_sink is not None:
+            self.capture_sink(node, now, frame)
+
+    def _drop(self, reason: str, node: str, pkt: Packet | None) -> Result:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        hops = self._hops
+        if hops is not None:
+            hops.append({"node": node, "kind": "drop", "reason": reason})
+        return Result(DROPPED, reason, node, hops, pkt)
+
+    # ------------------------------------------------------------------------------------------------------
+    # the per-packet path
+    # ------------------------------------------------------------------------------------------------------
+    def send(self, data: bytes, source: str, now: float, trace: bool = False) -> Result:
+        """Forward one packet sent by ``source`` (instance id, IGW id, or VPN attachment id) at ``now``."""
+        hops: list[dict[str, Any]] | None = [] if trace else None
+        self._hops = hops
+        self.tracing = trace
+        src = self._sources.get(source)
+        if src is None:
+            return self._drop(DropReason.UNKNOWN_SOURCE, source, None)
+        p = parse(data, self._protocols)
+        if type(p) is str:
+            return self._drop(p, source, None)
+        pkt: Packet = p  # type: ignore[assignment]
+        what, obj = src
+        cap = self.capture_sink
+        if what == "instance":
+            node: _Node = obj
+            if not node.up:
+                return self._drop(DropReason.INSTANCE_FAILED, node.id, pkt)
+            if cap is not None:
+                cap(node.id, now, data)
+            return self._vpc_walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
+        if what == "igw":
+            place: _Place = obj
+            if cap is not None:
+                cap(place.id, now, data)
+            return self._vpc_walk(pkt, place, place.id, "igw", "", "", now)
+        # VPN: the packet arrives at the TGW on the VPN attachment.
+        ca: _Att = obj
+        if not any(ca.tunnels.values()):
+            return self._drop(DropReason.VPN_TUNNEL_DOWN, ca.id, pkt)
+        if hops is not None:
+            hops.append({"node": ca.id, "kind": "vpn-attachment", "attachment": ca.id})
+        if cap is not None:
+            cap(ca.id, now, data)
+        r = self._tgw_hop(pkt, ca, None, now)
+        if type(r) is Result:
+            return r
+        e: _Eni = r  # type: ignore[assignment]
+        return self._vpc_walk(pkt, e.place, e.id, "tgw-attachment-eni", e.id, e.att.id, now)
+
+    def _vpc_walk(self, pkt: Packet, place: _Place, node: str, kind: str, eni: str, att: str, now: float) -> Result:
+        hops = self._hops
+        cap = self.capture_sink
+        dst = pkt.dst
+        v4 = pkt.version == 4
+        n = 0
+        max_hops = self.settings.max_hops
+        while True:
+            n += 1
+            if n > max_hops:
+                return self._drop(DropReason.MAX_HOPS_EXCEEDED, node, pkt)
+            r = (place.lpm4 if v4 else place.lpm6).lookup(dst)
+            if hops is not None:
+                hops.append(
+                    {
+                        "node": node,
+                        "kind": kind,
+                        "az": place.az or None,
+                        "az_id": place.az_id or None,
+                        "vpc": place.vpc.id,
+                        "subnet": place.id,
+                        "attachment": att or None,
+                        "eni": eni or None,
+                        "route_table": place.rtb or None,
+                        "route": r.text if r is not None else None,
+                    }
+                )
+            if r is None:
+                return self._drop(DropReason.NO_ROUTE, node, pkt)
+            k = r.kind
+            if k == _K_LOCAL:
+                h = place.vpc.hosts.get(dst)
+                if h is None:
+                    return self._drop(DropReason.DESTINATION_UNREACHABLE, node, pkt)
+                return self._arrive(pkt, h, now)
+            if k == _K_TGW:
+                tgw: _Tgw = r.target
+                ca = place.vpc.atts.get(tgw.id)
+                if ca is None:
+                    return self._drop(DropReason.NO_TGW_ATTACHMENT, node, pkt)
+                e = ca.by_az_id.get(place.az_id)
+                if e is None:
+                    # HTW/VPCATT (§1.3): resources in an AZ without an attachment subnet cannot reach the TGW.
+                    return self._drop(DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, node, pkt)
+                if self.settings.subnet_scoped_forwarding and e.subnet_id != place.id and kind != "tgw":
+                    return self._drop(DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, node, pkt)
+                if not e.up:
+                    return self._drop(
+                        DropReason.AZ_FAILED if e.az_id in self._az_down else DropReason.ENI_FAILED, e.id, pkt
+                    )
+                res = self._tgw_hop(pkt, ca, e, now)
+                if type(res) is Result:
+                    return res
+                e = res  # type: ignore[assignment]
+                place = e.place
+                node = eni = e.id
+                kind = "tgw-attachment-eni"
+                att = e.att.id
+                if cap is not None:
+                    cap(node, now, pkt.wire())
+                continue
+            if k in (_K_ENI, _K_GWLBE):
+                mbn: _Node = r.target
+                if not mbn.up:
+                    return self._drop(
+                        DropReason.AZ_FAILED if mbn.place.az_id in self._az_down else DropReason.INSTANCE_FAILED,
+                        mbn.id,
+                        pkt,
+                    )
+                if dst in mbn.addrs:
+                    return self._arrive(pkt, mbn, now)
+                if cap is not None:
+                    cap(mbn.id, now, pkt.wire())
+                mb = mbn.mb
+                if mb is None:
+                    if mbn.is_host:
+                        # A route to a plain host ENI: the host does not forward (source/dest check).
+                        return self._drop(DropReason.DESTINATION_UNREACHABLE, mbn.id, pkt)
+                    return self._drop(DropReason.NO_MIDDLEBOX, mbn.id, pkt)
+                verdict = mb.process(pkt, mbn.ctx, now)  # type: ignore[arg-type]
+                if verdict is not None:
+                    if hops is not None:
+                        hops.append(self._hop_of(mbn))
+                    return self._drop(verdict, mbn.id, pkt)
+                place = mbn.place
+                node = mbn.id
+                kind = mbn.kind
+                eni = mbn.eni
+                att = ""
+                continue
+            if k == _K_IGW:
+                self.delivered += 1
+                if hops is not None:
+                    hops.append({"node": place.vpc.id + "/igw", "kind": "igw", "verdict": DELIVERED})
+                return Result(DELIVERED, "", "internet", hops, pkt)
+            return self._drop(DropReason.BLACKHOLE, node, pkt)
+
+    def _hop_of(self, n: _Node) -> dict[str, Any]:
+        p = n.place
+        return {"node": n.id, "kind": n.kind, "az": p.az, "az_id": p.az_id, "vpc": p.vpc.id, "eni": n.eni}
+
+    def _arrive(self, pkt: Packet, h: _Node, now: float) -> Result:
+        if not h.up:
+            return self._drop(DropReason.INSTANCE_FAILED, h.id, pkt)
+        self.delivered += 1
+        hops = self._hops
+        if hops is not None:
+            d = self._hop_of(h)
+            d["verdict"] = DELIVERED
+            hops.append(d)
+        if self.capture_sink is not None:
+            self.capture_sink(h.id, now, pkt.wire())
+        return Result(DELIVERED, "", h.id, hops, pkt)
+
+    def _tgw_hop(self, pkt: Packet, ca: _Att, in_eni: _Eni | None, now: float) -> _Eni | Result:
+        """One or more TGW hops (peering continues at the peer). Returns the egress ENI, or a terminal Result."""
+        hops = self._hops
+        fl = self.flow_logs
+        settings = self.settings
+        while True:
+            tgw = ca.tgw
+            table = ca.table
+            hop: dict[str, Any] | None = None
+            if hops is not None:
+                hop = {
+                    "node": tgw.id,
+                    "kind": "tgw",
+                    "az": in_eni.az if in_eni else None,
+                    "az_id": in_eni.az_id if in_eni else None,
+                    "attachment": ca.id,
+                    "eni": in_eni.id if in_eni else None,
+                    "route_table": table.id if table else None,
+                    "route": None,
+                }
+                hops.append(hop)
+            if self.capture_sink is not None:
+                self.capture_sink(tgw.id, now, pkt.wire())
+            if table is None:
+                return self._tgw_drop(pkt, ca, in_eni, DropReason.NO_ASSOCIATION, now)
+            r = (table.lpm4 if pkt.version == 4 else table.lpm6).lookup(pkt.dst)
+            if r is None:
+                return self._tgw_drop(pkt, ca, in_eni, DropReason.NO_ROUTE, now)
+            if hop is not None:
+                hop["route"] = r.text
+            out = r.att
+            if out is None:
+                return self._tgw_drop(pkt, ca, in_eni, DropReason.BLACKHOLE, now)
+            # Q-A: packets larger than the MTU are dropped silently (no ICMP "fragmentation needed").
+            if pkt.length > ca.mtu or pkt.length > out.mtu:
+                return self._tgw_drop(pkt, ca, in_eni, DropReason.MTU_EXCEEDED, now)
+            if settings.ttl_decrement:
+                if pkt.ttl <= 1:
+                    return self._tgw_drop(pkt, ca, in_eni, DropReason.TTL_EXPIRED, now)
+                pkt.ttl -= 1
+            typ = out.type
+            if typ == _A_VPC:
+                if out.appliance_mode:
+                    e = self._pick_appliance(pkt, out, now)
+                else:
+                    e = self._pick_affinity(pkt, out, in_eni)
+                if type(e) is str:
+                    return self._tgw_drop(pkt, ca, in_eni, e, now, out)
+                eg: _Eni = e  # type: ignore[assignment]
+                if hop is not None:
+                    hop["egress_attachment"] = out.id
+                    hop["egress_eni"] = eg.id
+                    hop["egress_az"] = eg.az
+                    hop["egress_az_id"] = eg.az_id
+                    hop["appliance_mode"] = out.appliance_mode
+                if fl is not None:
+                    fl.record(pkt, ca, in_eni, out, eg, now, "")
+                return eg
+            if typ == _A_PEERING:
+                peer = out.peer
+                assert peer is not None
+                if hop is not None:
+                    hop["egress_attachment"] = out.id
+                if fl is not None:
+                    fl.record(pkt, ca, in_eni, out, None, now, "")
+                ca = peer
+                in_eni = None  # §1.7: arrival AZ at the remote TGW is chosen at its egress (setting)
+                continue
+            # VPN
+            if not any(out.tunnels.values()):
+                return self._tgw_drop(pkt, ca, in_eni, DropReason.VPN_TUNNEL_DOWN, now, out)
+            if hop is not None:
+                hop["egress_attachment"] = out.id
+            if fl is not None:
+                fl.record(pkt, ca, in_eni, out, None, now, "")
+            self.delivered += 1
+            if hops is not None:
+                hops.append({"node": out.id, "kind": "vpn-attachment", "verdict": DELIVERED})
+            if self.capture_sink is not None:
+                self.capture_sink(out.id, now, pkt.wire())
+            return Result(DELIVERED, "", out.id, hops, pkt)
+
+    def _tgw_drop(
+        self, pkt: Packet, ca: _Att, in_eni: _Eni | None, reason: str, now: float, out: _Att | None = None
+    ) -> Result:
+        if self.flow_logs is not None:
+            self.flow_logs.record(pkt, ca, in_eni, out, None, now, reason)
+        return self._drop(reason, ca.tgw.id, pkt)
+
+    def _pick_affinity(self, pkt: Packet, out: _Att, in_eni: _Eni | None) -> _Eni | str:
+        """AZ affinity (§1.3/§1.4): the egress ENI in the ingress AZ; else a "random" healthy AZ."""
+        if in_eni is not None:
+            e = out.by_az_id.get(in_eni.az_id)
+            if e is not None and e.up:
+                return e
+        healthy = out.healthy
+        if not healthy:
+            return DropReason.AZ_FAILED if self._az_down else DropReason.NO_HEALTHY_ENI
+        mode = self.settings.random_az if in_eni is not None else self.settings.peering_arrival_az
+        if mode is RandomAzMode.FLOW_HASH:
+            return healthy[hrw_pick(flow_hash(pkt.key, out.tgw.seed), out.healthy_salts)]
+        return healthy[self.rng.randrange(len(healthy))]
+
+    def _pick_appliance(self, pkt: Packet, out: _Att, now: float) -> _Eni | str:
+        """Appliance mode (APP, §1.4): symmetric flow hash over healthy ENIs (HRW), pinned with idle expiry."""
+        key = pkt.key
+        flows = out.flows
+        now_ms = int(now * 1000)
+        v = flows.get(key)
+        if v is not None:
+            idle = self._tcp_idle_ms if pkt.proto == PROTO_TCP else self._idle_ms
+            if now_ms - (v >> 12) <= idle:
+                idx = v & 0xFFF
+                if idx == _BH_IDX:
+                    flows[key] = (now_ms << 12) | _BH_IDX
+                    return DropReason.PINNED_FLOW_BLACKHOLED
+                e = out.enis[idx]
+                if e.up:
+                    flows[key] = (now_ms << 12) | idx
+                    return e
+                pol = self._policy
+                if pol is PinnedFlowPolicy.BLACKHOLE:
+                    flows[key] = (now_ms << 12) | _BH_IDX
+                    return DropReason.PINNED_FLOW_BLACKHOLED
+                if pol is PinnedFlowPolicy.KEEP_UNTIL_IDLE:
+                    flows[key] = (now_ms << 12) | idx
+                    return DropReason.AZ_FAILED if e.az_id in self._az_down else DropReason.ENI_FAILED
+                # REHASH: fall through to a fresh pick among the survivors.
+        healthy = out.healthy
+        if not healthy:
+            return DropReason.AZ_FAILED if self._az_down else DropReason.NO_HEALTHY_ENI
+        e = healthy[hrw_pick(flow_hash(key, out.tgw.seed), out.healthy_salts)]
+        flows[key] = (now_ms << 12) | e.idx
+        return e
+
+    # ------------------------------------------------------------------------------------------------------
+    # conveniences for tests and tools
+    # ------------------------------------------------------------------------------------------------------
+    def pick_appliance_eni(self, attachment_id: str, pkt: Packet, now: float = 0.0) -> str:
+        """The ENI id appliance mode would pick for ``pkt`` (pins the flow like a real packet would)."""
+        r = self._pick_appliance(pkt, self._att(attachment_id), now)
+        return r if isinstance(r, str) else r.id
+
+
+def _adder(
+    cands: dict[Any, list[tuple[tuple[int, int, int, str], _TgwRoute]]],
+) -> Callable[[Any, tuple[int, int, int, str], _TgwRoute], None]:
+    def add(net: Any, rank: tuple[int, int, int, str], route: _TgwRoute) -> None:
+        cands.setdefault(net, []).append((rank, route))
+
+    return add
+
+
+def subnet_of(topology: Topology, instance: Instance) -> Subnet:
+    return topology.vpcs[instance.vpc_id].subnets[instance.subnet]
