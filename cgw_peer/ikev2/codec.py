@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cgw_peer.errors import DecodeError
@@ -128,7 +129,7 @@ def parse_chain(first: int, data: bytes, off: int = 0, end: int | None = None) -
     return out
 
 
-def encode_chain(payloads: list[tuple[int, bytes]], last_np: int = 0) -> tuple[int, bytes]:
+def encode_chain(payloads: Sequence[tuple[int, bytes]], last_np: int = 0) -> tuple[int, bytes]:
     """Encode ``[(type, body), ...]``; returns (type of the first payload, bytes). ``last_np`` is the Next
     Payload of the last one (0, except inside SK where the caller never needs it)."""
     if not payloads:

@@ -1,0 +1,1759 @@
+"""The IKEv2 peer (RFC 7296): one side (CGW or AWS endpoint) of one tunnel, sans-I/O.
+
+Theory of operation
+-------------------
+An :class:`IkeV2Peer` owns IKE SAs (:class:`IkeSa`, looked up by *our* SPI) and their Child SAs. Inputs are
+API calls (``start``, ``initiate``, ``close``, ``rekey_child``, ``rekey_ike``, ``check_liveness``), datagrams
+and timers; each returns ``list[Action]``.
+
+Exchanges (§1.2-1.5): IKE_SA_INIT (with INVALID_KE_PAYLOAD retry and COOKIE, §1.2, §2.6), IKE_AUTH with
+PSK (§2.15) creating the first Child SA with traffic selectors (§2.9), CREATE_CHILD_SA for Child rekeys
+(REKEY_SA, optional PFS) and IKE rekeys (§1.3.2, §2.18), INFORMATIONAL for Delete and liveness (§1.4).
+
+Message IDs and windows (§2.1-2.3): the window is 1 each way. ``IkeSa.my_mid`` is the next ID of a request
+we send, ``IkeSa.peer_mid`` the next one we expect. At most one request of ours is outstanding; others wait
+in ``IkeSa.pending``. A retransmitted request (same ID as the last one we answered, same bytes) gets the
+cached response again, unprocessed (§2.1). Other IDs outside the window are dropped and counted.
+
+Retransmission (§2.1, §2.4): only requests, with ``Behaviour.retransmit`` waits (exponential backoff). The
+liveness policy (``Behaviour.ikev2_liveness``) sets when the peer is dead:
+
+* ``aws``: probe after ``dpd_delay`` idle, retransmit every ``dpd_interval``, dead at last inbound +
+  DPDTimeoutSeconds ("AWS tunnel DPD timed out after N retransmits");
+* ``strongswan``: probe after ``dpd_delay`` idle, dead when the retransmit budget is spent;
+* ``libreswan``: the same, with ``retransmit.budget`` (60 s) as the budget.
+
+Then the DPD timeout action applies (``TunnelOptions.dpd_timeout_action``): clear / restart (with backoff,
+``cgw_peer.rekey.backoff_delay``) / none. Giving up on any request of an established SA counts as a DPD
+timeout too; giving up on IKE_SA_INIT/IKE_AUTH is a ``negotiation_failed`` (then a restart if the action
+is restart).
+
+NAT-T (§2.23, RFC 3948): NAT_DETECTION_* notifies in IKE_SA_INIT; on a mismatch (or ``force_encap``) the
+initiator floats to port 4500 from IKE_AUTH on. Whenever either port is not 500, every IKE datagram
+carries the 4-octet zero non-ESP marker (``real-peers.md`` §1.7); a single 0xFF octet is a NAT keepalive.
+
+Collisions (§2.8.1, §2.25): a simultaneous Child rekey leaves two new SAs; the one with the lowest of the
+four nonces is deleted by the side that created it. A Delete for a Child SA we are rekeying is answered
+and the rekey completes (strongSwan #1458: "CHILD_REKEY collision with CHILD_DELETE").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cgw_peer.config import DpdTimeoutAction, IkeV2Liveness, LivenessTraffic, PeerConfig, Role
+from cgw_peer.crypto.dh import DhKeyPair, get_group
+from cgw_peer.crypto.keymat_v2 import child_keymat, derive_ike_keys, psk_auth, rekey_skeyseed, skeyseed
+from cgw_peer.errors import ConfigError, DecodeError
+from cgw_peer.ikev2 import codec
+from cgw_peer.ikev2.codec import DeletePayload, Header, NotifyPayload, Proposal, RawPayload, Ts
+from cgw_peer.ikev2.constants import (
+    ERROR_NOTIFY_MAX,
+    NAT_KEEPALIVE,
+    NON_ESP_MARKER,
+    AuthMethod,
+    Exchange,
+    Flag,
+    IdType,
+    Notify,
+    Payload,
+    Protocol,
+)
+from cgw_peer.ikev2.proposals import (
+    Offer,
+    esp_offer,
+    ike_offer,
+    select_child,
+    select_ike,
+    suite_from_response,
+    suite_proposal,
+)
+from cgw_peer.ikev2.suite import ChildSuite, IkeSuite, SkKeys, gcm_iv
+from cgw_peer.rekey import backoff_delay, rekey_delay
+from cgw_peer.status import (
+    LOG_CHILD_REKEY_COLLISION,
+    LOG_DELETE_IKE_SA_FROM_CGW,
+    LOG_IKEV2_DPD_TIMEOUT,
+    LOG_REDUNDANT_CHILD_SA,
+    LOG_SENDING_CREATE_CHILD_SA,
+    PhaseState,
+    TunnelStatus,
+)
+from emulator.actions import Action, Address, Event, Transmit
+
+NONCE_LEN = 32
+IKE_PORT = 500
+NAT_T_PORT = 4500
+INF = float("inf")
+
+
+class SaState(Enum):
+    INIT_SENT = "init_sent"
+    """Initiator: IKE_SA_INIT request outstanding."""
+    AUTH_SENT = "auth_sent"
+    """Initiator: IKE_AUTH request outstanding."""
+    INIT_DONE = "init_done"
+    """Responder: IKE_SA_INIT answered, waiting for IKE_AUTH."""
+    ESTABLISHED = "established"
+    REKEYED = "rekeyed"
+    """Replaced by a rekey; waiting for its Delete exchange."""
+    DELETING = "deleting"
+    """Our Delete for it is outstanding."""
+    DEAD = "dead"
+
+
+@dataclass(eq=False)
+class ChildSa:
+    """One ESP SA pair. ``spi_in`` is ours (the peer sends with it); ``spi_out`` the peer's."""
+
+    spi_in: bytes
+    spi_out: bytes
+    suite: ChildSuite
+    ts_local: list[Ts]
+    ts_remote: list[Ts]
+    ni: bytes
+    nr: bytes
+    created_by_us: bool
+    established_at: float
+    keys: dict[str, str] = field(default_factory=dict)
+    rekey_at: float | None = None
+    rekeying: bool = False
+    deleted: bool = False
+    """Deleted by the peer while our rekey of it was outstanding (collision with CHILD_DELETE)."""
+    replaced_by: ChildSa | None = None
+
+
+Handler = Callable[["IkeSa", "Message", float], list[Action]]
+
+
+@dataclass(eq=False)
+class Request:
+    """Our outstanding request."""
+
+    mid: int
+    exchange: int
+    kind: str
+    datagram: bytes
+    handler: Handler
+    first_sent: float
+    next_at: float
+    give_up_at: float
+    waits: list[float]
+    liveness: bool = False
+    retransmits: int = 0
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request waiting for the window (built when it goes out: message ID and IV are fresh then)."""
+
+    exchange: int
+    kind: str
+    build: Callable[[IkeSa], list[tuple[int, bytes]]]
+    handler: Handler
+    liveness: bool = False
+
+
+@dataclass(eq=False)
+class Message:
+    """A received, authenticated (or plain IKE_SA_INIT) message."""
+
+    header: Header
+    payloads: list[RawPayload]
+    raw: bytes
+
+    def first(self, ptype: int) -> bytes | None:
+        for p in self.payloads:
+            if p.ptype == ptype:
+                return p.body
+        return None
+
+    def all(self, ptype: int) -> list[bytes]:
+        return [p.body for p in self.payloads if p.ptype == ptype]
+
+    def notifies(self) -> list[NotifyPayload]:
+        return [codec.parse_notify(p.body) for p in self.payloads if p.ptype == Payload.NOTIFY]
+
+    def notify(self, ntype: int) -> NotifyPayload | None:
+        for n in self.notifies():
+            if n.ntype == ntype:
+                return n
+        return None
+
+    def error(self) -> NotifyPayload | None:
+        for n in self.notifies():
+            if n.ntype <= ERROR_NOTIFY_MAX:
+                return n
+        return None
+
+
+@dataclass(eq=False)
+class IkeSa:
+    """One IKE SA and its Child SAs."""
+
+    initiator: bool
+    """We are the original initiator of this IKE SA (we set the I flag, use SK_ei/SK_ai to send)."""
+    spi_i: bytes
+    spi_r: bytes
+    state: SaState
+    local: Address
+    remote: Address
+    created_at: float
+    suite: IkeSuite | None = None
+    ni: bytes = b""
+    nr: bytes = b""
+    dh: DhKeyPair | None = None
+    ke_group: int = 0
+    cookie: bytes = b""
+    init_request: bytes = b""
+    init_response: bytes = b""
+    sk_d: bytes = b""
+    sk_pi: bytes = b""
+    sk_pr: bytes = b""
+    sk: SkKeys | None = None
+    keys_event: dict[str, object] = field(default_factory=dict)
+    my_mid: int = 0
+    peer_mid: int = 0
+    outstanding: Request | None = None
+    pending: deque[Pending] = field(default_factory=deque)
+    last_request: bytes = b""
+    last_response: bytes = b""
+    children: list[ChildSa] = field(default_factory=list)
+    established_at: float | None = None
+    rekey_at: float | None = None
+    rekeying: bool = False
+    nat_detected: bool = False
+    gcm_counter: int = 0
+    child_spi: bytes = b""
+    """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
+    initial_contact: bool = False
+
+    @property
+    def local_spi(self) -> bytes:
+        return self.spi_i if self.initiator else self.spi_r
+
+    @property
+    def remote_spi(self) -> bytes:
+        return self.spi_r if self.initiator else self.spi_i
+
+
+class IkeV2Peer:
+    """One side of one IKEv2 tunnel (see the module docstring). Never raises on wire input."""
+
+    def __init__(self, config: PeerConfig, *, local: Address, remote: Address, rng: random.Random) -> None:
+        self.config = config
+        self.local = local
+        self.remote = remote
+        self.rng = rng
+        self.counters: dict[str, int] = {}
+        self._status = TunnelStatus()
+        self._sas: dict[bytes, IkeSa] = {}
+        self._init_by_spi_i: dict[bytes, IkeSa] = {}
+        self._ike_offer: Offer = ike_offer(config)
+        self._esp_offer: Offer = esp_offer(config)
+        self._cookie_secret = rng.randbytes(32)
+        b = config.behaviour
+        self._liveness = b.ikev2_liveness
+        self._last_inbound: float | None = None
+        self._restart_at: float | None = None
+        self._restart_attempt = 0
+        self._restart_pending = False
+        self._closed = False
+        self._up = False
+        if b.dpd_delay <= 0 and b.dpd_enabled:
+            raise ConfigError("behaviour.dpd_delay", f"must be > 0 when dpd_enabled, got {b.dpd_delay}")
+
+    # ------------------------------------------------------------------------------------------ public API
+
+    @property
+    def status(self) -> TunnelStatus:
+        return self._status
+
+    def ike_spis(self) -> set[bytes]:
+        """Both SPIs of every live IKE SA (8 octets each; zero SPIs left out)."""
+        out: set[bytes] = set()
+        for sa in self._sas.values():
+            out.add(sa.spi_i)
+            if sa.spi_r != bytes(8):
+                out.add(sa.spi_r)
+        return out
+
+    def start(self, now: float) -> list[Action]:
+        """StartupAction: ``start`` (or the CGW role) initiates, ``add`` waits for the peer."""
+        if self.config.initiates_at_startup:
+            return self.initiate(now)
+        return []
+
+    def initiate(self, now: float) -> list[Action]:
+        """Start IKE_SA_INIT now (no-op while an IKE SA is up or being set up)."""
+        self._closed = False
+        if any(sa.state is not SaState.DEAD for sa in self._sas.values()):
+            return []
+        self._restart_at = None
+        return self._initiate(now)
+
+    def close(self, now: float) -> list[Action]:
+        """Delete every IKE SA (an INFORMATIONAL Delete each, not waited for), tunnel DOWN, no restart."""
+        out: list[Action] = []
+        self._closed = True
+        self._restart_at = None
+        for sa in list(self._sas.values()):
+            if sa.state in (SaState.ESTABLISHED, SaState.REKEYED) and sa.sk is not None:
+                # Send a Delete now without waiting for the window: we are going away (RFC 7296 §1.4.1 allows
+                # an IKE SA Delete to be sent and the SA closed without waiting long).
+                mid = sa.my_mid
+                payloads = [(Payload.DELETE, DeletePayload(Protocol.IKE).encode())]
+                raw = self._encrypt(sa, Exchange.INFORMATIONAL, mid, False, payloads)
+                out.append(self._tx(sa, raw, "delete_request"))
+                out.append(Event("delete_sent", {"protocol": "ike", "spi": sa.local_spi.hex(), "message_id": mid}))
+            self._drop_sa(sa)
+        out += self._update_status(now, "closed")
+        return out
+
+    def note_esp_inbound(self, now: float) -> None:
+        """Inbound ESP for this tunnel: liveness, per ``Behaviour.liveness_traffic``."""
+        lt = self.config.behaviour.liveness_traffic
+        if lt is LivenessTraffic.IKE:
+            return
+        if lt is LivenessTraffic.IKE_ESP_NAT and not any(s.nat_detected for s in self._sas.values()):
+            return
+        if self._current() is not None:
+            self._last_inbound = now if self._last_inbound is None else max(self._last_inbound, now)
+
+    def rekey_child(self, now: float) -> list[Action]:
+        """Rekey the current Child SA now (CREATE_CHILD_SA with REKEY_SA; PFS if configured)."""
+        sa = self._current()
+        if sa is None:
+            return []
+        child = self._live_child(sa)
+        if child is None or child.rekeying:
+            return []
+        return self._start_child_rekey(sa, child, now)
+
+    def rekey_ike(self, now: float) -> list[Action]:
+        """Rekey the current IKE SA now (CREATE_CHILD_SA with a new IKE SA proposal and KE)."""
+        sa = self._current()
+        if sa is None or sa.rekeying:
+            return []
+        return self._start_ike_rekey(sa, now)
+
+    def delete_child(self, now: float) -> list[Action]:
+        """Delete the current Child SA (INFORMATIONAL Delete of our inbound SPI)."""
+        sa = self._current()
+        if sa is None:
+            return []
+        child = self._live_child(sa)
+        if child is None:
+            return []
+        return self._queue(sa, self._delete_child_request(sa, child), now)
+
+    def check_liveness(self, now: float) -> list[Action]:
+        """Send a liveness check now (an empty INFORMATIONAL request), whatever the idle time."""
+        sa = self._current()
+        if sa is None:
+            return []
+        return self._queue(sa, self._liveness_request(), now)
+
+    def child_sas(self) -> list[ChildSa]:
+        """The Child SAs of the current IKE SA."""
+        sa = self._current()
+        return [] if sa is None else list(sa.children)
+
+    def ike_sa(self) -> IkeSa | None:
+        """The current established IKE SA (for tests and tools)."""
+        return self._current()
+
+    # --------------------------------------------------------------------------------------------- timers
+
+    def next_deadline(self) -> float | None:
+        t = INF
+        if self._restart_at is not None:
+            t = self._restart_at
+        for sa in self._sas.values():
+            t = min(t, self._sa_deadline(sa))
+        return None if t == INF else t
+
+    def _sa_deadline(self, sa: IkeSa) -> float:
+        t = INF
+        req = sa.outstanding
+        if req is not None:
+            t = min(req.next_at, req.give_up_at, self._aws_dead_at(sa, req))
+        elif sa.state is SaState.ESTABLISHED:
+            probe = self._probe_at(sa)
+            if probe is not None:
+                t = min(t, probe)
+        if sa.state is SaState.ESTABLISHED and self.config.behaviour.rekey_initiator:
+            if sa.rekey_at is not None and not sa.rekeying:
+                t = min(t, sa.rekey_at)
+            for c in sa.children:
+                if c.rekey_at is not None and not c.rekeying and c.replaced_by is None:
+                    t = min(t, c.rekey_at)
+        return t
+
+    def _probe_at(self, sa: IkeSa) -> float | None:
+        b = self.config.behaviour
+        if not b.dpd_enabled or self._last_inbound is None or sa is not self._current():
+            return None
+        return self._last_inbound + b.dpd_delay
+
+    def _aws_dead_at(self, sa: IkeSa, req: Request) -> float:
+        """AWS model: with a request outstanding on an established SA, dead at last inbound + DPDTimeout."""
+        if self._liveness is not IkeV2Liveness.AWS or sa.state is not SaState.ESTABLISHED:
+            return INF
+        if self._last_inbound is None or not self.config.behaviour.dpd_enabled:
+            return INF
+        return self._last_inbound + self.config.dpd_timeout
+
+    def handle_timer(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        if self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            if not self._closed and not any(s.state is not SaState.DEAD for s in self._sas.values()):
+                out += self._initiate(now)
+        for sa in list(self._sas.values()):
+            if sa.local_spi not in self._sas:
+                continue
+            req = sa.outstanding
+            if req is not None:
+                # Dead first: at t0 + DPDTimeout AWS declares the peer dead instead of sending another probe.
+                if now >= min(req.give_up_at, self._aws_dead_at(sa, req)):
+                    out += self._give_up(sa, req, now)
+                    continue
+                if now >= req.next_at:
+                    out += self._retransmit(sa, req, now)
+                continue
+            if sa.state is not SaState.ESTABLISHED:
+                continue
+            if sa.pending:
+                out += self._send_next(sa, now)
+                continue
+            b = self.config.behaviour
+            if b.rekey_initiator:
+                if sa.rekey_at is not None and not sa.rekeying and now >= sa.rekey_at:
+                    out += self._start_ike_rekey(sa, now)
+                    continue
+                child = next(
+                    (
+                        c
+                        for c in sa.children
+                        if c.rekey_at is not None and not c.rekeying and c.replaced_by is None and now >= c.rekey_at
+                    ),
+                    None,
+                )
+                if child is not None:
+                    out += self._start_child_rekey(sa, child, now)
+                    continue
+            probe = self._probe_at(sa)
+            if probe is not None and now >= probe:
+                out += self._queue(sa, self._liveness_request(), now)
+        return out
+
+    # ------------------------------------------------------------------------------------- datagram input
+
+    def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
+        try:
+            return self._receive(data, src, dst, now)
+        except DecodeError as e:
+            return self._drop(e.reason, e.detail)
+
+    def _drop(self, reason: str, detail: str = "") -> list[Action]:
+        key = f"dropped:{reason}"
+        self.counters[key] = self.counters.get(key, 0) + 1
+        fields: dict[str, object] = {"reason": reason}
+        if detail:
+            fields["detail"] = detail
+        return [Event("datagram_dropped", fields)]
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
+        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
+            # RFC 3948 §2.2/§2.3: on an encapsulation port IKE carries a zero marker; 0xFF is a keepalive.
+            if data == NAT_KEEPALIVE:
+                self._count("nat_keepalive_received")
+                return []
+            if len(data) < 4 or data[:4] != NON_ESP_MARKER:
+                raise DecodeError("not_ike", "no non-ESP marker on an encapsulation port (ESP?)")
+            data = data[4:]
+        hdr = codec.parse_header(data)
+        if hdr.exchange == Exchange.IKE_SA_INIT:
+            if hdr.is_response:
+                sa = self._sas.get(hdr.spi_i)
+                if sa is None or not sa.initiator or sa.state is not SaState.INIT_SENT:
+                    raise DecodeError("unexpected_ike_sa_init_response")
+                return self._on_init_response(sa, hdr, data, src, dst, now)
+            if hdr.spi_r != bytes(8) or hdr.message_id != 0:
+                raise DecodeError("bad_ike_sa_init_request", "SPIr or message ID not zero")
+            return self._on_init_request(hdr, data, src, dst, now)
+        local_spi = hdr.spi_r if hdr.from_initiator else hdr.spi_i
+        sa = self._sas.get(local_spi)
+        if sa is None:
+            raise DecodeError("unknown_spi", local_spi.hex())
+        if sa.remote_spi != (hdr.spi_i if hdr.from_initiator else hdr.spi_r) or hdr.from_initiator == sa.initiator:
+            raise DecodeError("wrong_spi")
+        if sa.sk is None:
+            raise DecodeError("no_keys_yet")
+        if hdr.is_response:
+            req = sa.outstanding
+            if req is None or hdr.message_id != req.mid:
+                raise DecodeError("unexpected_response", f"message ID {hdr.message_id}")
+            if hdr.exchange != req.exchange:
+                raise DecodeError("wrong_exchange_type", f"{hdr.exchange}")
+            msg = self._decrypt(sa, hdr, data)
+            sa.outstanding = None
+            self._alive(now)
+            out = req.handler(sa, msg, now)
+            if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
+                out += self._send_next(sa, now)
+            return out
+        # A request.
+        if hdr.message_id == sa.peer_mid - 1 and sa.last_response and data == sa.last_request:
+            # RFC 7296 §2.1: a retransmitted request gets the same response again, unprocessed.
+            self._count("response_retransmitted")
+            self._alive(now)
+            return [
+                self._tx(sa, sa.last_response, "retransmitted_response"),
+                Event("response_retransmitted", {"message_id": hdr.message_id}),
+            ]
+        if hdr.message_id != sa.peer_mid:
+            reason = "old_message_id" if hdr.message_id < sa.peer_mid else "out_of_window"
+            raise DecodeError(reason, f"got {hdr.message_id}, expected {sa.peer_mid}")
+        msg = self._decrypt(sa, hdr, data)
+        if sa.state is SaState.INIT_DONE and hdr.exchange == Exchange.IKE_AUTH:
+            # The responder learns the initiator's (possibly floated) address from IKE_AUTH (§2.23).
+            sa.remote, sa.local = src, dst
+        elif sa.state is SaState.ESTABLISHED and src != sa.remote:
+            sa.remote, sa.local = src, dst
+        sa.peer_mid += 1
+        sa.last_request = data
+        self._alive(now)
+        handler = {
+            Exchange.IKE_AUTH: self._on_auth_request,
+            Exchange.CREATE_CHILD_SA: self._on_create_child_request,
+            Exchange.INFORMATIONAL: self._on_informational_request,
+        }.get(Exchange(hdr.exchange) if hdr.exchange in (35, 36, 37) else None)  # type: ignore[arg-type]
+        if handler is None:
+            sa.peer_mid -= 1
+            raise DecodeError("unknown_exchange", str(hdr.exchange))
+        if hdr.exchange == Exchange.IKE_AUTH and sa.state is not SaState.INIT_DONE:
+            sa.peer_mid -= 1
+            raise DecodeError("unexpected_ike_auth")
+        if hdr.exchange != Exchange.IKE_AUTH and sa.state is SaState.INIT_DONE:
+            sa.peer_mid -= 1
+            raise DecodeError("not_authenticated_yet")
+        out = handler(sa, msg, now)
+        if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
+            out += self._send_next(sa, now)
+        return out
+
+    def _alive(self, now: float) -> None:
+        self._last_inbound = now if self._last_inbound is None else max(self._last_inbound, now)
+
+    def _decrypt(self, sa: IkeSa, hdr: Header, data: bytes) -> Message:
+        if hdr.next_payload != Payload.SK:
+            raise DecodeError("unprotected_message", f"first payload {hdr.next_payload}")
+        chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
+        sk = chain[-1]
+        assert sa.sk is not None
+        inner = sa.sk.unprotect(data, len(sk.body))
+        return Message(hdr, codec.parse_chain(sk.inner_np, inner), data)
+
+    # ------------------------------------------------------------------------------------------- sending
+
+    def _needs_marker(self, local: Address, remote: Address) -> bool:
+        return local[1] != IKE_PORT or remote[1] != IKE_PORT
+
+    def _tx(self, sa: IkeSa, raw: bytes, kind: str) -> Transmit:
+        data = NON_ESP_MARKER + raw if self._needs_marker(sa.local, sa.remote) else raw
+        return Transmit(data, sa.local, sa.remote, kind)
+
+    def _encrypt(
+        self, sa: IkeSa, exchange: int, mid: int, response: bool, payloads: Sequence[tuple[int, bytes]]
+    ) -> bytes:
+        assert sa.sk is not None
+        flags = (Flag.INITIATOR if sa.initiator else 0) | (Flag.RESPONSE if response else 0)
+        first, inner = codec.encode_chain(payloads)
+        hdr = Header(sa.spi_i, sa.spi_r, Payload.SK, exchange, flags, mid)
+        if sa.sk.suite.aead:
+            sa.gcm_counter += 1
+            iv = gcm_iv(sa.gcm_counter)
+        else:
+            iv = self.rng.randbytes(16)
+        return sa.sk.protect(hdr, first, inner, iv)
+
+    def _respond(self, sa: IkeSa, msg: Message, payloads: Sequence[tuple[int, bytes]], kind: str) -> Transmit:
+        raw = self._encrypt(sa, msg.header.exchange, msg.header.message_id, True, payloads)
+        sa.last_response = raw
+        return self._tx(sa, raw, kind)
+
+    def _queue(self, sa: IkeSa, p: Pending, now: float) -> list[Action]:
+        sa.pending.append(p)
+        if sa.outstanding is None:
+            return self._send_next(sa, now)
+        return []
+
+    def _send_next(self, sa: IkeSa, now: float) -> list[Action]:
+        if sa.outstanding is not None or not sa.pending or sa.sk is None:
+            return []
+        p = sa.pending.popleft()
+        mid = sa.my_mid
+        sa.my_mid += 1
+        raw = self._encrypt(sa, p.exchange, mid, False, p.build(sa))
+        out: list[Action] = [self._tx(sa, raw, p.kind)]
+        self._arm(sa, Request(mid, p.exchange, p.kind, raw, p.handler, now, now, now, [], p.liveness), now)
+        if p.liveness:
+            out.append(Event("dpd_request_sent", {"message_id": mid}))
+        if p.exchange == Exchange.CREATE_CHILD_SA and self.config.role is Role.AWS:
+            out.append(Event("aws_log", {"message": LOG_SENDING_CREATE_CHILD_SA.format(id=mid)}))
+        return out
+
+    def _arm(self, sa: IkeSa, req: Request, now: float) -> None:
+        """Set the retransmission schedule of a request just sent."""
+        b = self.config.behaviour
+        if req.liveness and self._liveness is IkeV2Liveness.AWS:
+            # AWS: "repeat every 10 s" while the peer stays silent; the dead time comes from _aws_dead_at.
+            req.waits = [b.dpd_interval] * 1_000_000
+            req.give_up_at = INF
+        else:
+            req.waits = b.retransmit.waits()
+            total = sum(req.waits)
+            if b.retransmit.budget is not None:
+                total = min(total, b.retransmit.budget)
+            req.give_up_at = now + total
+        req.first_sent = now
+        req.next_at = now + req.waits[0]
+        sa.outstanding = req
+
+    def _retransmit(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
+        req.retransmits += 1
+        self._count("retransmits")
+        wait = req.waits[req.retransmits] if req.retransmits < len(req.waits) else INF
+        req.next_at = now + wait
+        out: list[Action] = [
+            self._tx(sa, req.datagram, req.kind),
+            Event("request_retransmitted", {"message_id": req.mid, "kind": req.kind, "retransmit": req.retransmits}),
+        ]
+        if req.liveness:
+            out.append(Event("dpd_request_sent", {"message_id": req.mid, "retransmit": req.retransmits}))
+        return out
+
+    def _give_up(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
+        sa.outstanding = None
+        if sa.state in (SaState.INIT_SENT, SaState.AUTH_SENT):
+            out: list[Action] = [
+                Event(
+                    "negotiation_failed",
+                    {"exchange": req.kind, "reason": "peer_not_responding", "retransmits": req.retransmits},
+                )
+            ]
+            self._drop_sa(sa)
+            out += self._update_status(now, "negotiation_failed")
+            out += self._maybe_schedule_restart(now)
+            return out
+        if sa.state in (SaState.REKEYED, SaState.DELETING):
+            self._drop_sa(sa)
+            return self._update_status(now, "deleted")
+        return self._peer_dead(sa, req, now)
+
+    # ------------------------------------------------------------------------------ DPD timeout and restart
+
+    def _peer_dead(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
+        action = self.config.options.dpd_timeout_action
+        out: list[Action] = [
+            Event(
+                "dpd_timeout",
+                {
+                    "action": action.value,
+                    "last_inbound": self._last_inbound,
+                    "retransmits": req.retransmits,
+                    "model": self._liveness.value,
+                },
+            )
+        ]
+        if self.config.role is Role.AWS:
+            out.append(Event("aws_log", {"message": LOG_IKEV2_DPD_TIMEOUT.format(retry_count=req.retransmits)}))
+        if action is DpdTimeoutAction.NONE:
+            # AWS: "Take no action". Keep the SAs and UP, and keep retransmitting the same request (its
+            # message ID must stay in sequence, §2.2) so a returning peer is recognised; the timeout is counted
+            # afresh from now (UNSPECIFIED by AWS; documented here).
+            self._last_inbound = now
+            sa.outstanding = req
+            if req.give_up_at <= now:
+                req.give_up_at = now + (req.give_up_at - req.first_sent)
+                req.first_sent = now
+            return out
+        if self.config.behaviour.send_delete_on_clear:
+            for s in list(self._sas.values()):
+                if s.sk is not None and s.state is not SaState.INIT_DONE:
+                    raw = self._encrypt(
+                        s,
+                        Exchange.INFORMATIONAL,
+                        s.my_mid,
+                        False,
+                        [(Payload.DELETE, DeletePayload(Protocol.IKE).encode())],
+                    )
+                    out.append(self._tx(s, raw, "delete_request"))
+                    out.append(Event("delete_sent", {"protocol": "ike", "spi": s.local_spi.hex()}))
+        for s in list(self._sas.values()):
+            self._drop_sa(s)
+        out += self._update_status(now, "dpd_timeout")
+        if action is DpdTimeoutAction.RESTART:
+            out += self._maybe_schedule_restart(now, force=True)
+        return out
+
+    def _maybe_schedule_restart(self, now: float, force: bool = False) -> list[Action]:
+        if self._closed:
+            return []
+        if not force and self.config.options.dpd_timeout_action is not DpdTimeoutAction.RESTART:
+            return []
+        b = self.config.behaviour
+        delay = backoff_delay(
+            self._restart_attempt, b.restart_backoff_initial, b.restart_backoff_max, b.restart_backoff_jitter, self.rng
+        )
+        self._restart_attempt += 1
+        self._restart_at = now + delay
+        return [Event("restart_scheduled", {"at": self._restart_at, "attempt": self._restart_attempt})]
+
+    def _drop_sa(self, sa: IkeSa) -> None:
+        sa.state = SaState.DEAD
+        sa.outstanding = None
+        sa.pending.clear()
+        self._sas.pop(sa.local_spi, None)
+        if self._init_by_spi_i.get(sa.spi_i) is sa:
+            del self._init_by_spi_i[sa.spi_i]
+
+    def _current(self) -> IkeSa | None:
+        """The newest established IKE SA."""
+        best: IkeSa | None = None
+        for sa in self._sas.values():
+            if sa.state is SaState.ESTABLISHED and (
+                best is None or (sa.established_at or 0) >= (best.established_at or 0)
+            ):
+                best = sa
+        return best
+
+    def _live_child(self, sa: IkeSa) -> ChildSa | None:
+        for c in reversed(sa.children):
+            if c.replaced_by is None and not c.deleted:
+                return c
+        return None
+
+    def _update_status(self, now: float, reason: str) -> list[Action]:
+        sa = self._current()
+        up = sa is not None and self._live_child(sa) is not None
+        rekeying_ike = sa is not None and sa.rekeying
+        rekeying_child = sa is not None and any(c.rekeying for c in sa.children)
+        negotiating = any(
+            s.state in (SaState.INIT_SENT, SaState.AUTH_SENT, SaState.INIT_DONE) for s in self._sas.values()
+        )
+        p1 = (
+            (PhaseState.REKEYING if rekeying_ike else PhaseState.ESTABLISHED)
+            if sa is not None
+            else (PhaseState.NEGOTIATING if negotiating else PhaseState.DOWN)
+        )
+        p2 = (
+            (PhaseState.REKEYING if rekeying_child else PhaseState.ESTABLISHED)
+            if up
+            else (PhaseState.NEGOTIATING if sa is not None or negotiating else PhaseState.DOWN)
+        )
+        self._status.update(now, up=up, phase1=p1, phase2=p2)
+        out: list[Action] = []
+        if up and not self._up:
+            self._up = True
+            out.append(Event("tunnel_up", {}))
+        elif not up and self._up:
+            self._up = False
+            out.append(Event("tunnel_down", {"reason": reason}))
+            out.append(Event("routes_withdrawn", {"reason": reason}))
+        return out
+
+    # --------------------------------------------------------------------------------------- IKE_SA_INIT
+
+    def _new_spi(self) -> bytes:
+        while True:
+            spi = self.rng.randbytes(8)
+            if spi != bytes(8) and spi not in self._sas:
+                return spi
+
+    def _new_child_spi(self) -> bytes:
+        return self.rng.randint(0x100, 0xFFFFFFFF).to_bytes(4, "big")
+
+    def _nat_hash(self, spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
+        # RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port).
+        ip = ipaddress.ip_address(addr[0]).packed
+        return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
+
+    def _nat_notifies(self, spi_i: bytes, spi_r: bytes, local: Address, remote: Address) -> list[tuple[int, bytes]]:
+        if not self.config.nat_t:
+            return []
+        src = self._nat_hash(spi_i, spi_r, local)
+        if self.config.force_encap:
+            # strongSwan encap=yes: a bogus source hash makes both sides believe in a NAT and float (§2.23).
+            src = self.rng.randbytes(20)
+        dst = self._nat_hash(spi_i, spi_r, remote)
+        return [
+            (Payload.NOTIFY, NotifyPayload(Notify.NAT_DETECTION_SOURCE_IP, src).encode()),
+            (Payload.NOTIFY, NotifyPayload(Notify.NAT_DETECTION_DESTINATION_IP, dst).encode()),
+        ]
+
+    def _check_nat(self, sa: IkeSa, msg: Message, spi_r: bytes, local: Address, remote: Address) -> bool:
+        """True when NAT was detected either way (or encapsulation is forced)."""
+        if not self.config.nat_t:
+            return False
+        srcs = [n.data for n in msg.notifies() if n.ntype == Notify.NAT_DETECTION_SOURCE_IP]
+        dsts = [n.data for n in msg.notifies() if n.ntype == Notify.NAT_DETECTION_DESTINATION_IP]
+        if not srcs or not dsts:
+            return self.config.force_encap
+        peer_ok = self._nat_hash(sa.spi_i, spi_r, remote) in srcs
+        us_ok = self._nat_hash(sa.spi_i, spi_r, local) in dsts
+        return self.config.force_encap or not (peer_ok and us_ok)
+
+    def _initiate(self, now: float) -> list[Action]:
+        group = self._ike_offer.dhs[0]
+        sa = IkeSa(True, self._new_spi(), bytes(8), SaState.INIT_SENT, self.local, self.remote, now)
+        sa.ke_group = group
+        sa.initial_contact = not any(s.state is SaState.ESTABLISHED for s in self._sas.values())
+        self._sas[sa.spi_i] = sa
+        out = self._send_init(sa, now)
+        out += self._update_status(now, "negotiating")
+        return out
+
+    def _send_init(self, sa: IkeSa, now: float) -> list[Action]:
+        # §2.6: a COOKIE retry leaves every other payload unchanged; an INVALID_KE retry needs a new KE.
+        if not sa.ni:
+            sa.ni = self.rng.randbytes(NONCE_LEN)
+        if sa.dh is None or sa.dh.group.number != sa.ke_group:
+            sa.dh = get_group(sa.ke_group).generate(self.rng)
+        payloads: list[tuple[int, bytes]] = []
+        if sa.cookie:
+            payloads.append((Payload.NOTIFY, NotifyPayload(Notify.COOKIE, sa.cookie).encode()))
+        payloads += [
+            (Payload.SA, codec.encode_sa(self._ike_offer.proposals(Protocol.IKE, b""))),
+            (Payload.KE, codec.encode_ke(sa.ke_group, sa.dh.public)),
+            (Payload.NONCE, sa.ni),
+        ]
+        payloads += self._nat_notifies(sa.spi_i, bytes(8), sa.local, sa.remote)
+        hdr = Header(sa.spi_i, bytes(8), 0, Exchange.IKE_SA_INIT, Flag.INITIATOR, 0)
+        raw = codec.encode_plain_message(hdr, payloads)
+        sa.init_request = raw
+        sa.my_mid = 1
+        self._arm(
+            sa, Request(0, Exchange.IKE_SA_INIT, "ike_sa_init_request", raw, self._no_handler, now, now, now, []), now
+        )
+        return [self._tx(sa, raw, "ike_sa_init_request")]
+
+    def _no_handler(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        return []
+
+    def _on_init_response(
+        self, sa: IkeSa, hdr: Header, data: bytes, src: Address, dst: Address, now: float
+    ) -> list[Action]:
+        chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
+        msg = Message(hdr, chain, data)
+        cookie = msg.notify(Notify.COOKIE)
+        if cookie is not None:
+            # RFC 7296 §2.6: repeat IKE_SA_INIT with the cookie first, same SPIi.
+            self._count("cookie_received")
+            sa.cookie = cookie.data
+            sa.outstanding = None
+            return [Event("cookie_received", {"length": len(cookie.data)}), *self._send_init(sa, now)]
+        ike = msg.notify(Notify.INVALID_KE_PAYLOAD)
+        if ike is not None:
+            wanted = int.from_bytes(ike.data[:2], "big") if len(ike.data) >= 2 else 0
+            if wanted not in self._ike_offer.dhs or wanted == sa.ke_group:
+                raise DecodeError("bad_invalid_ke", f"group {wanted}")
+            # §1.2: retry with the group the responder asked for.
+            self._count("invalid_ke_retry")
+            sa.ke_group = wanted
+            sa.outstanding = None
+            return [Event("invalid_ke_payload", {"group": wanted}), *self._send_init(sa, now)]
+        err = msg.error()
+        if err is not None:
+            sa.outstanding = None
+            self._drop_sa(sa)
+            out: list[Action] = [
+                Event(
+                    "negotiation_failed",
+                    {
+                        "exchange": "ike_sa_init",
+                        "reason": Notify(err.ntype).name.lower()
+                        if err.ntype in Notify._value2member_map_
+                        else str(err.ntype),
+                    },
+                )
+            ]
+            out += self._update_status(now, "negotiation_failed")
+            return out + self._maybe_schedule_restart(now)
+        sa_body, ke_body, nonce = msg.first(Payload.SA), msg.first(Payload.KE), msg.first(Payload.NONCE)
+        if sa_body is None or ke_body is None or nonce is None or hdr.spi_r == bytes(8):
+            raise DecodeError("missing_payload", "IKE_SA_INIT response needs SA, KE, Nr and SPIr")
+        props = codec.parse_sa(sa_body)
+        suite = suite_from_response(props[0]) if len(props) == 1 else None
+        if not isinstance(suite, IkeSuite) or suite.dh != sa.ke_group or not self._offered_ike(suite):
+            raise DecodeError("bad_proposal_choice")
+        group, pub = codec.parse_ke(ke_body)
+        if group != sa.ke_group:
+            raise DecodeError("bad_ke_group", str(group))
+        sa.nr = codec.check_nonce(nonce)
+        assert sa.dh is not None
+        shared = sa.dh.compute(pub)
+        sa.outstanding = None
+        sa.spi_r = hdr.spi_r
+        sa.init_response = data
+        self._install_keys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, shared))
+        sa.dh = None
+        sa.nat_detected = self._check_nat(sa, msg, hdr.spi_r, dst, src)
+        if sa.nat_detected:
+            # §2.23: the initiator floats to 4500 once NAT is detected (ports 500 only: charon keeps others).
+            if sa.local[1] == IKE_PORT:
+                sa.local = (sa.local[0], NAT_T_PORT)
+            if sa.remote[1] == IKE_PORT:
+                sa.remote = (sa.remote[0], NAT_T_PORT)
+        self._alive(now)
+        return self._send_auth(sa, now)
+
+    def _offered_ike(self, s: IkeSuite) -> bool:
+        o = self._ike_offer
+        return (
+            (s.encr, s.key_bits) in o.encrs
+            and s.prf_id in o.prfs
+            and s.dh in o.dhs
+            and (s.aead or s.integ_id in o.integs)
+        )
+
+    def _install_keys(self, sa: IkeSa, suite: IkeSuite, seed: bytes) -> None:
+        sa.suite = suite
+        k = derive_ike_keys(
+            suite.prf,
+            seed,
+            sa.ni,
+            sa.nr,
+            sa.spi_i,
+            sa.spi_r,
+            enc_key_len=suite.enc_key_len,
+            integ_key_len=suite.integ_key_len,
+        )
+        sa.sk_d, sa.sk_pi, sa.sk_pr = k.sk_d, k.sk_pi, k.sk_pr
+        if sa.initiator:
+            sa.sk = SkKeys(suite, k.sk_ei, k.sk_ai, k.sk_er, k.sk_ar)
+        else:
+            sa.sk = SkKeys(suite, k.sk_er, k.sk_ar, k.sk_ei, k.sk_ai)
+        sa.keys_event = {
+            "ike_version": 2,
+            "spi_i": sa.spi_i.hex(),
+            "spi_r": sa.spi_r.hex(),
+            "sk_ei": k.sk_ei.hex(),
+            "sk_er": k.sk_er.hex(),
+            "encr_alg": suite.ws_encr,
+            "sk_ai": k.sk_ai.hex(),
+            "sk_ar": k.sk_ar.hex(),
+            "integ_alg": suite.ws_integ,
+        }
+
+    def _make_cookie(self, hdr: Header, ni: bytes, src: Address) -> bytes:
+        # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>).
+        ip = ipaddress.ip_address(src[0]).packed
+        return b"\x00" + hashlib.sha256(ni + ip + hdr.spi_i + self._cookie_secret).digest()
+
+    def _plain_response(self, hdr: Header, spi_r: bytes, payloads: list[tuple[int, bytes]]) -> bytes:
+        h = Header(hdr.spi_i, spi_r, 0, Exchange.IKE_SA_INIT, Flag.RESPONSE, 0)
+        return codec.encode_plain_message(h, payloads)
+
+    def _on_init_request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
+        old = self._init_by_spi_i.get(hdr.spi_i)
+        if old is not None and old.init_request == data and old.state is not SaState.DEAD:
+            # A retransmitted IKE_SA_INIT: answer again from the cache (§2.1).
+            self._count("response_retransmitted")
+            return [self._tx(old, old.init_response, "retransmitted_response")]
+        chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
+        msg = Message(hdr, chain, data)
+        sa_body, ke_body, nonce = msg.first(Payload.SA), msg.first(Payload.KE), msg.first(Payload.NONCE)
+        if sa_body is None or ke_body is None or nonce is None:
+            raise DecodeError("missing_payload", "IKE_SA_INIT request needs SA, KE and Ni")
+        ni = codec.check_nonce(nonce)
+        props = codec.parse_sa(sa_body)
+        group, pub = codec.parse_ke(ke_body)
+        marker = NON_ESP_MARKER if self._needs_marker(dst, src) else b""
+        if self.config.behaviour.ikev2_require_cookie:
+            expected = self._make_cookie(hdr, ni, src)
+            got = msg.notify(Notify.COOKIE)
+            if got is None or got.data != expected:
+                # Stateless answer: no SA is kept (RFC 7296 §2.6).
+                self._count("cookie_sent")
+                raw = self._plain_response(
+                    hdr, bytes(8), [(Payload.NOTIFY, NotifyPayload(Notify.COOKIE, expected).encode())]
+                )
+                return [Transmit(marker + raw, dst, src, "ike_sa_init_response"), Event("cookie_sent", {})]
+        choice = select_ike(self._ike_offer, props, group)
+        if choice is None:
+            self._count("no_proposal_chosen")
+            raw = self._plain_response(
+                hdr, bytes(8), [(Payload.NOTIFY, NotifyPayload(Notify.NO_PROPOSAL_CHOSEN).encode())]
+            )
+            return [
+                Transmit(marker + raw, dst, src, "ike_sa_init_response"),
+                Event("negotiation_failed", {"exchange": "ike_sa_init", "reason": "no_proposal_chosen"}),
+            ]
+        num, suite = choice
+        if suite.dh != group:
+            # §1.2: tell the initiator which group we want.
+            self._count("invalid_ke_sent")
+            raw = self._plain_response(
+                hdr,
+                bytes(8),
+                [(Payload.NOTIFY, NotifyPayload(Notify.INVALID_KE_PAYLOAD, suite.dh.to_bytes(2, "big")).encode())],
+            )
+            return [
+                Transmit(marker + raw, dst, src, "ike_sa_init_response"),
+                Event("invalid_ke_payload_sent", {"group": suite.dh}),
+            ]
+        sa = IkeSa(False, hdr.spi_i, self._new_spi(), SaState.INIT_DONE, dst, src, now)
+        sa.ni = ni
+        sa.nr = self.rng.randbytes(NONCE_LEN)
+        sa.ke_group = group
+        dh = get_group(group).generate(self.rng)
+        try:
+            shared = dh.compute(pub)
+        except DecodeError:
+            raise
+        sa.init_request = data
+        sa.nat_detected = self._check_nat(sa, msg, bytes(8), dst, src)
+        payloads: list[tuple[int, bytes]] = [
+            (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.IKE, b"", suite)])),
+            (Payload.KE, codec.encode_ke(group, dh.public)),
+            (Payload.NONCE, sa.nr),
+        ]
+        if msg.notify(Notify.NAT_DETECTION_SOURCE_IP) is not None:
+            payloads += self._nat_notifies(sa.spi_i, sa.spi_r, dst, src)
+        raw = self._plain_response(hdr, sa.spi_r, payloads)
+        sa.init_response = raw
+        self._install_keys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, shared))
+        sa.peer_mid = 1
+        self._sas[sa.spi_r] = sa
+        self._init_by_spi_i[sa.spi_i] = sa
+        out: list[Action] = [Transmit(marker + raw, dst, src, "ike_sa_init_response")]
+        out += self._update_status(now, "negotiating")
+        return out
+
+    # ------------------------------------------------------------------------------------------ IKE_AUTH
+
+    def _id_payload(self, ident: str | None, addr: Address) -> bytes:
+        value = ident if ident is not None else addr[0]
+        try:
+            ip = ipaddress.ip_address(value)
+            return codec.encode_id(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, ip.packed)
+        except ValueError:
+            pass
+        if value.startswith("@"):
+            return codec.encode_id(IdType.FQDN, value[1:].encode())
+        if "@" in value:
+            return codec.encode_id(IdType.RFC822_ADDR, value.encode())
+        return codec.encode_id(IdType.FQDN, value.encode())
+
+    def _ts_local(self) -> list[Ts]:
+        t = self.config.local_ts
+        return [Ts.from_cidr(t.cidr, t.protocol, t.port_low, t.port_high)]
+
+    def _ts_remote(self) -> list[Ts]:
+        t = self.config.remote_ts
+        return [Ts.from_cidr(t.cidr, t.protocol, t.port_low, t.port_high)]
+
+    def _send_auth(self, sa: IkeSa, now: float) -> list[Action]:
+        assert sa.suite is not None
+        id_body = self._id_payload(self.config.local_id, self.local)
+        auth = psk_auth(sa.suite.prf, self.config.psk, sa.init_request, sa.nr, sa.sk_pi, id_body)
+        sa.child_spi = self._new_child_spi()
+        payloads: list[tuple[int, bytes]] = [(Payload.IDI, id_body)]
+        if sa.initial_contact:
+            payloads.append((Payload.NOTIFY, NotifyPayload(Notify.INITIAL_CONTACT).encode()))
+        if self.config.remote_id is not None:
+            payloads.append((Payload.IDR, self._id_payload(self.config.remote_id, self.remote)))
+        payloads += [
+            (Payload.AUTH, codec.encode_auth(AuthMethod.PSK, auth)),
+            (
+                Payload.SA,
+                codec.encode_sa(self._esp_offer.proposals(Protocol.ESP, sa.child_spi, esn=True, with_dh=False)),
+            ),
+            (Payload.TSI, codec.encode_ts(self._ts_local())),
+            (Payload.TSR, codec.encode_ts(self._ts_remote())),
+        ]
+        sa.state = SaState.AUTH_SENT
+        mid = sa.my_mid
+        sa.my_mid += 1
+        raw = self._encrypt(sa, Exchange.IKE_AUTH, mid, False, payloads)
+        self._arm(
+            sa, Request(mid, Exchange.IKE_AUTH, "ike_auth_request", raw, self._on_auth_response, now, now, now, []), now
+        )
+        return [self._tx(sa, raw, "ike_auth_request")]
+
+    def _check_peer_id(self, id_body: bytes) -> bool:
+        if self.config.remote_id is None:
+            return True
+        return id_body == self._id_payload(self.config.remote_id, self.remote)
+
+    def _on_auth_request(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        assert sa.suite is not None
+        idi, auth = msg.first(Payload.IDI), msg.first(Payload.AUTH)
+        if idi is None or auth is None:
+            raise DecodeError("missing_payload", "IKE_AUTH needs IDi and AUTH")
+        method, auth_data = codec.parse_auth(auth)
+        expected = psk_auth(sa.suite.prf, self.config.psk, sa.init_request, sa.nr, sa.sk_pi, idi)
+        if method != AuthMethod.PSK or auth_data != expected or not self._check_peer_id(idi):
+            self._count("authentication_failed")
+            tx = self._respond(
+                sa, msg, [(Payload.NOTIFY, NotifyPayload(Notify.AUTHENTICATION_FAILED).encode())], "ike_auth_response"
+            )
+            self._drop_sa(sa)
+            return [tx, Event("negotiation_failed", {"exchange": "ike_auth", "reason": "authentication_failed"})]
+        id_r = self._id_payload(self.config.local_id, self.local)
+        auth_r = psk_auth(sa.suite.prf, self.config.psk, sa.init_response, sa.ni, sa.sk_pr, id_r)
+        payloads: list[tuple[int, bytes]] = [
+            (Payload.IDR, id_r),
+            (Payload.AUTH, codec.encode_auth(AuthMethod.PSK, auth_r)),
+        ]
+        out: list[Action] = []
+        child_payloads, child, err = self._accept_child(sa, msg, sa.ni, sa.nr, None, pfs=False)
+        payloads += child_payloads
+        if msg.notify(Notify.INITIAL_CONTACT) is not None:
+            # §2.4: INITIAL_CONTACT: every other IKE SA with this peer is stale.
+            for other in list(self._sas.values()):
+                if other is not sa and other.state is not SaState.INIT_SENT:
+                    self._drop_sa(other)
+                    out.append(Event("ike_sa_replaced", {"spi": other.local_spi.hex(), "reason": "initial_contact"}))
+        out.insert(0, self._respond(sa, msg, payloads, "ike_auth_response"))
+        out += self._established(sa, now)
+        if child is not None:
+            sa.children.append(child)
+            out += self._child_established(sa, child, now)
+        elif err:
+            out.append(Event("negotiation_failed", {"exchange": "ike_auth", "reason": err}))
+        out += self._update_status(now, "ike_auth")
+        return out
+
+    def _on_auth_response(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        assert sa.suite is not None
+        idr, auth = msg.first(Payload.IDR), msg.first(Payload.AUTH)
+        if idr is None or auth is None:
+            err = msg.error()
+            reason = (
+                Notify(err.ntype).name.lower() if err and err.ntype in Notify._value2member_map_ else "missing_auth"
+            )
+            self._drop_sa(sa)
+            out: list[Action] = [Event("negotiation_failed", {"exchange": "ike_auth", "reason": reason})]
+            out += self._update_status(now, "negotiation_failed")
+            return out + self._maybe_schedule_restart(now)
+        method, auth_data = codec.parse_auth(auth)
+        expected = psk_auth(sa.suite.prf, self.config.psk, sa.init_response, sa.ni, sa.sk_pr, idr)
+        if method != AuthMethod.PSK or auth_data != expected or not self._check_peer_id(idr):
+            self._count("authentication_failed")
+            self._drop_sa(sa)
+            out = [Event("negotiation_failed", {"exchange": "ike_auth", "reason": "authentication_failed"})]
+            return out + self._update_status(now, "negotiation_failed")
+        out = self._established(sa, now)
+        child = self._child_from_response(sa, msg, sa.child_spi, sa.ni, sa.nr, None, now)
+        if child is not None:
+            sa.children.append(child)
+            out += self._child_established(sa, child, now)
+        else:
+            err = msg.error()
+            out.append(
+                Event(
+                    "negotiation_failed",
+                    {
+                        "exchange": "ike_auth",
+                        "reason": Notify(err.ntype).name.lower()
+                        if err and err.ntype in Notify._value2member_map_
+                        else "child_sa_failed",
+                    },
+                )
+            )
+        out += self._update_status(now, "ike_auth")
+        return out
+
+    def _established(self, sa: IkeSa, now: float) -> list[Action]:
+        assert sa.suite is not None
+        sa.state = SaState.ESTABLISHED
+        sa.established_at = now
+        self._restart_attempt = 0
+        o = self.config.options
+        sa.rekey_at = now + rekey_delay(
+            o.phase1_lifetime_seconds, o.rekey_margin_time_seconds, o.rekey_fuzz_percentage, self.rng
+        )
+        if self._init_by_spi_i.get(sa.spi_i) is sa:
+            del self._init_by_spi_i[sa.spi_i]
+        out: list[Action] = [
+            Event(
+                "ike_sa_established",
+                {
+                    "spi_i": sa.spi_i.hex(),
+                    "spi_r": sa.spi_r.hex(),
+                    "version": 2,
+                    "proposal": sa.suite.describe(),
+                    "initiator": sa.initiator,
+                    "nat": sa.nat_detected,
+                    "local": f"{sa.local[0]}:{sa.local[1]}",
+                    "remote": f"{sa.remote[0]}:{sa.remote[1]}",
+                },
+            ),
+            Event("sa_keys", dict(sa.keys_event)),
+        ]
+        out += self._resolve_duplicate_ike(sa, now)
+        return out
+
+    def _resolve_duplicate_ike(self, sa: IkeSa, now: float) -> list[Action]:
+        """Two IKE SAs with the same peer (both sides initiated): like a rekey collision (§2.8.1), the SA
+        with the lowest of the four nonces is deleted by the side that initiated it."""
+        for other in list(self._sas.values()):
+            if other is sa or other.state is not SaState.ESTABLISHED:
+                continue
+            lowest = min(
+                (sa.ni, sa, True),
+                (sa.nr, sa, False),
+                (other.ni, other, True),
+                (other.nr, other, False),
+                key=lambda x: x[0],
+            )
+            loser = lowest[1]
+            self._count("ike_sa_collision")
+            out: list[Action] = [
+                Event("rekey_collision", {"sa": "ike", "kind": "duplicate_ike_sa", "redundant": loser.local_spi.hex()})
+            ]
+            if loser.initiator:
+                out += self._delete_ike(loser, now)
+            return out
+        return []
+
+    # --------------------------------------------------------------------------------------------- Child SAs
+
+    def _accept_child(
+        self,
+        sa: IkeSa,
+        msg: Message,
+        ni: bytes,
+        nr: bytes,
+        shared: bytes | None,
+        *,
+        pfs: bool,
+        ke_group: int | None = None,
+        spi_in: bytes | None = None,
+    ) -> tuple[list[tuple[int, bytes]], ChildSa | None, str]:
+        """Responder side of a Child SA (IKE_AUTH or CREATE_CHILD_SA): choose a proposal and narrow the
+        traffic selectors. Returns (payloads to answer with, the new Child SA or None, error reason)."""
+        sa_body, tsi_b, tsr_b = msg.first(Payload.SA), msg.first(Payload.TSI), msg.first(Payload.TSR)
+        if sa_body is None or tsi_b is None or tsr_b is None:
+            return [(Payload.NOTIFY, NotifyPayload(Notify.NO_PROPOSAL_CHOSEN).encode())], None, "missing_payload"
+        choice = select_child(self._esp_offer, codec.parse_sa(sa_body), ke_group, pfs=pfs)
+        if choice is None:
+            self._count("no_proposal_chosen")
+            return [(Payload.NOTIFY, NotifyPayload(Notify.NO_PROPOSAL_CHOSEN).encode())], None, "no_proposal_chosen"
+        num, peer_spi, suite = choice
+        tsi = self._narrow(codec.parse_ts(tsi_b), self._ts_remote())
+        tsr = self._narrow(codec.parse_ts(tsr_b), self._ts_local())
+        if not tsi or not tsr:
+            self._count("ts_unacceptable")
+            return [(Payload.NOTIFY, NotifyPayload(Notify.TS_UNACCEPTABLE).encode())], None, "ts_unacceptable"
+        spi = spi_in or self._new_child_spi()
+        child = self._make_child(
+            sa, spi, peer_spi, suite, tsr, tsi, ni, nr, shared, created_by_us=False, we_initiated=False
+        )
+        payloads: list[tuple[int, bytes]] = [
+            (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.ESP, spi, suite)])),
+            (Payload.TSI, codec.encode_ts(tsi)),
+            (Payload.TSR, codec.encode_ts(tsr)),
+        ]
+        return payloads, child, ""
+
+    def _narrow(self, offered: list[Ts], ours: list[Ts]) -> list[Ts]:
+        out: list[Ts] = []
+        for a in offered:
+            for b in ours:
+                n = a.intersect(b)
+                if n is not None and n not in out:
+                    out.append(n)
+        return out
+
+    def _child_from_response(
+        self, sa: IkeSa, msg: Message, spi_in: bytes, ni: bytes, nr: bytes, shared: bytes | None, now: float
+    ) -> ChildSa | None:
+        sa_body, tsi_b, tsr_b = msg.first(Payload.SA), msg.first(Payload.TSI), msg.first(Payload.TSR)
+        if sa_body is None or tsi_b is None or tsr_b is None:
+            return None
+        props = codec.parse_sa(sa_body)
+        suite = suite_from_response(props[0]) if len(props) == 1 else None
+        if not isinstance(suite, ChildSuite) or len(props[0].spi) != 4:
+            raise DecodeError("bad_proposal_choice", "child SA")
+        if (suite.encr, suite.key_bits) not in self._esp_offer.encrs:
+            raise DecodeError("bad_proposal_choice", "child SA encryption")
+        return self._make_child(
+            sa,
+            spi_in,
+            props[0].spi,
+            suite,
+            codec.parse_ts(tsi_b),
+            codec.parse_ts(tsr_b),
+            ni,
+            nr,
+            shared,
+            created_by_us=True,
+            we_initiated=True,
+        )
+
+    def _make_child(
+        self,
+        sa: IkeSa,
+        spi_in: bytes,
+        spi_out: bytes,
+        suite: ChildSuite,
+        ts_local: list[Ts],
+        ts_remote: list[Ts],
+        ni: bytes,
+        nr: bytes,
+        shared: bytes | None,
+        *,
+        created_by_us: bool,
+        we_initiated: bool,
+    ) -> ChildSa:
+        assert sa.suite is not None
+        ek, ak = suite.enc_key_len, suite.integ_key_len
+        km = child_keymat(sa.suite.prf, sa.sk_d, ni, nr, 2 * (ek + ak), shared)
+        ei, ai, er, ar = km[:ek], km[ek : ek + ak], km[ek + ak : 2 * ek + ak], km[2 * ek + ak :]
+        # KEYMAT order (§2.17): initiator->responder first. "in" = what the peer sends to us.
+        if we_initiated:
+            keys = {"enc_out": ei.hex(), "integ_out": ai.hex(), "enc_in": er.hex(), "integ_in": ar.hex()}
+        else:
+            keys = {"enc_out": er.hex(), "integ_out": ar.hex(), "enc_in": ei.hex(), "integ_in": ai.hex()}
+        now_est = sa.established_at or 0.0
+        return ChildSa(spi_in, spi_out, suite, ts_local, ts_remote, ni, nr, created_by_us, now_est, keys)
+
+    def _child_established(self, sa: IkeSa, child: ChildSa, now: float) -> list[Action]:
+        o = self.config.options
+        child.established_at = now
+        child.rekey_at = now + rekey_delay(
+            o.phase2_lifetime_seconds, o.rekey_margin_time_seconds, o.rekey_fuzz_percentage, self.rng
+        )
+        return [
+            Event(
+                "child_sa_established",
+                {
+                    "spi_in": child.spi_in.hex(),
+                    "spi_out": child.spi_out.hex(),
+                    "proposal": child.suite.describe(),
+                    "ts_local": [str(t) for t in child.ts_local],
+                    "ts_remote": [str(t) for t in child.ts_remote],
+                    **child.keys,
+                },
+            )
+        ]
+
+    # -------------------------------------------------------------------------------- CREATE_CHILD_SA (ours)
+
+    def _pfs_group(self) -> int:
+        return self._esp_offer.dhs[0] if self._esp_offer.dhs else 0
+
+    def _start_child_rekey(self, sa: IkeSa, child: ChildSa, now: float) -> list[Action]:
+        child.rekeying = True
+        new_spi = self._new_child_spi()
+        ni = self.rng.randbytes(NONCE_LEN)
+        group = self._pfs_group()
+        dh = get_group(group).generate(self.rng) if group else None
+
+        def build(s: IkeSa) -> list[tuple[int, bytes]]:
+            p: list[tuple[int, bytes]] = [
+                (Payload.NOTIFY, NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, child.spi_in).encode()),
+                (
+                    Payload.SA,
+                    codec.encode_sa(self._esp_offer.proposals(Protocol.ESP, new_spi, esn=True, with_dh=dh is not None)),
+                ),
+                (Payload.NONCE, ni),
+            ]
+            if dh is not None:
+                p.append((Payload.KE, codec.encode_ke(group, dh.public)))
+            p += [(Payload.TSI, codec.encode_ts(child.ts_local)), (Payload.TSR, codec.encode_ts(child.ts_remote))]
+            return p
+
+        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
+            return self._on_child_rekey_response(s, child, msg, new_spi, ni, dh, t)
+
+        out: list[Action] = [Event("rekey_started", {"sa": "child", "spi": child.spi_in.hex()})]
+        out += self._queue(sa, Pending(Exchange.CREATE_CHILD_SA, "create_child_sa_request", build, handler), now)
+        out += self._update_status(now, "rekey")
+        return out
+
+    def _on_child_rekey_response(
+        self, sa: IkeSa, old: ChildSa, msg: Message, new_spi: bytes, ni: bytes, dh: DhKeyPair | None, now: float
+    ) -> list[Action]:
+        old.rekeying = False
+        nr_b = msg.first(Payload.NONCE)
+        if nr_b is None:
+            err = msg.error()
+            name = Notify(err.ntype).name.lower() if err and err.ntype in Notify._value2member_map_ else "failed"
+            out: list[Action] = [Event("negotiation_failed", {"exchange": "create_child_sa", "reason": name})]
+            if err is not None and err.ntype == Notify.TEMPORARY_FAILURE:
+                old.rekey_at = now + 2.0  # §2.25: retry later; the peer is busy with a collision
+            return out + self._update_status(now, "rekey")
+        nr = codec.check_nonce(nr_b)
+        shared = None
+        if dh is not None:
+            ke = msg.first(Payload.KE)
+            if ke is None:
+                raise DecodeError("missing_payload", "KEr for PFS")
+            group, pub = codec.parse_ke(ke)
+            if group != dh.group.number:
+                raise DecodeError("bad_ke_group", str(group))
+            shared = dh.compute(pub)
+        new = self._child_from_response(sa, msg, new_spi, ni, nr, shared, now)
+        if new is None:
+            return [Event("negotiation_failed", {"exchange": "create_child_sa", "reason": "child_sa_failed"})]
+        sa.children.append(new)
+        out = self._child_established(sa, new, now)
+        out.append(Event("rekey_done", {"sa": "child", "old_spi": old.spi_in.hex(), "new_spi": new.spi_in.hex()}))
+        collided = old.replaced_by
+        if collided is not None and collided is not new:
+            # §2.8.1 simultaneous rekey: two new SAs. The one holding the lowest of the four nonces is
+            # redundant; its creator deletes it.
+            self._count("child_rekey_collision")
+            redundant = min((new, collided), key=lambda c: min(c.ni, c.nr))
+            out.append(
+                Event(
+                    "rekey_collision",
+                    {"sa": "child", "redundant": redundant.spi_in.hex(), "ours_redundant": redundant is new},
+                )
+            )
+            if redundant is new:
+                if self.config.role is Role.AWS:
+                    out.append(Event("aws_log", {"message": LOG_REDUNDANT_CHILD_SA}))
+                new.replaced_by = collided
+                out += self._queue(sa, self._delete_child_request(sa, new), now)
+                out += self._update_status(now, "rekey")
+                return out
+            # We won: the peer deletes its redundant SA; we delete the old one.
+            collided.replaced_by = new
+        old.replaced_by = new
+        if not old.deleted:
+            out += self._queue(sa, self._delete_child_request(sa, old), now)
+        else:
+            sa.children.remove(old)
+        out += self._update_status(now, "rekey")
+        return out
+
+    def _delete_child_request(self, sa: IkeSa, child: ChildSa) -> Pending:
+        def build(s: IkeSa) -> list[tuple[int, bytes]]:
+            return [(Payload.DELETE, DeletePayload(Protocol.ESP, (child.spi_in,)).encode())]
+
+        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
+            if child in s.children:
+                s.children.remove(child)
+            return self._update_status(t, "child_deleted")
+
+        return Pending(Exchange.INFORMATIONAL, "delete_request", build, handler)
+
+    def _liveness_request(self) -> Pending:
+        def build(s: IkeSa) -> list[tuple[int, bytes]]:
+            return []
+
+        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
+            # strongSwan ike_dpd.c: any response is success.
+            self._count("liveness_ok")
+            return [Event("dpd_ack_received", {"message_id": msg.header.message_id})]
+
+        return Pending(Exchange.INFORMATIONAL, "liveness_request", build, handler, liveness=True)
+
+    def _start_ike_rekey(self, sa: IkeSa, now: float) -> list[Action]:
+        assert sa.suite is not None
+        sa.rekeying = True
+        new_spi = self._new_spi()
+        ni = self.rng.randbytes(NONCE_LEN)
+        group = sa.suite.dh
+        dh = get_group(group).generate(self.rng)
+
+        def build(s: IkeSa) -> list[tuple[int, bytes]]:
+            return [
+                (Payload.SA, codec.encode_sa(self._ike_offer.proposals(Protocol.IKE, new_spi))),
+                (Payload.NONCE, ni),
+                (Payload.KE, codec.encode_ke(group, dh.public)),
+            ]
+
+        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
+            return self._on_ike_rekey_response(s, msg, new_spi, ni, dh, t)
+
+        out: list[Action] = [Event("rekey_started", {"sa": "ike", "spi": sa.local_spi.hex()})]
+        out += self._queue(sa, Pending(Exchange.CREATE_CHILD_SA, "create_child_sa_request", build, handler), now)
+        out += self._update_status(now, "rekey")
+        return out
+
+    def _on_ike_rekey_response(
+        self, sa: IkeSa, msg: Message, new_spi: bytes, ni: bytes, dh: DhKeyPair, now: float
+    ) -> list[Action]:
+        sa.rekeying = False
+        sa_body, nr_b, ke = msg.first(Payload.SA), msg.first(Payload.NONCE), msg.first(Payload.KE)
+        if sa_body is None or nr_b is None or ke is None:
+            err = msg.error()
+            name = Notify(err.ntype).name.lower() if err and err.ntype in Notify._value2member_map_ else "failed"
+            if err is not None and err.ntype == Notify.TEMPORARY_FAILURE:
+                sa.rekey_at = now + 2.0
+            return [
+                Event("negotiation_failed", {"exchange": "create_child_sa", "reason": name}),
+                *self._update_status(now, "rekey"),
+            ]
+        props = codec.parse_sa(sa_body)
+        suite = suite_from_response(props[0]) if len(props) == 1 else None
+        if not isinstance(suite, IkeSuite) or len(props[0].spi) != 8 or not self._offered_ike(suite):
+            raise DecodeError("bad_proposal_choice", "IKE rekey")
+        group, pub = codec.parse_ke(ke)
+        if group != dh.group.number or suite.dh != group:
+            raise DecodeError("bad_ke_group", str(group))
+        nr = codec.check_nonce(nr_b)
+        new = self._rekeyed_ike(sa, True, new_spi, props[0].spi, suite, ni, nr, dh.compute(pub), now)
+        out = self._established(new, now)
+        out.append(Event("rekey_done", {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex()}))
+        # §2.18: the initiator of the rekey deletes the old IKE SA (on the old SA).
+        out += self._delete_ike(sa, now)
+        out += self._update_status(now, "rekey")
+        return out
+
+    def _rekeyed_ike(
+        self,
+        old: IkeSa,
+        we_initiated: bool,
+        spi_ours: bytes,
+        spi_peer: bytes,
+        suite: IkeSuite,
+        ni: bytes,
+        nr: bytes,
+        shared: bytes,
+        now: float,
+    ) -> IkeSa:
+        """The new IKE SA of a rekey (§2.18). Its initiator is whoever initiated the rekey; message IDs
+        restart at 0; the Child SAs move over."""
+        assert old.suite is not None
+        spi_i, spi_r = (spi_ours, spi_peer) if we_initiated else (spi_peer, spi_ours)
+        new = IkeSa(we_initiated, spi_i, spi_r, SaState.ESTABLISHED, old.local, old.remote, now)
+        new.ni, new.nr = ni, nr
+        new.nat_detected = old.nat_detected
+        seed = rekey_skeyseed(old.suite.prf, old.sk_d, shared, ni, nr)
+        self._install_keys(new, suite, seed)
+        new.children = old.children
+        old.children = []
+        old.state = SaState.REKEYED
+        self._sas[new.local_spi] = new
+        return new
+
+    def _delete_ike(self, sa: IkeSa, now: float) -> list[Action]:
+        if sa.state is SaState.ESTABLISHED:
+            sa.state = SaState.DELETING
+
+        def build(s: IkeSa) -> list[tuple[int, bytes]]:
+            return [(Payload.DELETE, DeletePayload(Protocol.IKE).encode())]
+
+        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
+            self._drop_sa(s)
+            return self._update_status(t, "ike_deleted")
+
+        out: list[Action] = [Event("delete_sent", {"protocol": "ike", "spi": sa.local_spi.hex()})]
+        return out + self._queue(sa, Pending(Exchange.INFORMATIONAL, "delete_request", build, handler), now)
+
+    # ----------------------------------------------------------------------- CREATE_CHILD_SA (the peer's)
+
+    def _on_create_child_request(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        sa_body, ni_b = msg.first(Payload.SA), msg.first(Payload.NONCE)
+        if sa_body is None or ni_b is None:
+            raise DecodeError("missing_payload", "CREATE_CHILD_SA needs SA and Ni")
+        ni = codec.check_nonce(ni_b)
+        props = codec.parse_sa(sa_body)
+        if props and props[0].protocol == Protocol.IKE:
+            return self._on_ike_rekey_request(sa, msg, props, ni, now)
+        rekey = msg.notify(Notify.REKEY_SA)
+        old = None
+        if rekey is not None:
+            old = next((c for c in sa.children if c.spi_out == rekey.spi and c.replaced_by is None), None)
+            if old is None:
+                tx = self._respond(
+                    sa,
+                    msg,
+                    [(Payload.NOTIFY, NotifyPayload(Notify.CHILD_SA_NOT_FOUND, b"", Protocol.ESP, rekey.spi).encode())],
+                    "create_child_sa_response",
+                )
+                return [
+                    tx,
+                    Event("negotiation_failed", {"exchange": "create_child_sa", "reason": "child_sa_not_found"}),
+                ]
+        elif self._live_child(sa) is not None:
+            # AWS: one SA pair per tunnel (ike-dpd.md §1.1).
+            tx = self._respond(
+                sa,
+                msg,
+                [(Payload.NOTIFY, NotifyPayload(Notify.NO_ADDITIONAL_SAS).encode())],
+                "create_child_sa_response",
+            )
+            return [tx]
+        nr = self.rng.randbytes(NONCE_LEN)
+        ke = msg.first(Payload.KE)
+        shared = None
+        ke_payload: list[tuple[int, bytes]] = []
+        group = None
+        if ke is not None:
+            group, pub = codec.parse_ke(ke)
+            choice = select_child(self._esp_offer, props, group, pfs=True)
+            if choice is not None and choice[2].dh != group:
+                tx = self._respond(
+                    sa,
+                    msg,
+                    [
+                        (
+                            Payload.NOTIFY,
+                            NotifyPayload(Notify.INVALID_KE_PAYLOAD, choice[2].dh.to_bytes(2, "big")).encode(),
+                        )
+                    ],
+                    "create_child_sa_response",
+                )
+                return [tx]
+            if choice is not None:
+                mine = get_group(group).generate(self.rng)
+                shared = mine.compute(pub)
+                ke_payload = [(Payload.KE, codec.encode_ke(group, mine.public))]
+        payloads, child, err = self._accept_child(sa, msg, ni, nr, shared, pfs=ke is not None, ke_group=group)
+        if child is None:
+            return [
+                self._respond(sa, msg, payloads, "create_child_sa_response"),
+                Event("negotiation_failed", {"exchange": "create_child_sa", "reason": err}),
+            ]
+        sa_p, rest = payloads[0], payloads[1:]
+        tx = self._respond(sa, msg, [sa_p, (Payload.NONCE, nr), *ke_payload, *rest], "create_child_sa_response")
+        sa.children.append(child)
+        out: list[Action] = [tx, *self._child_established(sa, child, now)]
+        if old is not None:
+            out.append(
+                Event(
+                    "rekey_done",
+                    {"sa": "child", "old_spi": old.spi_in.hex(), "new_spi": child.spi_in.hex(), "responder": True},
+                )
+            )
+            if old.rekeying:
+                # We are rekeying the same SA: a simultaneous rekey; resolved when our response arrives.
+                out.append(Event("rekey_collision", {"sa": "child", "kind": "simultaneous_rekey"}))
+            old.replaced_by = child
+        out += self._update_status(now, "rekey")
+        return out
+
+    def _on_ike_rekey_request(
+        self, sa: IkeSa, msg: Message, props: list[Proposal], ni: bytes, now: float
+    ) -> list[Action]:
+        ke = msg.first(Payload.KE)
+        if ke is None:
+            raise DecodeError("missing_payload", "IKE rekey needs KEi")
+        group, pub = codec.parse_ke(ke)
+        choice = select_ike(self._ike_offer, props, group)
+        if choice is None:
+            return [
+                self._respond(
+                    sa,
+                    msg,
+                    [(Payload.NOTIFY, NotifyPayload(Notify.NO_PROPOSAL_CHOSEN).encode())],
+                    "create_child_sa_response",
+                )
+            ]
+        num, suite = choice
+        if suite.dh != group:
+            return [
+                self._respond(
+                    sa,
+                    msg,
+                    [(Payload.NOTIFY, NotifyPayload(Notify.INVALID_KE_PAYLOAD, suite.dh.to_bytes(2, "big")).encode())],
+                    "create_child_sa_response",
+                )
+            ]
+        if sa.rekeying:
+            # §2.25.2 (simplified): we are rekeying this IKE SA ourselves; let the peer retry later.
+            self._count("ike_rekey_collision")
+            return [
+                self._respond(
+                    sa,
+                    msg,
+                    [(Payload.NOTIFY, NotifyPayload(Notify.TEMPORARY_FAILURE).encode())],
+                    "create_child_sa_response",
+                ),
+                Event("rekey_collision", {"sa": "ike", "kind": "simultaneous_rekey"}),
+            ]
+        peer_spi = next((p.spi for p in props if p.num == num), b"")
+        if len(peer_spi) != 8:
+            raise DecodeError("bad_sa", "IKE rekey SPI size")
+        mine = get_group(group).generate(self.rng)
+        nr = self.rng.randbytes(NONCE_LEN)
+        new_spi = self._new_spi()
+        tx = self._respond(
+            sa,
+            msg,
+            [
+                (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.IKE, new_spi, suite)])),
+                (Payload.NONCE, nr),
+                (Payload.KE, codec.encode_ke(group, mine.public)),
+            ],
+            "create_child_sa_response",
+        )
+        new = self._rekeyed_ike(sa, False, new_spi, peer_spi, suite, ni, nr, mine.compute(pub), now)
+        out: list[Action] = [tx, *self._established(new, now)]
+        out.append(
+            Event(
+                "rekey_done",
+                {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex(), "responder": True},
+            )
+        )
+        return out
+
+    # --------------------------------------------------------------------------------- INFORMATIONAL
+
+    def _on_informational_request(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        mid = msg.header.message_id
+        deletes = [codec.parse_delete(b) for b in msg.all(Payload.DELETE)]
+        if not msg.payloads:
+            # §1.4 / ike_dpd.c: an empty request is a liveness check; answer with an empty response.
+            tx = self._respond(sa, msg, [], "liveness_response")
+            return [tx, Event("dpd_request_received", {"message_id": mid}), Event("dpd_ack_sent", {"message_id": mid})]
+        if any(d.protocol == Protocol.IKE for d in deletes):
+            # §1.4.1: answered with an empty response; the IKE SA and all its Child SAs are gone.
+            tx = self._respond(sa, msg, [], "delete_response")
+            out: list[Action] = [tx, Event("delete_received", {"protocol": "ike", "spi": sa.remote_spi.hex()})]
+            if self.config.role is Role.AWS and sa.state is SaState.ESTABLISHED:
+                out.append(Event("aws_log", {"message": LOG_DELETE_IKE_SA_FROM_CGW}))
+            self._drop_sa(sa)
+            if self._current() is None:
+                self._last_inbound = None
+            out += self._update_status(now, "delete_received")
+            return out
+        answer: list[bytes] = []
+        out = []
+        for d in deletes:
+            if d.protocol != Protocol.ESP:
+                continue
+            for spi in d.spis:
+                out.append(Event("delete_received", {"protocol": "esp", "spi": spi.hex()}))
+                child = next((c for c in sa.children if c.spi_out == spi), None)
+                if child is None:
+                    continue
+                if child.rekeying:
+                    # strongSwan #1458: the Delete overtook the CREATE_CHILD_SA response. Keep the rekey going:
+                    # its response installs the new SA; the old one goes now.
+                    self._count("child_rekey_delete_collision")
+                    out.append(Event("rekey_collision", {"sa": "child", "kind": "child_delete"}))
+                    if self.config.role is Role.AWS:
+                        out.append(Event("aws_log", {"message": LOG_CHILD_REKEY_COLLISION}))
+                    child.deleted = True
+                    answer.append(child.spi_in)
+                    continue
+                # §1.4.1: answer with our inbound SPI of the pair, unless we already asked to delete it
+                # ourselves (crossed Deletes are answered without a Delete).
+                deleting_ourselves = sa.outstanding is not None and sa.outstanding.kind == "delete_request"
+                if not deleting_ourselves:
+                    answer.append(child.spi_in)
+                sa.children.remove(child)
+        payloads = [(Payload.DELETE, DeletePayload(Protocol.ESP, tuple(answer)).encode())] if answer else []
+        out.insert(0, self._respond(sa, msg, payloads, "delete_response" if deletes else "informational_response"))
+        out += self._update_status(now, "child_deleted")
+        return out

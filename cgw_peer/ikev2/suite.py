@@ -1,0 +1,247 @@
+"""Negotiated IKEv2 algorithms and SK payload protection (RFC 7296 §3.14, RFC 5282).
+
+:class:`IkeSuite` is what an IKE SA negotiated (ENCR/PRF/INTEG/DH transform IDs) plus the ready-made
+primitives from :mod:`cgw_peer.crypto`; :func:`protect` / :func:`unprotect` build and open SK payloads.
+:class:`ChildSuite` is the ESP side (only key lengths and names matter here: ESP itself is elsewhere).
+
+The transform-ID <-> algorithm and Wireshark-name tables are kept here (a private table) because the IKEv2
+rows of ``cgw_peer.crypto.algorithms`` were not available when this was written.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cgw_peer.crypto.cipher import AesCbc, AesGcm16
+from cgw_peer.crypto.dh import DhGroup, get_group
+from cgw_peer.crypto.prf import Integ as IntegAlg
+from cgw_peer.crypto.prf import Prf as PrfAlg
+from cgw_peer.crypto.prf import get_integ, get_prf
+from cgw_peer.errors import DecodeError
+from cgw_peer.ikev2.codec import GENERIC, HEADER_LEN, Header
+from cgw_peer.ikev2.constants import Encr, Integ, Payload, Prf
+
+PRF_HASH = {
+    Prf.HMAC_SHA1: "sha1",
+    Prf.HMAC_SHA2_256: "sha256",
+    Prf.HMAC_SHA2_384: "sha384",
+    Prf.HMAC_SHA2_512: "sha512",
+}
+INTEG_ALG = {
+    Integ.HMAC_SHA1_96: "sha1_96",
+    Integ.HMAC_SHA2_256_128: "sha256_128",
+    Integ.HMAC_SHA2_384_192: "sha384_192",
+    Integ.HMAC_SHA2_512_256: "sha512_256",
+}
+# Wireshark's IKEv2 decryption-table algorithm names (epan/dissectors/packet-isakmp.c; real-peers.md §4).
+WS_ENCR = {
+    (Encr.AES_CBC, 128): "AES-CBC-128 [RFC3602]",
+    (Encr.AES_CBC, 192): "AES-CBC-192 [RFC3602]",
+    (Encr.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
+    (Encr.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
+    (Encr.AES_GCM_16, 192): "AES-GCM-192 with 16 octet ICV [RFC5282]",
+    (Encr.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
+}
+WS_INTEG = {
+    Integ.NONE: "NONE [RFC4306]",
+    Integ.HMAC_SHA1_96: "HMAC_SHA1_96 [RFC2404]",
+    Integ.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
+    Integ.HMAC_SHA2_384_192: "HMAC_SHA2_384_192 [RFC4868]",
+    Integ.HMAC_SHA2_512_256: "HMAC_SHA2_512_256 [RFC4868]",
+}
+# strongSwan-style names, for events and logs.
+SW_ENCR = {Encr.AES_CBC: "aes{bits}", Encr.AES_GCM_16: "aes{bits}gcm16"}
+SW_INTEG = {
+    Integ.HMAC_SHA1_96: "sha1",
+    Integ.HMAC_SHA2_256_128: "sha256",
+    Integ.HMAC_SHA2_384_192: "sha384",
+    Integ.HMAC_SHA2_512_256: "sha512",
+}
+SW_PRF = {
+    Prf.HMAC_SHA1: "prfsha1",
+    Prf.HMAC_SHA2_256: "prfsha256",
+    Prf.HMAC_SHA2_384: "prfsha384",
+    Prf.HMAC_SHA2_512: "prfsha512",
+}
+
+GCM_SALT = 4
+_GCM_IV = 8
+_GCM_ICV = 16
+_CBC_IV = 16
+
+
+def encr_key_len(encr: int, bits: int) -> int:
+    """Octets of SK_e / ESP encryption key material: the AES key, plus a 4-octet salt for GCM (RFC 5282 §7.1)."""
+    return bits // 8 + (GCM_SALT if encr == Encr.AES_GCM_16 else 0)
+
+
+def dh_name(group: int) -> str:
+    return get_group(group).name
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSuite:
+    """The transforms of an IKE SA, with their primitives."""
+
+    encr: int
+    key_bits: int
+    prf_id: int
+    integ_id: int
+    dh: int
+
+    @property
+    def aead(self) -> bool:
+        return self.encr == Encr.AES_GCM_16
+
+    @property
+    def prf(self) -> PrfAlg:
+        return get_prf(PRF_HASH[Prf(self.prf_id)])
+
+    @property
+    def integ(self) -> IntegAlg | None:
+        return None if self.aead else get_integ(INTEG_ALG[Integ(self.integ_id)])
+
+    @property
+    def enc_key_len(self) -> int:
+        return encr_key_len(self.encr, self.key_bits)
+
+    @property
+    def integ_key_len(self) -> int:
+        i = self.integ
+        return 0 if i is None else i.key_len
+
+    @property
+    def group(self) -> DhGroup:
+        return get_group(self.dh)
+
+    @property
+    def ws_encr(self) -> str:
+        return WS_ENCR[(Encr(self.encr), self.key_bits)]
+
+    @property
+    def ws_integ(self) -> str:
+        return WS_INTEG[Integ(0 if self.aead else self.integ_id)]
+
+    def describe(self) -> str:
+        """strongSwan-style proposal string, e.g. ``aes128-sha256-prfsha256-modp2048``."""
+        parts = [SW_ENCR[Encr(self.encr)].format(bits=self.key_bits)]
+        if not self.aead:
+            parts.append(SW_INTEG[Integ(self.integ_id)])
+        parts.append(SW_PRF[Prf(self.prf_id)])
+        parts.append(dh_name(self.dh))
+        return "-".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSuite:
+    """The transforms of an ESP SA (PFS group 0 = none)."""
+
+    encr: int
+    key_bits: int
+    integ_id: int
+    dh: int = 0
+    esn: int = 0
+
+    @property
+    def aead(self) -> bool:
+        return self.encr == Encr.AES_GCM_16
+
+    @property
+    def enc_key_len(self) -> int:
+        return encr_key_len(self.encr, self.key_bits)
+
+    @property
+    def integ_key_len(self) -> int:
+        return 0 if self.aead or not self.integ_id else get_integ(INTEG_ALG[Integ(self.integ_id)]).key_len
+
+    def describe(self) -> str:
+        parts = [SW_ENCR[Encr(self.encr)].format(bits=self.key_bits)]
+        if not self.aead and self.integ_id:
+            parts.append(SW_INTEG[Integ(self.integ_id)])
+        if self.dh:
+            parts.append(dh_name(self.dh))
+        return "-".join(parts)
+
+
+class SkKeys:
+    """The per-direction SK payload primitives of one IKE SA (keyed once, used per message)."""
+
+    __slots__ = ("_cbc_in", "_cbc_out", "_gcm_in", "_gcm_out", "_mac_in", "_mac_out", "icv_len", "suite")
+
+    def __init__(self, suite: IkeSuite, sk_e_out: bytes, sk_a_out: bytes, sk_e_in: bytes, sk_a_in: bytes) -> None:
+        self.suite = suite
+        self._cbc_out = self._cbc_in = None
+        self._gcm_out = self._gcm_in = None
+        self._mac_out: Callable[[bytes], bytes] | None = None
+        self._mac_in: Callable[[bytes], bytes] | None = None
+        if suite.aead:
+            self._gcm_out, self._gcm_in = AesGcm16(sk_e_out), AesGcm16(sk_e_in)
+            self.icv_len = _GCM_ICV
+        else:
+            integ = suite.integ
+            assert integ is not None
+            self._cbc_out, self._cbc_in = AesCbc(sk_e_out), AesCbc(sk_e_in)
+            self._mac_out, self._mac_in = integ.keyed(sk_a_out), integ.keyed(sk_a_in)
+            self.icv_len = integ.icv_len
+
+    def protect(self, header: Header, inner_np: int, inner: bytes, iv: bytes) -> bytes:
+        """Build the whole message ``HDR, SK{inner}`` (RFC 7296 §3.14; RFC 5282 §3 for GCM).
+
+        ``iv`` is 16 random octets for CBC, 8 unique octets for GCM. CBC padding is the minimum that aligns
+        ``inner | Padding | PadLength`` to the block, with zero octets (any value is allowed).
+        """
+        header.next_payload = Payload.SK
+        if self._gcm_out is not None:
+            # GCM needs no alignment: PadLength 0 only (strongSwan does the same).
+            plain = inner + b"\x00"
+            sk_len = 4 + _GCM_IV + len(plain) + _GCM_ICV
+            hdr = header.encode(HEADER_LEN + sk_len) + GENERIC.pack(inner_np, 0, sk_len)
+            # RFC 5282 §5.1: AAD = IKE header | SK generic header (the IV is not included).
+            return hdr + iv + self._gcm_out.seal(iv, plain, hdr)
+        assert self._cbc_out is not None and self._mac_out is not None
+        pad = (-(len(inner) + 1)) % 16
+        plain = inner + bytes(pad) + bytes((pad,))
+        ct = self._cbc_out.encrypt(iv, plain)
+        sk_len = 4 + _CBC_IV + len(ct) + self.icv_len
+        msg = header.encode(HEADER_LEN + sk_len) + GENERIC.pack(inner_np, 0, sk_len) + iv + ct
+        # The ICV covers the message from the first octet of the header through the PadLength (ciphertext).
+        return msg + self._mac_out(msg)
+
+    def unprotect(self, data: bytes, sk_body_len: int) -> bytes:
+        """Check and decrypt the SK payload that ends ``data``; returns the inner payload chain (padding
+        removed). Raises :class:`DecodeError` (``icv_mismatch``, ``bad_padding``...) on any failure."""
+        sk_off = len(data) - sk_body_len  # first octet of IV
+        if self._gcm_in is not None:
+            if sk_body_len < _GCM_IV + _GCM_ICV + 1:
+                raise DecodeError("short_sk", f"{sk_body_len} octets")
+            iv = data[sk_off : sk_off + _GCM_IV]
+            plain = self._gcm_in.open(iv, data[sk_off + _GCM_IV :], data[:sk_off])
+        else:
+            assert self._cbc_in is not None and self._mac_in is not None
+            n = self.icv_len
+            ct_len = sk_body_len - _CBC_IV - n
+            if ct_len < 16 or ct_len % 16:
+                raise DecodeError("bad_sk_length", f"{sk_body_len} octets")
+            icv = data[-n:]
+            expect = self._mac_in(data[:-n])
+            if not _eq(expect, icv):
+                raise DecodeError("icv_mismatch")
+            iv = data[sk_off : sk_off + _CBC_IV]
+            plain = self._cbc_in.decrypt(iv, data[sk_off + _CBC_IV : -n])
+        pad = plain[-1]
+        if pad + 1 > len(plain):
+            raise DecodeError("bad_padding", f"pad length {pad}")
+        return plain[: len(plain) - pad - 1]
+
+
+def _eq(a: bytes, b: bytes) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a, b)
+
+
+def gcm_iv(counter: int) -> bytes:
+    """A unique 8-octet GCM IV from a per-SA counter (RFC 5282 §3.1: the IV MUST NOT repeat for a key)."""
+    return struct.pack("!Q", counter)
