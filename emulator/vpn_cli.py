@@ -12,7 +12,8 @@ Defaults that are the emulator's own choices (named here so they are never silen
 * ``--local-ts``/``--remote-ts`` default to ``0.0.0.0/0`` (AWS's default traffic selectors).
 
 Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
-first line is the driver's ``listening`` event, the last ``stopped``), ``--pcap`` (every datagram sent and
+first line is the driver's ``listening`` event with ``wall_clock_start``, the Unix time of ``t = 0``; the last
+is ``stopped``), ``--pcap`` (every datagram sent and
 received, real addresses, wall-clock timestamps), ``--keys DIR`` (Wireshark ``ikev1_decryption_table`` /
 ``ikev2_decryption_table``, rewritten on every ``sa_keys`` event, so ``WIRESHARK_CONFIG_DIR=DIR tshark -r
 FILE`` decrypts). A one-line status goes to stderr on start, on tunnel up/down and on stop.
@@ -436,7 +437,8 @@ async def run_vpn(
             await driver.aclose()
             return 1
         bound = [f"{a}:{p}" for a, p in driver.bound]
-        out(None, driver.now(), Event("listening", {"local": bound, "remote": f"{remote[0]}:{remote[1]}"}))
+        listening = {"local": bound, "remote": f"{remote[0]}:{remote[1]}", "wall_clock_start": driver.wall0}
+        out(None, driver.now(), Event("listening", listening))
         status(f"{cfg.role.value} peer on {', '.join(bound)}, remote {remote[0]}:{remote[1]} ({out._what()})")
         driver.start_peer(h)
         await stop.wait()

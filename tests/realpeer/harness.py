@@ -29,6 +29,7 @@ API (all paths are under the lab's work directory; every process is started by P
   ``initiate()``, ``terminate()``, ``stop()`` (SIGTERM: charon sends Deletes), ``kill()`` (SIGKILL),
   ``restart(conf=None)``.
 * ``Emulator``: ``events(name=None, **match)``, ``wait_event(name, timeout, after=..., **match)``,
+  ``datagrams()`` (our own ``--pcap`` as ``(t, src, sport, dst, dport, payload)`` on the events' clock),
   ``stop()`` (SIGTERM, returns the exit code), ``kill()`` (SIGKILL), ``stderr()``, ``pcap``, ``keys_dir``.
 * ``tshark_fields(pcap, fields, display_filter, keys_dir=None)`` -> rows of strings;
   ``tshark_count(pcap, display_filter, keys_dir=None)``. With ``keys_dir`` tshark runs with
@@ -45,6 +46,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -437,6 +439,21 @@ class Emulator:
         rec: dict[str, Any] = wait_until(check, timeout, f"emulator event {name} {match or ''}", 0.05)
         return rec
 
+    def datagrams(self) -> list[tuple[float, str, int, str, int, bytes]]:
+        """What our peer's ``--pcap`` recorded: ``(t, src_ip, sport, dst_ip, dport, payload)`` with ``t`` on the
+        events' clock (seconds since the peer started)."""
+        from emulator.pcap import read_pcap
+
+        start = self.wait_event("listening")["wall_clock_start"]
+        out = []
+        for ts, frame in read_pcap(str(self.pcap)):
+            ihl = (frame[0] & 0x0F) * 4
+            src = socket.inet_ntoa(frame[12:16])
+            dst = socket.inet_ntoa(frame[16:20])
+            sport, dport = struct.unpack("!HH", frame[ihl : ihl + 4])
+            out.append((ts - start, src, sport, dst, dport, frame[ihl + 8 :]))
+        return out
+
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
@@ -485,8 +502,10 @@ class Capture:
 
     def stop(self) -> Path:
         if self.proc is not None:
-            time.sleep(0.1)
-            _stop_pid(self.proc, signal.SIGTERM)
+            # dumpcap writes packets from its ring buffer in batches: give the last ones time to land,
+            # then SIGINT (its Ctrl-C path flushes and closes the file).
+            time.sleep(0.5)
+            _stop_pid(self.proc, signal.SIGINT)
         return self.path
 
 

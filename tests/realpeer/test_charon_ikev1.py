@@ -1,0 +1,269 @@
+"""Our IKEv1 peer (``awsnetemu vpn`` on real UDP, in its own namespace) against strongSwan charon.
+
+Oracles: charon's own view (vici ``list-sas`` and its log), a capture taken on the veth by dumpcap and
+decrypted by tshark with the key tables OUR peer wrote (``--keys``), and ike-scan.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.realpeer.harness import (
+    CHARON_IP,
+    OUR_IP,
+    Charon,
+    Emulator,
+    Lab,
+    conf,
+    emulator_args,
+    require_tools,
+    tshark_count,
+    tshark_fields,
+    wait_until,
+)
+
+pytestmark = pytest.mark.realpeer
+
+# strongSwan proposal -> what charon's list-sas reports (encryption, key size, DH group)
+PROPOSALS = {
+    "aes128-sha1-modp2048": ("AES_CBC", "128", "MODP_2048"),
+    "aes256-sha256-modp2048": ("AES_CBC", "256", "MODP_2048"),
+    "aes128-sha256-ecp256": ("AES_CBC", "128", "ECP_256"),
+}
+
+DPD_FIELDS = [
+    "ip.src",
+    "isakmp.notify.msgtype",
+    "isakmp.notify.data.dpd.are_you_there",
+    "isakmp.notify.data.dpd.are_you_there_ack",
+]
+R_U_THERE, R_U_THERE_ACK = "36136", "36137"
+
+
+def check_established(charon: Charon, ours: Emulator, proposal: str) -> dict[str, Any]:
+    """Both sides agree the tunnel is up, with the proposal asked for."""
+    sa = charon.wait_state("ESTABLISHED", 10)
+    assert sa["version"] == "1"
+    encr, keysize, group = PROPOSALS[proposal]
+    assert sa["encr-alg"] == encr and sa["encr-keysize"] == keysize and sa["dh-group"] == group, sa
+    ours.wait_event("ike_sa_established", 5)
+    ours.wait_event("tunnel_up", 5)
+    children = wait_until(lambda: (charon.list_sas().get("vpn") or {}).get("child-sas"), 5, "charon CHILD_SA")
+    child = next(iter(children.values()))
+    assert child["state"] == "INSTALLED" and child["encap"] == "yes", child
+    return sa
+
+
+@pytest.mark.parametrize("proposal", list(PROPOSALS))
+def test_charon_initiates_to_our_aws_endpoint(lab: Lab, proposal: str) -> None:
+    """StartupAction=add: the AWS endpoint waits; charon (the CGW) initiates Main Mode + Quick Mode."""
+    ours = lab.start_emulator(emulator_args("aws", proposal=proposal))
+    charon = lab.start_charon(conf(start_action="start", proposals=proposal, esp_proposals=proposal))
+    sa = check_established(charon, ours, proposal)
+    assert sa["initiator"] == "yes"
+    spi = ours.wait_event("ike_sa_established")
+    assert spi["spi_i"] == sa["initiator-spi"] and spi["spi_r"] == sa["responder-spi"]
+    assert "tunnel UP" in ours.stderr()
+
+
+@pytest.mark.parametrize("proposal", list(PROPOSALS))
+def test_our_cgw_initiates_to_charon(lab: Lab, proposal: str) -> None:
+    charon = lab.start_charon(conf(start_action="none", proposals=proposal, esp_proposals=proposal))
+    ours = lab.start_emulator(emulator_args("cgw", proposal=proposal))
+    sa = check_established(charon, ours, proposal)
+    assert "initiator" not in sa or sa["initiator"] != "yes"
+    spi = ours.wait_event("ike_sa_established")
+    assert spi["spi_i"] == sa["initiator-spi"]
+
+
+def dpd_rows(cap: Path, keys: Path) -> list[list[str]]:
+    rows = tshark_fields(cap, DPD_FIELDS, "isakmp.exchangetype==5", keys_dir=keys)
+    return [r + [""] * (len(DPD_FIELDS) - len(r)) for r in rows]
+
+
+def assert_dpd_exchange(cap: Path, keys: Path, prober_ip: str, probe_seqs: list[int]) -> None:
+    """In the capture, decrypted with our keys: each R-U-THERE from ``prober_ip`` with a seq in
+    ``probe_seqs`` is answered by an ACK with the same seq from the other side; nothing is malformed."""
+    rows = dpd_rows(cap, keys)
+    probes = [int(r[2]) for r in rows if r[0] == prober_ip and r[1] == R_U_THERE]
+    acks = [int(r[3]) for r in rows if r[0] != prober_ip and r[1] == R_U_THERE_ACK]
+    assert probes, f"no decrypted R-U-THERE from {prober_ip}: {rows}"
+    for seq in probe_seqs:
+        assert seq in probes and seq in acks, (seq, probes, acks)
+    assert tshark_count(cap, "_ws.malformed", keys_dir=keys) == 0
+    assert tshark_count(cap, "isakmp", keys_dir=keys) >= 9  # MM 6 + QM 3 at least
+
+
+def test_dpd_charon_probes_we_ack(lab: Lab) -> None:
+    """charon probes every second while idle (our own probes are 10 s away): each R-U-THERE is answered with
+    its own sequence number, as our events, charon's log and the decrypted capture all show."""
+    cap = lab.start_capture()
+    ours = lab.start_emulator(emulator_args("aws", extra=["--dpd-delay", "10", "--dpd-interval", "10"]))
+    charon = lab.start_charon(conf(start_action="start", dpd_delay="1s", dpd_timeout="20s"))
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    wait_until(lambda: len(ours.events("dpd_ack_sent")) >= 2, 8, "two DPD ACKs sent by us")
+    charon.wait_log(r"parsed INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]", 3)
+    cap.stop()
+    received = [e["seq"] for e in ours.events("dpd_request_received")]
+    acked = [e["seq"] for e in ours.events("dpd_ack_sent")]
+    assert acked[:2] == received[:2]
+    assert not ours.events("dpd_request_sent")  # our probes were never due
+    assert "invalid DPD sequence number" not in charon.log()
+    assert_dpd_exchange(cap.path, ours.keys_dir, CHARON_IP, acked[:2])
+
+
+def test_dpd_we_probe_charon_acks(lab: Lab) -> None:
+    """Our CGW probes every second while idle; charon (dpd_delay 30 s, so it never probes) acknowledges."""
+    cap = lab.start_capture()
+    charon = lab.start_charon(conf(start_action="none", dpd_delay="30s", dpd_timeout="90s"))
+    ours = lab.start_emulator(
+        emulator_args("cgw", extra=["--dpd-delay", "1", "--dpd-interval", "1", "--dpd-timeout", "10"])
+    )
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    wait_until(lambda: len(ours.events("dpd_ack_received")) >= 2, 8, "two DPD ACKs received by us")
+    cap.stop()
+    sent = [e["seq"] for e in ours.events("dpd_request_sent")]
+    acked = [e["seq"] for e in ours.events("dpd_ack_received")]
+    assert acked[:2] == sent[:2] and sent[1] == sent[0] + 1  # RFC 3706 §7: +1 per acknowledged probe
+    log = charon.log()
+    assert log.count("[ HASH N(DPD) ]") >= 2 and "N(DPD_ACK)" in log
+    assert "sending DPD request" not in log
+    assert_dpd_exchange(cap.path, ours.keys_dir, OUR_IP, acked[:2])
+
+
+# -- DPD timeouts on our side (AWS role, DPDTimeoutSeconds=30, the AWS minimum) ---------------------------
+
+
+def _dead_lab(tmp: Path, action: str) -> tuple[Lab, Charon, Emulator]:
+    lab = Lab(tmp / action).setup()
+    ours = lab.start_emulator(
+        emulator_args(
+            "aws",
+            extra=[
+                "--dpd-timeout-seconds", "30", "--dpd-timeout-action", action, "--dpd-delay", "2",
+                "--dpd-interval", "2", "--retransmit-timeout", "1", "--retransmit-base", "1.4",
+                "--retransmit-tries", "3",
+            ],
+        )
+    )  # fmt: skip
+    charon = lab.start_charon(conf(start_action="start", dpd_delay="2s", dpd_timeout="60s"))
+    return lab, charon, ours
+
+
+def test_charon_killed_our_dpd_timeout_actions(tmp_path: Path) -> None:
+    """kill -9 of charon: our DPD timeout fires at last inbound + DPDTimeoutSeconds for each action, then
+    clear takes the tunnel down and withdraws routes, restart re-initiates (and re-establishes once charon
+    is back), none keeps the tunnel up. The three run side by side (each in its own namespaces)."""
+    require_tools()
+    labs: dict[str, tuple[Lab, Charon, Emulator]] = {}
+    try:
+        for action in ("clear", "restart", "none"):
+            labs[action] = _dead_lab(tmp_path, action)
+        for _, charon, ours in labs.values():
+            check_established(charon, ours, "aes128-sha1-modp2048")
+        time.sleep(1.0)
+        for _, charon, _ in labs.values():
+            charon.kill()
+        timeouts: dict[str, dict[str, Any]] = {}
+        for action, (_, _, ours) in labs.items():
+            timeouts[action] = ours.wait_event("dpd_timeout", 40)
+        for action, (_, _, ours) in labs.items():
+            ev = timeouts[action]
+            assert ev["action"] == action
+            # the last datagram charon sent us, from our own capture (an oracle independent of the engine)
+            last_in = max(t for t, src, *_ in ours.datagrams() if src == CHARON_IP and t < ev["t"])
+            assert abs(ev["t"] - (last_in + 30.0)) < 0.5, (action, ev, last_in)
+        # clear: down, routes withdrawn, and no re-initiation
+        _, _, ours = labs["clear"]
+        t_dead = timeouts["clear"]["t"]
+        ours.wait_event("tunnel_down", 3, after=t_dead - 0.01)
+        ours.wait_event("routes_withdrawn", 3, after=t_dead - 0.01)
+        # none: the tunnel stays up (no tunnel_down at all)
+        _, _, ours_none = labs["none"]
+        # restart: re-initiates with backoff; bring charon back as a pure responder and watch it come up
+        lab, charon, ours_r = labs["restart"]
+        t_dead_r = timeouts["restart"]["t"]
+        sched = ours_r.wait_event("restart_scheduled", 3, after=t_dead_r - 0.01)
+        assert sched["at"] > t_dead_r  # backoff: not immediately
+        charon.restart(conf(start_action="none", dpd_delay="2s", dpd_timeout="60s"))
+        up = ours_r.wait_event("tunnel_up", 25, after=t_dead_r)
+        charon.wait_state("ESTABLISHED", 5)
+        # our side initiated the new SA (charon is now only a responder)
+        assert charon.list_sas()["vpn"].get("initiator") != "yes"
+        assert up["t"] > sched["at"]
+        time.sleep(0.5)
+        out_after = [d for d in labs["clear"][2].datagrams() if d[1] == OUR_IP and d[0] > t_dead + 0.01]
+        assert out_after == [], "clear must not re-initiate"
+        assert not ours_none.events("tunnel_down")
+    finally:
+        for lab, _, _ in labs.values():
+            lab.cleanup()
+
+
+# -- charon's DPD against our (killed) peer, and charon's clean stop --------------------------------------
+
+
+@pytest.mark.parametrize("action", ["clear", "restart"])
+def test_our_peer_killed_charon_dpd_action(lab: Lab, action: str) -> None:
+    charon = lab.start_charon(
+        conf(start_action="none", dpd_delay="1s", dpd_timeout="4s", dpd_action=action, keyingtries=0)
+    )
+    ours = lab.start_emulator(emulator_args("cgw", extra=["--dpd-delay", "10", "--dpd-interval", "10"]))
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    mark = len(charon.log())
+    ours.kill()
+    charon.wait_log(r"DPD check timed out, enforcing DPD action", 10, start=mark)
+    if action == "clear":
+        charon.wait_down(3)
+    else:
+        charon.wait_log(r"restarting CHILD_SA tun1", 3, start=mark)
+        charon.wait_log(r"initiating Main Mode IKE_SA vpn\[\d+\]", 3, start=mark)
+        # our peer comes back as a pure responder; charon's retries bring the tunnel up again
+        ours2 = lab.start_emulator(
+            emulator_args("cgw", extra=["--initiate", "no", "--dpd-delay", "10", "--dpd-interval", "10"]),
+            name="ours2",
+        )
+        ours2.wait_event("tunnel_up", 15)
+        sa = charon.wait_state("ESTABLISHED", 5)
+        assert sa["initiator"] == "yes"
+
+
+def test_charon_sigterm_deletes_take_our_tunnel_down(lab: Lab) -> None:
+    charon = lab.start_charon(conf(start_action="none"))
+    ours = lab.start_emulator(emulator_args("cgw"))
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    up_at = ours.wait_event("tunnel_up")["t"]
+    charon.stop()
+    ours.wait_event("delete_received", 5, after=up_at)
+    down = ours.wait_event("tunnel_down", 5, after=up_at)
+    assert not ours.events("dpd_timeout")
+    assert "delete" in str(down.get("reason", "")).lower()
+
+
+def test_our_sigterm_sends_deletes(lab: Lab) -> None:
+    """Our clean shutdown (SIGTERM) sends Deletes that charon acts on: its IKE SA goes away at once."""
+    charon = lab.start_charon(conf(start_action="none", dpd_delay="30s"))
+    ours = lab.start_emulator(emulator_args("cgw"))
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    mark = len(charon.log())
+    assert ours.stop() == 0
+    charon.wait_log(r"received DELETE for IKE_SA vpn\[\d+\]", 5, start=mark)
+    charon.wait_down(3)
+
+
+def test_ike_scan_sees_main_mode_and_dpd_vendor_id(lab: Lab) -> None:
+    """ike-scan from the charon namespace (charon not running) against our AWS responder."""
+    ours = lab.start_emulator(emulator_args("aws"))
+    res = lab.run_in("charon", ["ike-scan", "--trans=(1=7,14=128,2=2,3=1,4=14)", "-M", OUR_IP])
+    out = res.stdout
+    assert "Main Mode Handshake returned" in out, out + res.stderr
+    assert "Enc=AES" in out and "KeyLength=128" in out and "Group=14:modp2048" in out and "Auth=PSK" in out
+    assert "afcad71368a1f1c96b8696fc77570100" in out and "Dead Peer Detection" in out
+    assert "1 returned handshake" in out
+    assert ours.events("datagram_dropped") == [] or all(
+        e.get("reason") != "internal_error" for e in ours.events("datagram_dropped")
+    )
