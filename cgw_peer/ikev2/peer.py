@@ -126,6 +126,8 @@ class ChildSa:
     rekeying: bool = False
     deleted: bool = False
     """Deleted by the peer while our rekey of it was outstanding (collision with CHILD_DELETE)."""
+    deleting: bool = False
+    """Our Delete for it is queued or outstanding."""
     replaced_by: ChildSa | None = None
 
 
@@ -158,6 +160,8 @@ class Pending:
     build: Callable[[IkeSa], list[tuple[int, bytes]]]
     handler: Handler
     liveness: bool = False
+    event: Event | None = None
+    """Reported when the request actually goes out (e.g. ``delete_sent``)."""
 
 
 @dataclass(eq=False)
@@ -343,12 +347,13 @@ class IkeV2Peer:
             return []
         return self._start_ike_rekey(sa, now)
 
-    def delete_child(self, now: float) -> list[Action]:
-        """Delete the current Child SA (INFORMATIONAL Delete of our inbound SPI)."""
+    def delete_child(self, now: float, spi_in: bytes | None = None) -> list[Action]:
+        """Delete the current Child SA, or the one whose inbound SPI is ``spi_in`` (INFORMATIONAL Delete of
+        our inbound SPI)."""
         sa = self._current()
         if sa is None:
             return []
-        child = self._live_child(sa)
+        child = self._live_child(sa) if spi_in is None else next((c for c in sa.children if c.spi_in == spi_in), None)
         if child is None:
             return []
         return self._queue(sa, self._delete_child_request(sa, child), now)
@@ -610,6 +615,8 @@ class IkeV2Peer:
         self._arm(sa, Request(mid, p.exchange, p.kind, raw, p.handler, now, now, now, [], p.liveness), now)
         if p.liveness:
             out.append(Event("dpd_request_sent", {"message_id": mid}))
+        if p.event is not None:
+            out.append(Event(p.event.name, {**p.event.fields, "message_id": mid}))
         if p.exchange == Exchange.CREATE_CHILD_SA and self.config.role is Role.AWS:
             out.append(Event("aws_log", {"message": LOG_SENDING_CREATE_CHILD_SA.format(id=mid)}))
         return out
@@ -1444,6 +1451,8 @@ class IkeV2Peer:
         return out
 
     def _delete_child_request(self, sa: IkeSa, child: ChildSa) -> Pending:
+        child.deleting = True
+
         def build(s: IkeSa) -> list[tuple[int, bytes]]:
             return [(Payload.DELETE, DeletePayload(Protocol.ESP, (child.spi_in,)).encode())]
 
@@ -1452,7 +1461,8 @@ class IkeV2Peer:
                 s.children.remove(child)
             return self._update_status(t, "child_deleted")
 
-        return Pending(Exchange.INFORMATIONAL, "delete_request", build, handler)
+        ev = Event("delete_sent", {"protocol": "esp", "spi": child.spi_in.hex()})
+        return Pending(Exchange.INFORMATIONAL, "delete_request", build, handler, event=ev)
 
     def _liveness_request(self) -> Pending:
         def build(s: IkeSa) -> list[tuple[int, bytes]]:
@@ -1556,8 +1566,8 @@ class IkeV2Peer:
             self._drop_sa(s)
             return self._update_status(t, "ike_deleted")
 
-        out: list[Action] = [Event("delete_sent", {"protocol": "ike", "spi": sa.local_spi.hex()})]
-        return out + self._queue(sa, Pending(Exchange.INFORMATIONAL, "delete_request", build, handler), now)
+        ev = Event("delete_sent", {"protocol": "ike", "spi": sa.local_spi.hex()})
+        return self._queue(sa, Pending(Exchange.INFORMATIONAL, "delete_request", build, handler, event=ev), now)
 
     # ----------------------------------------------------------------------- CREATE_CHILD_SA (the peer's)
 
@@ -1749,8 +1759,7 @@ class IkeV2Peer:
                     continue
                 # §1.4.1: answer with our inbound SPI of the pair, unless we already asked to delete it
                 # ourselves (crossed Deletes are answered without a Delete).
-                deleting_ourselves = sa.outstanding is not None and sa.outstanding.kind == "delete_request"
-                if not deleting_ourselves:
+                if not child.deleting:
                     answer.append(child.spi_in)
                 sa.children.remove(child)
         payloads = [(Payload.DELETE, DeletePayload(Protocol.ESP, tuple(answer)).encode())] if answer else []
