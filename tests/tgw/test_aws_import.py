@@ -1,0 +1,566 @@
+"""AWS API JSON import (tgw_dataplane.aws_import): the JSON is produced by boto3 against moto, so the import
+reads what the AWS API returns. Where moto's answer differs from AWS's, the test completes it the way AWS
+answers (shapes from botocore's EC2 service model) and says so next to the change.
+
+Regenerate the checked-in fixture with ``python -m tests.tgw.test_aws_import`` (writes
+fixtures/tgw/aws/seed-aws.json).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator.cli import ConfigError
+from tgw_dataplane.aws_import import accepter_side_id, load_aws_json
+from tgw_dataplane.model import (
+    ApplianceKind,
+    PeeringAttachment,
+    RouteOrigin,
+    VpcRouteTargetKind,
+    load_topology,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_YAML = ROOT / "fixtures" / "tgw" / "seed.yaml"
+SEED_JSON = ROOT / "fixtures" / "tgw" / "aws" / "seed-aws.json"
+REGION = "us-east-1"
+PEER_REGION = "us-west-2"
+AMI = "ami-12c6146b"  # one of moto's built-in AMIs
+
+# ---- botocore's response shapes: every object we add or complete must fit them -----------------------------------
+
+
+def _shape_members(shape_name: str) -> set[str]:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    return set(model.shape_for(shape_name).members)
+
+
+def check_shape(obj: Mapping[str, Any], shape_name: str) -> None:
+    extra = set(obj) - _shape_members(shape_name)
+    assert not extra, f"{shape_name} has no member(s) {extra}"
+
+
+# ---- collecting the JSON the way a user would (one call per top-level key, merged) -------------------------------
+
+
+def _clean(resp: Any) -> Any:
+    # boto3 returns datetimes; the CLI prints ISO strings. Round-trip through JSON to get exactly that.
+    return json.loads(json.dumps(resp, default=lambda o: o.isoformat()))
+
+
+def collect(ec2s: list[Any], vpc_ids: list[str], elbv2: Any | None = None) -> dict[str, Any]:
+    """Merge the describe/get/search answers of every region's EC2 client into one object."""
+    doc: dict[str, Any] = {
+        k: []
+        for k in (
+            "TransitGateways",
+            "TransitGatewayVpcAttachments",
+            "TransitGatewayPeeringAttachments",
+            "TransitGatewayRouteTables",
+            "Vpcs",
+            "Subnets",
+            "RouteTables",
+            "Reservations",
+        )
+    }
+    doc["TransitGatewayRoutes"] = {}
+    doc["TransitGatewayRouteTableAssociations"] = {}
+    doc["TransitGatewayRouteTablePropagations"] = {}
+    vpc_filter = [{"Name": "vpc-id", "Values": vpc_ids}]
+    for ec2 in ec2s:
+        region_vpcs = [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if v["VpcId"] in vpc_ids]
+        if not region_vpcs:
+            region_vpcs = ["vpc-none"]
+        f = [{"Name": "vpc-id", "Values": region_vpcs}]
+        doc["Vpcs"] += (
+            _clean(ec2.describe_vpcs(VpcIds=[v for v in region_vpcs if v != "vpc-none"])["Vpcs"])
+            if region_vpcs != ["vpc-none"]
+            else []
+        )
+        doc["Subnets"] += _clean(ec2.describe_subnets(Filters=f)["Subnets"])
+        doc["RouteTables"] += _clean(ec2.describe_route_tables(Filters=f)["RouteTables"])
+        doc["Reservations"] += _clean(ec2.describe_instances(Filters=f)["Reservations"])
+        doc["TransitGateways"] += _clean(ec2.describe_transit_gateways()["TransitGateways"])
+        doc["TransitGatewayVpcAttachments"] += _clean(
+            ec2.describe_transit_gateway_vpc_attachments()["TransitGatewayVpcAttachments"]
+        )
+        doc["TransitGatewayPeeringAttachments"] += _clean(
+            ec2.describe_transit_gateway_peering_attachments()["TransitGatewayPeeringAttachments"]
+        )
+        for rt in _clean(ec2.describe_transit_gateway_route_tables()["TransitGatewayRouteTables"]):
+            rid = rt["TransitGatewayRouteTableId"]
+            doc["TransitGatewayRouteTables"].append(rt)
+            doc["TransitGatewayRoutes"][rid] = _clean(
+                ec2.search_transit_gateway_routes(
+                    TransitGatewayRouteTableId=rid,
+                    Filters=[{"Name": "state", "Values": ["active", "blackhole"]}],
+                )["Routes"]
+            )
+            doc["TransitGatewayRouteTableAssociations"][rid] = _clean(
+                ec2.get_transit_gateway_route_table_associations(TransitGatewayRouteTableId=rid)["Associations"]
+            )
+            doc["TransitGatewayRouteTablePropagations"][rid] = _clean(
+                ec2.get_transit_gateway_route_table_propagations(TransitGatewayRouteTableId=rid)[
+                    "TransitGatewayRouteTablePropagations"
+                ]
+            )
+    del vpc_filter
+    return doc
+
+
+def complete_like_aws(doc: dict[str, Any], static_targets: Mapping[tuple[str, str], str]) -> None:
+    """Fill in what moto leaves out (each difference from AWS is explained inline).
+
+    ``static_targets`` maps (route table, destination) of every static route we created to its attachment.
+    """
+    att_resource: dict[str, tuple[str, str]] = {}
+    # moto also lists peering attachments in describe-transit-gateway-vpc-attachments (without VpcId); AWS lists
+    # only VPC attachments there.
+    doc["TransitGatewayVpcAttachments"] = [a for a in doc["TransitGatewayVpcAttachments"] if "VpcId" in a]
+    for a in doc["TransitGatewayVpcAttachments"]:
+        att_resource[a["TransitGatewayAttachmentId"]] = (a["VpcId"], "vpc")
+    # moto lists VPC attachments in describe-transit-gateway-peering-attachments too (without
+    # RequesterTgwInfo); AWS lists only peering attachments there.
+    doc["TransitGatewayPeeringAttachments"] = [
+        p for p in doc["TransitGatewayPeeringAttachments"] if "RequesterTgwInfo" in p
+    ]
+    for p in doc["TransitGatewayPeeringAttachments"]:
+        att_resource[p["TransitGatewayAttachmentId"]] = (p["AccepterTgwInfo"]["TransitGatewayId"], "peering")
+    for rid, routes in doc["TransitGatewayRoutes"].items():
+        for r in routes:
+            check_shape(r, "TransitGatewayRoute")
+            if r["Type"] == "static" and r["State"] == "active" and not r.get("TransitGatewayAttachments"):
+                # moto leaves a static route's TransitGatewayAttachments empty; AWS names the target attachment.
+                aid = static_targets[(rid, r["DestinationCidrBlock"])]
+                res, typ = att_resource[aid]
+                r["TransitGatewayAttachments"] = [
+                    {"ResourceId": res, "TransitGatewayAttachmentId": aid, "ResourceType": typ}
+                ]
+        # moto records propagations but installs no propagated routes; AWS shows each propagating VPC
+        # attachment's CIDRs as Type "propagated" (unless a static route for the same CIDR hides it).
+        shown = {r.get("DestinationCidrBlock") for r in routes}
+        for p in doc["TransitGatewayRouteTablePropagations"][rid]:
+            check_shape(p, "TransitGatewayRouteTablePropagation")
+            if p["State"] != "enabled" or p["ResourceType"] != "vpc":
+                continue
+            vpc = next(v for v in doc["Vpcs"] if v["VpcId"] == p["ResourceId"])
+            for assoc in vpc["CidrBlockAssociationSet"]:
+                if assoc["CidrBlock"] in shown:
+                    continue
+                route = {
+                    "DestinationCidrBlock": assoc["CidrBlock"],
+                    "TransitGatewayAttachments": [
+                        {
+                            "ResourceId": p["ResourceId"],
+                            "TransitGatewayAttachmentId": p["TransitGatewayAttachmentId"],
+                            "ResourceType": "vpc",
+                        }
+                    ],
+                    "Type": "propagated",
+                    "State": "active",
+                }
+                check_shape(route, "TransitGatewayRoute")
+                check_shape(route["TransitGatewayAttachments"][0], "TransitGatewayRouteAttachment")
+                routes.append(route)
+
+
+def _tag(key: str, value: str, rtype: str) -> list[dict[str, Any]]:
+    return [{"ResourceType": rtype, "Tags": [{"Key": key, "Value": value}]}]
+
+
+class SeedBuilder:
+    """Builds fixtures/tgw/seed.yaml through the EC2 API; ``names`` maps the AWS ids to the YAML names."""
+
+    def __init__(self, appliance_mode: bool = False) -> None:
+        import boto3
+
+        self.ec2 = boto3.client("ec2", region_name=REGION)
+        self.names: dict[str, str] = {}
+        self.static: dict[tuple[str, str], str] = {}
+        self.vpc_ids: list[str] = []
+        self.appliance_mode = appliance_mode
+
+    def name(self, aws_id: str, yaml_name: str) -> str:
+        self.names[aws_id] = yaml_name
+        return aws_id
+
+    def vpc(self, cidr: str, name: str) -> tuple[str, str]:
+        v = self.ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+        self.vpc_ids.append(self.name(v, name))
+        main = self.ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [v]}, {"Name": "association.main", "Values": ["true"]}]
+        )["RouteTables"][0]["RouteTableId"]
+        return v, main
+
+    def subnet(self, vpc: str, cidr: str, az: str, name: str, route_table: str | None = None) -> str:
+        s = self.ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=az)["Subnet"]["SubnetId"]
+        if route_table is not None:
+            self.ec2.associate_route_table(RouteTableId=route_table, SubnetId=s)
+        return self.name(s, name)
+
+    def instance(self, subnet: str, ip: str, name: str, eni_name: str, role: str | None = None) -> tuple[str, str]:
+        kw: dict[str, Any] = {}
+        if role is not None:
+            kw["TagSpecifications"] = _tag("awsnetemu:appliance", role, "instance")
+        inst = self.ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet, PrivateIpAddress=ip, **kw)[
+            "Instances"
+        ][0]
+        eni = inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        return self.name(inst["InstanceId"], name), self.name(eni, eni_name)
+
+    def build(self) -> dict[str, Any]:
+        ec2 = self.ec2
+        tgw = ec2.create_transit_gateway(
+            Options={"DefaultRouteTableAssociation": "disable", "DefaultRouteTablePropagation": "disable"},
+            TagSpecifications=_tag("awsnetemu:seed", "1", "transit-gateway"),
+        )["TransitGateway"]["TransitGatewayId"]
+        self.name(tgw, "tgw-1")
+        # With default association and propagation disabled AWS creates no default route table; moto creates one
+        # anyway, so delete it.
+        for rt in ec2.describe_transit_gateway_route_tables()["TransitGatewayRouteTables"]:
+            ec2.delete_transit_gateway_route_table(TransitGatewayRouteTableId=rt["TransitGatewayRouteTableId"])
+
+        va, rtb_a = self.vpc("10.0.0.0/16", "vpc-a")
+        self.name(rtb_a, "rtb-a")
+        a1 = self.subnet(va, "10.0.1.0/24", "us-east-1a", "subnet-a1")
+        a2 = self.subnet(va, "10.0.2.0/24", "us-east-1b", "subnet-a2")
+        ec2.create_route(RouteTableId=rtb_a, DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=tgw)
+        self.instance(a1, "10.0.1.10", "i-a", "eni-a")
+
+        vb, rtb_b = self.vpc("10.1.0.0/16", "vpc-b")
+        self.name(rtb_b, "rtb-b")
+        b1 = self.subnet(vb, "10.1.1.0/24", "us-east-1a", "subnet-b1")
+        b2 = self.subnet(vb, "10.1.2.0/24", "us-east-1b", "subnet-b2")
+        ec2.create_route(RouteTableId=rtb_b, DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=tgw)
+        self.instance(b2, "10.1.2.20", "i-b", "eni-b")
+
+        vc, rtb_fw = self.vpc("10.2.0.0/16", "vpc-c")
+        self.name(rtb_fw, "rtb-c-fw")
+        rtb_t1 = self.name(ec2.create_route_table(VpcId=vc)["RouteTable"]["RouteTableId"], "rtb-c-tgw1")
+        rtb_t2 = self.name(ec2.create_route_table(VpcId=vc)["RouteTable"]["RouteTableId"], "rtb-c-tgw2")
+        t1 = self.subnet(vc, "10.2.0.0/28", "us-east-1a", "subnet-c-tgw1", rtb_t1)
+        t2 = self.subnet(vc, "10.2.0.16/28", "us-east-1b", "subnet-c-tgw2", rtb_t2)
+        fw1s = self.subnet(vc, "10.2.1.0/24", "us-east-1a", "subnet-c-fw1")  # main table: rtb-c-fw
+        fw2s = self.subnet(vc, "10.2.2.0/24", "us-east-1b", "subnet-c-fw2")
+        _i1, eni1 = self.instance(fw1s, "10.2.1.10", "i-fw1", "eni-fw1", "stateful-firewall")
+        _i2, eni2 = self.instance(fw2s, "10.2.2.10", "i-fw2", "eni-fw2", "stateful-firewall")
+        ec2.create_route(RouteTableId=rtb_t1, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=eni1)
+        ec2.create_route(RouteTableId=rtb_t2, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=eni2)
+        ec2.create_route(RouteTableId=rtb_fw, DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=tgw)
+
+        def attach(vpc: str, subnets: list[str], name: str, mode: str = "disable") -> str:
+            a = ec2.create_transit_gateway_vpc_attachment(
+                TransitGatewayId=tgw, VpcId=vpc, SubnetIds=subnets, Options={"ApplianceModeSupport": mode}
+            )["TransitGatewayVpcAttachment"]["TransitGatewayAttachmentId"]
+            return self.name(a, name)
+
+        att_a = attach(va, [a1, a2], "tgw-attach-a")
+        att_b = attach(vb, [b1, b2], "tgw-attach-b")
+        att_c = attach(vc, [t1, t2], "tgw-attach-c", "enable" if self.appliance_mode else "disable")
+        spoke = self.name(
+            ec2.create_transit_gateway_route_table(TransitGatewayId=tgw)["TransitGatewayRouteTable"][
+                "TransitGatewayRouteTableId"
+            ],
+            "tgw-rtb-spoke",
+        )
+        inspect = self.name(
+            ec2.create_transit_gateway_route_table(TransitGatewayId=tgw)["TransitGatewayRouteTable"][
+                "TransitGatewayRouteTableId"
+            ],
+            "tgw-rtb-inspect",
+        )
+        for att in (att_a, att_b):
+            ec2.associate_transit_gateway_route_table(TransitGatewayRouteTableId=spoke, TransitGatewayAttachmentId=att)
+        ec2.create_transit_gateway_route(
+            DestinationCidrBlock="0.0.0.0/0", TransitGatewayRouteTableId=spoke, TransitGatewayAttachmentId=att_c
+        )
+        self.static[(spoke, "0.0.0.0/0")] = att_c
+        ec2.associate_transit_gateway_route_table(TransitGatewayRouteTableId=inspect, TransitGatewayAttachmentId=att_c)
+        for att in (att_a, att_b):
+            ec2.enable_transit_gateway_route_table_propagation(
+                TransitGatewayRouteTableId=inspect, TransitGatewayAttachmentId=att
+            )
+        doc = collect([ec2], self.vpc_ids)
+        complete_like_aws(doc, self.static)
+        # Accounts and AZ IDs: moto's account is 123456789012 and maps us-east-1a/b to its own AZ IDs; the YAML
+        # uses the model's default account and use1-az1/az2.
+        for s in doc["Subnets"]:
+            self.names[s["AvailabilityZoneId"]] = {"us-east-1a": "use1-az1", "us-east-1b": "use1-az2"}[
+                s["AvailabilityZone"]
+            ]
+        self.names[doc["Vpcs"][0]["OwnerId"]] = "111111111111"
+        return doc
+
+
+def rename(doc: Any, names: Mapping[str, str]) -> Any:
+    """Replace every AWS id in ``doc`` by its YAML name (one pass, so swapped AZ IDs cannot collide)."""
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)))
+    return json.loads(pattern.sub(lambda m: names[m.group(0)], json.dumps(doc)))
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+# ---- tests --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("appliance_mode", [False, True])
+def test_seed_built_through_the_api_imports_as_the_yaml_seed(aws: None, appliance_mode: bool) -> None:
+    b = SeedBuilder(appliance_mode)
+    doc = b.build()
+    topo = load_aws_json(rename(doc, b.names))
+    want = load_topology(SEED_YAML)
+    want.tgws["tgw-1"].attachments["tgw-attach-c"].appliance_mode = appliance_mode  # type: ignore[union-attr]
+    # Exactly the same model, object for object (same ids after renaming, same order of routes and lists).
+    assert topo == want
+
+
+def test_raw_moto_ids_import(aws: None) -> None:
+    b = SeedBuilder()
+    doc = b.build()
+    topo = load_aws_json(doc)
+    by_name = {v: k for k, v in b.names.items()}
+    tgw = topo.tgws[by_name["tgw-1"]]
+    assert tgw.seed == 1 and tgw.region == REGION
+    inst = topo.instances()
+    assert inst[by_name["i-fw1"]].kind is ApplianceKind.STATEFUL_FIREWALL
+    assert inst[by_name["i-a"]].kind is ApplianceKind.HOST
+    assert inst[by_name["i-fw1"]].eni == by_name["eni-fw1"]
+    vc = topo.vpcs[by_name["vpc-c"]]
+    (r,) = vc.route_tables[by_name["rtb-c-tgw1"]].routes
+    assert (str(r.dest), r.target, r.kind) == ("0.0.0.0/0", by_name["eni-fw1"], VpcRouteTargetKind.ENI)
+    assert vc.subnets[by_name["subnet-c-fw1"]].route_table == by_name["rtb-c-fw"]  # via the main table
+    assert topo.regions[REGION] == {s.az: s.az_id for v in topo.vpcs.values() for s in v.subnets.values()}
+    spoke = tgw.route_tables[by_name["tgw-rtb-spoke"]]
+    assert [(str(x.dest), x.attachment, x.origin) for x in spoke.routes] == [
+        ("0.0.0.0/0", by_name["tgw-attach-c"], RouteOrigin.STATIC)
+    ]
+    # Propagated routes are derived from the propagations, not copied.
+    inspect = tgw.route_tables[by_name["tgw-rtb-inspect"]]
+    assert inspect.routes == [] and inspect.propagations == [by_name["tgw-attach-a"], by_name["tgw-attach-b"]]
+
+
+def test_checked_in_fixture_is_current(aws: None) -> None:
+    """fixtures/tgw/aws/seed-aws.json is what the builder produces (modulo the random ids moto draws)."""
+    saved = json.loads(SEED_JSON.read_text())
+    topo = load_aws_json(SEED_JSON)
+    assert load_aws_json(saved) == topo
+    b = SeedBuilder()
+    fresh = load_aws_json(rename(b.build(), b.names))
+    saved_names = json.loads((SEED_JSON.parent / "seed-aws.names.json").read_text())
+    assert load_aws_json(rename(saved, saved_names)) == fresh
+
+
+# ---- errors name the object ----------------------------------------------------------------------------------------
+
+
+def _seed_doc() -> dict[str, Any]:
+    return json.loads(SEED_JSON.read_text())
+
+
+def _static(d: dict[str, Any]) -> dict[str, Any]:
+    """The seed's one static TGW route (0.0.0.0/0 in the spoke table)."""
+    return next(r for rs in d["TransitGatewayRoutes"].values() for r in rs if r["Type"] == "static")
+
+
+def _mutate(f: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    doc = copy.deepcopy(_seed_doc())
+    f(doc)
+    return doc
+
+
+def test_error_unknown_subnet_in_vpc_attachment() -> None:
+    def f(d: dict[str, Any]) -> None:
+        d["TransitGatewayVpcAttachments"][2]["SubnetIds"][0] = "subnet-0123456789abcdef0"
+
+    doc = _mutate(f)
+    aid = doc["TransitGatewayVpcAttachments"][2]["TransitGatewayAttachmentId"]
+    with pytest.raises(ConfigError) as ei:
+        load_aws_json(doc)
+    assert str(ei.value) == (
+        f"TransitGatewayVpcAttachments[2] ({aid}): SubnetIds references unknown subnet subnet-0123456789abcdef0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expect"),
+    [
+        (
+            lambda d: d["Reservations"][0]["Instances"][0].update(SubnetId="subnet-00"),
+            r"Reservations\[0\]\.Instances\[0\] \(i-[0-9a-f]+\): SubnetId references unknown subnet subnet-00",
+        ),
+        (
+            lambda d: d["Reservations"][2]["Instances"][0]["Tags"][0].update(Value="nat"),
+            r"tag awsnetemu:appliance='nat' is not one of stateful-firewall, router, gwlb-target",
+        ),
+        (
+            lambda d: d["RouteTables"][0]["Routes"].append(
+                {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": "nat-1", "State": "active"}
+            ),
+            r"RouteTables\[0\] \(rtb-[0-9a-f]+\): Routes\[\d\]: target NatGatewayId nat-1 is not supported",
+        ),
+        (
+            lambda d: d["RouteTables"][0]["Routes"].append(
+                {"DestinationCidrBlock": "10.9.0.0/16", "NetworkInterfaceId": "eni-00", "State": "active"}
+            ),
+            r"NetworkInterfaceId references unknown ENI eni-00",
+        ),
+        (
+            lambda d: d["TransitGatewayRouteTableAssociations"].popitem(),
+            r"TransitGatewayRouteTables\[\d\] \(tgw-rtb-[0-9a-f]+\): "
+            r"TransitGatewayRouteTableAssociations has no entry for tgw-rtb-",
+        ),
+        (
+            lambda d: _static(d).update(TransitGatewayAttachments=[]),
+            r"TransitGatewayRoutes\.tgw-rtb-[0-9a-f]+\[0\] \(0\.0\.0\.0/0\): "
+            r"a static route needs exactly one entry in TransitGatewayAttachments",
+        ),
+        (
+            lambda d: _static(d)["TransitGatewayAttachments"][0].update(TransitGatewayAttachmentId="tgw-attach-00"),
+            r"references unknown attachment tgw-attach-00 of tgw-",
+        ),
+        (
+            lambda d: d["TransitGatewayVpcAttachments"][0].update(TransitGatewayId="tgw-00"),
+            r"TransitGatewayVpcAttachments\[0\] \(tgw-attach-[0-9a-f]+\): "
+            r"TransitGatewayId references unknown transit gateway tgw-00",
+        ),
+        (
+            lambda d: d["TransitGatewayVpcAttachments"][0]["Options"].update(ApplianceModeSupport="disabled"),
+            r"Options\.ApplianceModeSupport 'disabled' is not one of enable, disable",
+        ),
+        (
+            lambda d: d["Subnets"][0].update(VpcId="vpc-00"),
+            r"Subnets\[0\] \(subnet-[0-9a-f]+\): VpcId references unknown VPC vpc-00",
+        ),
+        (lambda d: d.update(Bogus=[]), r"unknown top-level key\(s\) Bogus"),
+        (lambda d: d.update(Vpcs={}), r"Vpcs: must be a list"),
+        (
+            lambda d: d["TransitGateways"][0]["Tags"].__setitem__(0, {"Key": "awsnetemu:seed", "Value": "x"}),
+            r"tag awsnetemu:seed='x' is not an integer",
+        ),
+    ],
+)
+def test_errors_name_the_object(mutate: Callable[[dict[str, Any]], None], expect: str) -> None:
+    with pytest.raises(ConfigError, match=expect):
+        load_aws_json(_mutate(mutate))
+
+
+def test_unsupported_targets_can_be_blackholed() -> None:
+    doc = _mutate(
+        lambda d: d["RouteTables"][0]["Routes"].append(
+            {"DestinationCidrBlock": "192.168.0.0/16", "NatGatewayId": "nat-1", "State": "active"}
+        )
+    )
+    topo = load_aws_json(doc, unsupported_targets="blackhole")
+    rt_id = doc["RouteTables"][0]["RouteTableId"]
+    routes = [r for v in topo.vpcs.values() for t in v.route_tables.values() if t.id == rt_id for r in t.routes]
+    assert routes[-1].kind is VpcRouteTargetKind.BLACKHOLE
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        p = tmp_path / "x.json"
+        p.write_text("{")
+        load_aws_json(p)
+    with pytest.raises(ConfigError, match="No such file"):
+        load_aws_json(tmp_path / "missing.json")
+
+
+# ---- peering across regions -----------------------------------------------------------------------------------------
+
+
+def test_peering_across_regions(aws: None) -> None:
+    import boto3
+
+    east = boto3.client("ec2", region_name=REGION)
+    west = boto3.client("ec2", region_name=PEER_REGION)
+    vpcs = []
+    tgws = []
+    atts = []
+    for ec2, cidr, az in ((east, "10.0.0.0/16", "us-east-1a"), (west, "10.50.0.0/16", "us-west-2a")):
+        t = ec2.create_transit_gateway(
+            Options={"DefaultRouteTableAssociation": "disable", "DefaultRouteTablePropagation": "disable"}
+        )["TransitGateway"]["TransitGatewayId"]
+        for rt in ec2.describe_transit_gateway_route_tables()["TransitGatewayRouteTables"]:
+            # moto creates a default table even with the defaults disabled (AWS does not).
+            ec2.delete_transit_gateway_route_table(TransitGatewayRouteTableId=rt["TransitGatewayRouteTableId"])
+        v = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+        s = ec2.create_subnet(VpcId=v, CidrBlock=cidr.replace("0.0/16", "1.0/24"), AvailabilityZone=az)["Subnet"]
+        ec2.run_instances(
+            ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=s["SubnetId"], PrivateIpAddress=cidr.replace("0.0/16", "1.10")
+        )
+        main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [v]}])["RouteTables"][0]
+        ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=t)
+        a = ec2.create_transit_gateway_vpc_attachment(TransitGatewayId=t, VpcId=v, SubnetIds=[s["SubnetId"]])[
+            "TransitGatewayVpcAttachment"
+        ]["TransitGatewayAttachmentId"]
+        vpcs.append(v)
+        tgws.append(t)
+        atts.append(a)
+    peer = east.create_transit_gateway_peering_attachment(
+        TransitGatewayId=tgws[0], PeerTransitGatewayId=tgws[1], PeerAccountId="123456789012", PeerRegion=PEER_REGION
+    )["TransitGatewayPeeringAttachment"]["TransitGatewayAttachmentId"]
+    west.accept_transit_gateway_peering_attachment(TransitGatewayAttachmentId=peer)
+    static: dict[tuple[str, str], str] = {}
+    for ec2, t, local, remote_cidr in (
+        (east, tgws[0], atts[0], "10.50.0.0/16"),
+        (west, tgws[1], atts[1], "10.0.0.0/16"),
+    ):
+        rt = ec2.create_transit_gateway_route_table(TransitGatewayId=t)["TransitGatewayRouteTable"][
+            "TransitGatewayRouteTableId"
+        ]
+        for att in (local, peer):
+            ec2.associate_transit_gateway_route_table(TransitGatewayRouteTableId=rt, TransitGatewayAttachmentId=att)
+        ec2.enable_transit_gateway_route_table_propagation(
+            TransitGatewayRouteTableId=rt, TransitGatewayAttachmentId=local
+        )
+        ec2.create_transit_gateway_route(
+            DestinationCidrBlock=remote_cidr, TransitGatewayRouteTableId=rt, TransitGatewayAttachmentId=peer
+        )
+        static[(rt, remote_cidr)] = peer
+    doc = collect([east, west], vpcs)
+    # The same peering attachment is listed from both regions (as AWS does); the import keeps one.
+    assert sum(p.get("TransitGatewayAttachmentId") == peer for p in doc["TransitGatewayPeeringAttachments"]) == 2
+    complete_like_aws(doc, static)
+    topo = load_aws_json(doc)
+    e, w = topo.tgws[tgws[0]], topo.tgws[tgws[1]]
+    assert (e.region, w.region) == (REGION, PEER_REGION)
+    pe, pw = e.attachments[peer], w.attachments[accepter_side_id(peer)]
+    assert isinstance(pe, PeeringAttachment) and isinstance(pw, PeeringAttachment)
+    assert (pe.peer, pw.peer) == (pw.id, pe.id)
+    (w_rt,) = w.route_tables.values()
+    assert w_rt.associations == [atts[1], pw.id]
+    assert [(str(r.dest), r.attachment) for r in w_rt.routes] == [("10.0.0.0/16", pw.id)]
+    assert set(topo.regions) == {REGION, PEER_REGION}
+
+
+# ---- regenerate the checked-in fixture ------------------------------------------------------------------------------
+
+
+def write_fixture() -> None:
+    from moto import mock_aws
+
+    with mock_aws():
+        b = SeedBuilder()
+        doc = b.build()
+    SEED_JSON.parent.mkdir(parents=True, exist_ok=True)
+    SEED_JSON.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    (SEED_JSON.parent / "seed-aws.names.json").write_text(json.dumps(b.names, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_fixture()
