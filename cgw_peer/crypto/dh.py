@@ -84,6 +84,13 @@ class DhGroup:
         """A new key pair whose private value comes from ``rng`` (deterministic for a seeded rng)."""
         raise NotImplementedError
 
+    def key_from_private(self, private: bytes) -> DhKeyPair:
+        """A key pair from a given private value (test vectors, replays).
+
+        MODP and ECP: the exponent / scalar as big-endian bytes; Curve25519: the raw 32-byte scalar.
+        """
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"DhGroup({self.number}, {self.name!r})"
 
@@ -118,6 +125,15 @@ class _ModpGroup(DhGroup):
 
     def generate(self, rng: random.Random) -> DhKeyPair:
         x = self._private_value(rng)
+        return self._key(x)
+
+    def key_from_private(self, private: bytes) -> DhKeyPair:
+        x = int.from_bytes(private, "big")
+        if not 1 < x < self.p - 1:
+            raise ValueError(f"{self.name}: private exponent out of range")
+        return self._key(x)
+
+    def _key(self, x: int) -> DhKeyPair:
         if self._pn is not None:
             return _OsslModpKeyPair(self, x)
         return _PowModpKeyPair(self, x)
@@ -192,6 +208,9 @@ class _EcpGroup(DhGroup):
     def generate(self, rng: random.Random) -> DhKeyPair:
         return _EcpKeyPair(self, rng.randrange(1, self.order))
 
+    def key_from_private(self, private: bytes) -> DhKeyPair:
+        return _EcpKeyPair(self, int.from_bytes(private, "big"))
+
 
 class _EcpKeyPair(DhKeyPair):
     __slots__ = ("_key",)
@@ -232,6 +251,11 @@ class _X25519Group(DhGroup):
 
     def generate(self, rng: random.Random) -> DhKeyPair:
         return _X25519KeyPair(self, rng.getrandbits(256).to_bytes(32, "little"))
+
+    def key_from_private(self, private: bytes) -> DhKeyPair:
+        if len(private) != 32:
+            raise ValueError("curve25519: private key must be 32 bytes")
+        return _X25519KeyPair(self, private)
 
 
 class _X25519KeyPair(DhKeyPair):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cgw_peer.crypto.cipher import AesGcm16, aes_cbc_decrypt, aes_cbc_encrypt
+from cgw_peer.crypto.cipher import AesCbc, AesGcm16, aes_cbc_decrypt, aes_cbc_encrypt
 from cgw_peer.errors import DecodeError
 
 
@@ -33,3 +35,31 @@ def test_gcm_round_trip_and_tamper() -> None:
         with pytest.raises(DecodeError) as exc:
             g.open(bad_iv, bad_ct, bad_aad)
         assert exc.value.reason == "icv_mismatch"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    key=st.sampled_from([16, 24, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    iv=st.binary(min_size=16, max_size=16),
+    blocks=st.integers(min_value=0, max_value=8).flatmap(lambda n: st.binary(min_size=16 * n, max_size=16 * n)),
+)
+def test_cbc_round_trip_property(key: bytes, iv: bytes, blocks: bytes) -> None:
+    ct = aes_cbc_encrypt(key, iv, blocks)
+    assert len(ct) == len(blocks)
+    assert aes_cbc_decrypt(key, iv, ct) == blocks
+    cbc = AesCbc(key)
+    assert cbc.decrypt(iv, cbc.encrypt(iv, blocks)) == blocks
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    key=st.sampled_from([20, 28, 36]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    iv=st.binary(min_size=8, max_size=8),
+    pt=st.binary(max_size=200),
+    aad=st.binary(max_size=40),
+)
+def test_gcm_round_trip_property(key: bytes, iv: bytes, pt: bytes, aad: bytes) -> None:
+    g = AesGcm16(key)
+    sealed = g.seal(iv, pt, aad)
+    assert len(sealed) == len(pt) + 16
+    assert g.open(iv, sealed, aad) == pt
