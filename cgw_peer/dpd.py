@@ -97,7 +97,7 @@ class DpdMonitor:
     def dead_at(self) -> float | None:
         if self.first_probe_at is None or self.dead_reported:
             return None
-        if self.reference is DeadReference.FIRST_PROBE:
+        if self.reference == DeadReference.FIRST_PROBE:
             return self.first_probe_at + self.timeout
         return self.last_inbound_at + self.timeout
 

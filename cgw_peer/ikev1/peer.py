@@ -138,6 +138,8 @@ class IkeV1Peer:
         "_dpd",
         "_dpd_on",
         "_keepalive_at",
+        "_last_p1",
+        "_last_p2",
         "_out",
         "_p1_cands",
         "_p2_cands",
@@ -182,6 +184,8 @@ class IkeV1Peer:
         self._pending_child_rekey: ChildSa | None = None
         self._out: list[Action] = []
         self._up = False
+        self._last_p1: pr.P1Suite | None = None
+        self._last_p2: pr.P2Suite | None = None
 
     # ================================================================================================ API
 
@@ -224,8 +228,8 @@ class IkeV1Peer:
 
     def note_esp_inbound(self, now: float) -> None:
         lt = self.beh.liveness_traffic
-        if lt is LivenessTraffic.IKE_ESP or (
-            lt is LivenessTraffic.IKE_ESP_NAT and self._current is not None and self._current.natt
+        if lt == LivenessTraffic.IKE_ESP or (
+            lt == LivenessTraffic.IKE_ESP_NAT and self._current is not None and self._current.natt
         ):
             self._liveness(now)
 
@@ -384,7 +388,12 @@ class IkeV1Peer:
         # drops stale SAs from a previous life of this peer (crash and return).
         sa.initial_contact = not rekey and self._current is None
         sa.expire_at = now + HALF_OPEN_TIMEOUT + sum(self.beh.retransmit.waits())
-        sa_payload = pr.build_p1_sa(self._p1_cands, self.config.options.phase1_lifetime_seconds)
+        # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
+        # selected proposal on rekey); the rest of the configured list follows.
+        cands = self._p1_cands
+        if self._last_p1 is not None and self._last_p1 in cands:
+            cands = [self._last_p1] + [c for c in cands if c != self._last_p1]
+        sa_payload = pr.build_p1_sa(cands, self.config.options.phase1_lifetime_seconds)
         sa.sai_b = encode_sa_body(sa_payload)
         np, chain = encode_chain([sa_payload, *self._vids()])
         msg = HEADER.pack(sa.icookie, ZERO_COOKIE, np, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
@@ -710,6 +719,7 @@ class IkeV1Peer:
         if not sa.initiator:
             pass  # keep last_in/last_out: a retransmitted MM5 (MM6 lost) must get MM6 again
         assert sa.suite is not None
+        self._last_p1 = sa.suite
         self._emit(
             "ike_sa_established",
             spi_i=sa.icookie.hex(),
@@ -761,7 +771,10 @@ class IkeV1Peer:
         sa = self._current
         if sa is None or not sa.established:
             return
-        offer = pr.initiator_p2_offer(self._p2_cands)
+        cands = self._p2_cands
+        if self._last_p2 is not None and self._last_p2 in cands:
+            cands = [self._last_p2] + [c for c in cands if c != self._last_p2]
+        offer = pr.initiator_p2_offer(cands)
         if not offer:
             return
         qm = QmExchange(sa, self._new_mid(), True)
@@ -958,6 +971,7 @@ class IkeV1Peer:
         assert qm.suite is not None
         k_in, k_out = self._child_keys(sa, qm)
         child = ChildSa(qm.spi_in, qm.spi_out, qm.suite, k_in, k_out, now, qm.lifetime, qm.encap)
+        self._last_p2 = qm.suite
         qm.dh = None
         qm.gqm = None
         sa.last_in = sa.last_out = b""  # phase 2 ran: MM6 arrived, no MM5 retransmission to answer
@@ -1097,7 +1111,7 @@ class IkeV1Peer:
         seq = _SEQ.unpack(p.data)[0]
         if sa.dpd_expect is not None and seq == sa.dpd_expect:
             sa.dpd_expect = None
-            if self.beh.seq_on_retry is SeqOnRetry.REUSE:
+            if self.beh.seq_on_retry == SeqOnRetry.REUSE:
                 sa.dpd_seq = (seq + 1) & 0xFFFFFFFF  # strongSwan: next round uses the next number
             self._emit("dpd_ack_received", seq=seq, valid=True)
             return True
@@ -1115,7 +1129,7 @@ class IkeV1Peer:
             self._count("dpd:probe_skipped_rekey")
             self._dpd.on_probe_skipped(now)
             return
-        if self.beh.seq_on_retry is SeqOnRetry.INCREMENT:
+        if self.beh.seq_on_retry == SeqOnRetry.INCREMENT:
             seq = sa.dpd_seq
             sa.dpd_seq = (seq + 1) & 0xFFFFFFFF
         else:
