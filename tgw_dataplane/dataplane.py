@@ -138,10 +138,42 @@ class _Route:
         self.text = text
 
 
+_S_DROP, _S_DELIVER, _S_TGW, _S_MB, _S_IGW = range(5)
+_CACHE_MAX = 1 << 16
+
+
+class _Step:
+    """The static outcome of a VPC route lookup at one place for one destination."""
+
+    __slots__ = ("eni", "kind", "node", "reason", "text")
+
+    def __init__(self, kind: int, node: _Node | None, eni: _Eni | None, reason: str, text: str) -> None:
+        self.kind = kind
+        self.node = node
+        self.eni = eni
+        self.reason = reason
+        self.text = text
+
+
+class _TStep:
+    """The static outcome of a TGW lookup for one ingress point and destination: a drop reason, or the egress
+    attachment, the MTU to enforce and the same-AZ egress ENI (AZ affinity candidate)."""
+
+    __slots__ = ("aff", "mtu", "out", "reason", "table", "text")
+
+    def __init__(self, reason: str, out: _Att | None, text: str, table: str | None, mtu: int, aff: _Eni | None) -> None:
+        self.reason = reason
+        self.out = out
+        self.text = text
+        self.table = table
+        self.mtu = mtu
+        self.aff = aff
+
+
 class _Place:
     """Where a packet is routed from inside a VPC: a subnet's route table (or the IGW edge table)."""
 
-    __slots__ = ("az", "az_id", "id", "lpm4", "lpm6", "rtb", "vpc")
+    __slots__ = ("az", "az_id", "id", "lpm4", "lpm6", "rtb", "steps", "vpc")
 
     def __init__(self, pid: str, vpc: _Vpc, az: str, az_id: str, rtb: str) -> None:
         self.id = pid
@@ -151,6 +183,7 @@ class _Place:
         self.rtb = rtb
         self.lpm4: Lpm[_Route] = Lpm(32)
         self.lpm6: Lpm[_Route] = Lpm(128)
+        self.steps: dict[int, _Step] = {}
 
 
 class _Vpc:
@@ -185,7 +218,7 @@ class _Node:
 class _Eni:
     """A TGW attachment ENI in one subnet (AZ)."""
 
-    __slots__ = ("att", "az", "az_id", "id", "idx", "place", "salt", "subnet_id", "up")
+    __slots__ = ("att", "az", "az_id", "id", "idx", "place", "salt", "subnet_id", "tcache", "up")
 
     def __init__(self, eid: str, att: _Att, idx: int, place: _Place, subnet_id: str) -> None:
         self.id = eid
@@ -197,6 +230,7 @@ class _Eni:
         self.az_id = place.az_id
         self.salt = salt_of(eid)
         self.up = True
+        self.tcache: dict[int, _TStep] = {}  # TGW lookups of packets entering through this ENI
 
 
 class _TgwTable:
@@ -240,6 +274,7 @@ class _Att:
         "mtu",
         "peer",
         "table",
+        "tcache",
         "tgw",
         "tunnels",
         "type",
@@ -261,6 +296,7 @@ class _Att:
         self.table: _TgwTable | None = None
         self.peer: _Att | None = None
         self.tunnels: dict[str, bool] = {}
+        self.tcache: dict[int, _TStep] = {}  # TGW lookups of packets arriving without an ENI (peering, VPN)
 
 
 CaptureSink = Callable[[str, float, bytes], None]
@@ -296,6 +332,8 @@ class Dataplane:
         s = self.settings
         self._tcp_idle_ms = int(s.appliance_tcp_idle_timeout * 1000)
         self._idle_ms = int(s.appliance_idle_timeout * 1000)
+        self._max_hops = s.max_hops
+        self._ttl_decrement = s.ttl_decrement
         self._policy = s.pinned_flow_on_failure
         self._vpcs: dict[str, _Vpc] = {}
         self._places: dict[str, _Place] = {}
@@ -466,6 +504,7 @@ class Dataplane:
                     lpm.insert(int(net.network_address), net.prefixlen, lst[0][1])
                 for aid in rt.associations:
                     self._atts[aid].table = table
+        self._clear_caches()
 
     def _refresh_att(self, ca: _Att) -> None:
         ca.healthy = [e for e in ca.enis if e.up and e.az_id not in self._az_down]
@@ -595,13 +634,13 @@ class Dataplane:
         hops: list[dict[str, Any]] | None = [] if trace else None
         self._hops = hops
         self.tracing = trace
+        p = parse(data, self._protocols)
+        if isinstance(p, str):
+            return self._drop(p, source, None)
+        pkt: Packet = p
         src = self._sources.get(source)
         if src is None:
-            return self._drop(DropReason.UNKNOWN_SOURCE, source, None)
-        p = parse(data, self._protocols)
-        if type(p) is str:
-            return self._drop(p, source, None)
-        pkt: Packet = p  # type: ignore[assignment]
+            return self._drop(DropReason.UNKNOWN_SOURCE, source, pkt)
         what, obj = src
         cap = self.capture_sink
         if what == "instance":
@@ -610,12 +649,12 @@ class Dataplane:
                 return self._drop(DropReason.INSTANCE_FAILED, node.id, pkt)
             if cap is not None:
                 cap(node.id, now, data)
-            return self._vpc_walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
+            return self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
         if what == "igw":
             place: _Place = obj
             if cap is not None:
                 cap(place.id, now, data)
-            return self._vpc_walk(pkt, place, place.id, "igw", "", "", now)
+            return self._walk(pkt, place, place.id, "igw", "", "", now)
         # VPN: the packet arrives at the TGW on the VPN attachment.
         ca: _Att = obj
         if not any(ca.tunnels.values()):
@@ -624,24 +663,97 @@ class Dataplane:
             hops.append({"node": ca.id, "kind": "vpn-attachment", "attachment": ca.id})
         if cap is not None:
             cap(ca.id, now, data)
-        r = self._tgw_hop(pkt, ca, None, now)
-        if type(r) is Result:
+        r = self._tgw(pkt, ca, None, now)
+        if isinstance(r, Result):
             return r
-        e: _Eni = r  # type: ignore[assignment]
-        return self._vpc_walk(pkt, e.place, e.id, "tgw-attachment-eni", e.id, e.att.id, now)
+        e: _Eni = r
+        return self._walk(pkt, e.place, e.id, "tgw-attachment-eni", e.id, e.att.id, now)
 
-    def _vpc_walk(self, pkt: Packet, place: _Place, node: str, kind: str, eni: str, att: str, now: float) -> Result:
+    # Static outcomes of route lookups are cached per place / per TGW ingress point and destination address
+    # (cleared when routes change); health, appliance mode, pins and firewall state are read per packet.
+    def _resolve(self, place: _Place, dst: int, version: int) -> _Step:
+        r = (place.lpm4 if version == 4 else place.lpm6).lookup_uncached(dst)
+        if r is None:
+            st = _Step(_S_DROP, None, None, DropReason.NO_ROUTE, "")
+        else:
+            k = r.kind
+            text = r.text
+            if k == _K_LOCAL:
+                h = place.vpc.hosts.get(dst)
+                if h is None:
+                    st = _Step(_S_DROP, None, None, DropReason.DESTINATION_UNREACHABLE, text)
+                else:
+                    st = _Step(_S_DELIVER, h, None, "", text)
+            elif k == _K_TGW:
+                ca = place.vpc.atts.get(r.target.id)
+                e = ca.by_az_id.get(place.az_id) if ca is not None else None
+                if ca is None:
+                    st = _Step(_S_DROP, None, None, DropReason.NO_TGW_ATTACHMENT, text)
+                elif e is None:
+                    # HTW/VPCATT (§1.3): resources in an AZ without an attachment subnet cannot reach the TGW.
+                    st = _Step(_S_DROP, None, None, DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, text)
+                elif self.settings.subnet_scoped_forwarding and e.subnet_id != place.id:
+                    st = _Step(_S_DROP, None, None, DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, text)
+                else:
+                    st = _Step(_S_TGW, None, e, "", text)
+            elif k in (_K_ENI, _K_GWLBE):
+                n: _Node = r.target
+                st = _Step(_S_DELIVER if dst in n.addrs else _S_MB, n, None, "", text)
+            elif k == _K_IGW:
+                st = _Step(_S_IGW, None, None, "", text)
+            else:
+                st = _Step(_S_DROP, None, None, DropReason.BLACKHOLE, text)
+        c = place.steps
+        if len(c) >= _CACHE_MAX:
+            c.clear()
+        c[dst] = st
+        return st
+
+    def _resolve_tgw(self, ca: _Att, in_eni: _Eni | None, dst: int, version: int) -> _TStep:
+        table = ca.table
+        if table is None:
+            ts = _TStep(DropReason.NO_ASSOCIATION, None, "", None, 0, None)
+        else:
+            r = (table.lpm4 if version == 4 else table.lpm6).lookup_uncached(dst)
+            if r is None:
+                ts = _TStep(DropReason.NO_ROUTE, None, "", table.id, 0, None)
+            elif r.att is None:
+                ts = _TStep(DropReason.BLACKHOLE, None, r.text, table.id, 0, None)
+            else:
+                out = r.att
+                aff = out.by_az_id.get(in_eni.az_id) if in_eni is not None else None
+                ts = _TStep("", out, r.text, table.id, min(ca.mtu, out.mtu), aff)
+        c = in_eni.tcache if in_eni is not None else ca.tcache
+        if len(c) >= _CACHE_MAX:
+            c.clear()
+        c[dst] = ts
+        return ts
+
+    def _clear_caches(self) -> None:
+        for pl in self._places.values():
+            pl.steps.clear()
+        for v in self._vpcs.values():
+            if v.igw_place is not None:
+                v.igw_place.steps.clear()
+        for e in self._enis.values():
+            e.tcache.clear()
+        for a in self._atts.values():
+            a.tcache.clear()
+
+    def _walk(self, pkt: Packet, place: _Place, node: str, kind: str, eni: str, att: str, now: float) -> Result:
+        """Route inside VPCs (and through TGWs) until the packet is delivered or dropped."""
         hops = self._hops
         cap = self.capture_sink
         dst = pkt.dst
-        v4 = pkt.version == 4
         n = 0
-        max_hops = self.settings.max_hops
+        max_hops = self._max_hops
         while True:
             n += 1
             if n > max_hops:
                 return self._drop(DropReason.MAX_HOPS_EXCEEDED, node, pkt)
-            r = (place.lpm4 if v4 else place.lpm6).lookup(dst)
+            st = place.steps.get(dst)
+            if st is None:
+                st = self._resolve(place, dst, pkt.version)
             if hops is not None:
                 hops.append(
                     {
@@ -654,36 +766,20 @@ class Dataplane:
                         "attachment": att or None,
                         "eni": eni or None,
                         "route_table": place.rtb or None,
-                        "route": r.text if r is not None else None,
+                        "route": st.text or None,
                     }
                 )
-            if r is None:
-                return self._drop(DropReason.NO_ROUTE, node, pkt)
-            k = r.kind
-            if k == _K_LOCAL:
-                h = place.vpc.hosts.get(dst)
-                if h is None:
-                    return self._drop(DropReason.DESTINATION_UNREACHABLE, node, pkt)
-                return self._arrive(pkt, h, now)
-            if k == _K_TGW:
-                tgw: _Tgw = r.target
-                ca = place.vpc.atts.get(tgw.id)
-                if ca is None:
-                    return self._drop(DropReason.NO_TGW_ATTACHMENT, node, pkt)
-                e = ca.by_az_id.get(place.az_id)
-                if e is None:
-                    # HTW/VPCATT (§1.3): resources in an AZ without an attachment subnet cannot reach the TGW.
-                    return self._drop(DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, node, pkt)
-                if self.settings.subnet_scoped_forwarding and e.subnet_id != place.id and kind != "tgw":
-                    return self._drop(DropReason.NO_ATTACHMENT_SUBNET_IN_AZ, node, pkt)
+            k = st.kind
+            if k == _S_TGW:
+                e: _Eni = st.eni  # type: ignore[assignment]
                 if not e.up:
                     return self._drop(
                         DropReason.AZ_FAILED if e.az_id in self._az_down else DropReason.ENI_FAILED, e.id, pkt
                     )
-                res = self._tgw_hop(pkt, ca, e, now)
-                if type(res) is Result:
+                res = self._tgw(pkt, e.att, e, now)
+                if isinstance(res, Result):
                     return res
-                e = res  # type: ignore[assignment]
+                e = res
                 place = e.place
                 node = eni = e.id
                 kind = "tgw-attachment-eni"
@@ -691,24 +787,22 @@ class Dataplane:
                 if cap is not None:
                     cap(node, now, pkt.wire())
                 continue
-            if k in (_K_ENI, _K_GWLBE):
-                mbn: _Node = r.target
+            if k == _S_MB:
+                mbn: _Node = st.node  # type: ignore[assignment]
                 if not mbn.up:
                     return self._drop(
                         DropReason.AZ_FAILED if mbn.place.az_id in self._az_down else DropReason.INSTANCE_FAILED,
                         mbn.id,
                         pkt,
                     )
-                if dst in mbn.addrs:
-                    return self._arrive(pkt, mbn, now)
                 if cap is not None:
                     cap(mbn.id, now, pkt.wire())
                 mb = mbn.mb
                 if mb is None:
-                    if mbn.is_host:
-                        # A route to a plain host ENI: the host does not forward (source/dest check).
-                        return self._drop(DropReason.DESTINATION_UNREACHABLE, mbn.id, pkt)
-                    return self._drop(DropReason.NO_MIDDLEBOX, mbn.id, pkt)
+                    # A route to a plain host ENI: the host does not forward (source/dest check).
+                    return self._drop(
+                        DropReason.DESTINATION_UNREACHABLE if mbn.is_host else DropReason.NO_MIDDLEBOX, mbn.id, pkt
+                    )
                 verdict = mb.process(pkt, mbn.ctx, now)  # type: ignore[arg-type]
                 if verdict is not None:
                     if hops is not None:
@@ -720,12 +814,14 @@ class Dataplane:
                 eni = mbn.eni
                 att = ""
                 continue
-            if k == _K_IGW:
+            if k == _S_DELIVER:
+                return self._arrive(pkt, st.node, now)  # type: ignore[arg-type]
+            if k == _S_IGW:
                 self.delivered += 1
                 if hops is not None:
                     hops.append({"node": place.vpc.id + "/igw", "kind": "igw", "verdict": DELIVERED})
                 return Result(DELIVERED, "", "internet", hops, pkt)
-            return self._drop(DropReason.BLACKHOLE, node, pkt)
+            return self._drop(st.reason, node, pkt)
 
     def _hop_of(self, n: _Node) -> dict[str, Any]:
         p = n.place
@@ -744,73 +840,68 @@ class Dataplane:
             self.capture_sink(h.id, now, pkt.wire())
         return Result(DELIVERED, "", h.id, hops, pkt)
 
-    def _tgw_hop(self, pkt: Packet, ca: _Att, in_eni: _Eni | None, now: float) -> _Eni | Result:
+    def _tgw(self, pkt: Packet, ca: _Att, in_eni: _Eni | None, now: float) -> _Eni | Result:
         """One or more TGW hops (peering continues at the peer). Returns the egress ENI, or a terminal Result."""
         hops = self._hops
         fl = self.flow_logs
-        settings = self.settings
+        cap = self.capture_sink
+        dst = pkt.dst
         while True:
-            tgw = ca.tgw
-            table = ca.table
+            ts = (in_eni.tcache if in_eni is not None else ca.tcache).get(dst)
+            if ts is None:
+                ts = self._resolve_tgw(ca, in_eni, dst, pkt.version)
             hop: dict[str, Any] | None = None
             if hops is not None:
                 hop = {
-                    "node": tgw.id,
+                    "node": ca.tgw.id,
                     "kind": "tgw",
                     "az": in_eni.az if in_eni else None,
                     "az_id": in_eni.az_id if in_eni else None,
                     "attachment": ca.id,
                     "eni": in_eni.id if in_eni else None,
-                    "route_table": table.id if table else None,
-                    "route": None,
+                    "route_table": ts.table,
+                    "route": ts.text or None,
                 }
                 hops.append(hop)
-            if self.capture_sink is not None:
-                self.capture_sink(tgw.id, now, pkt.wire())
-            if table is None:
-                return self._tgw_drop(pkt, ca, in_eni, DropReason.NO_ASSOCIATION, now)
-            r = (table.lpm4 if pkt.version == 4 else table.lpm6).lookup(pkt.dst)
-            if r is None:
-                return self._tgw_drop(pkt, ca, in_eni, DropReason.NO_ROUTE, now)
-            if hop is not None:
-                hop["route"] = r.text
-            out = r.att
-            if out is None:
-                return self._tgw_drop(pkt, ca, in_eni, DropReason.BLACKHOLE, now)
+            if cap is not None:
+                cap(ca.tgw.id, now, pkt.wire())
+            if ts.reason:
+                return self._tgw_drop(pkt, ca, in_eni, ts.reason, now)
             # Q-A: packets larger than the MTU are dropped silently (no ICMP "fragmentation needed").
-            if pkt.length > ca.mtu or pkt.length > out.mtu:
+            if pkt.length > ts.mtu:
                 return self._tgw_drop(pkt, ca, in_eni, DropReason.MTU_EXCEEDED, now)
-            if settings.ttl_decrement:
+            if self._ttl_decrement:
                 if pkt.ttl <= 1:
                     return self._tgw_drop(pkt, ca, in_eni, DropReason.TTL_EXPIRED, now)
                 pkt.ttl -= 1
+            out: _Att = ts.out  # type: ignore[assignment]
             typ = out.type
             if typ == _A_VPC:
+                e: _Eni | str | None
                 if out.appliance_mode:
                     e = self._pick_appliance(pkt, out, now)
                 else:
-                    e = self._pick_affinity(pkt, out, in_eni)
-                if type(e) is str:
+                    e = ts.aff
+                    if e is None or not e.up:
+                        e = self._pick_affinity(pkt, out, in_eni)
+                if isinstance(e, str):
                     return self._tgw_drop(pkt, ca, in_eni, e, now, out)
-                eg: _Eni = e  # type: ignore[assignment]
                 if hop is not None:
                     hop["egress_attachment"] = out.id
-                    hop["egress_eni"] = eg.id
-                    hop["egress_az"] = eg.az
-                    hop["egress_az_id"] = eg.az_id
+                    hop["egress_eni"] = e.id
+                    hop["egress_az"] = e.az
+                    hop["egress_az_id"] = e.az_id
                     hop["appliance_mode"] = out.appliance_mode
                 if fl is not None:
-                    fl.record(pkt, ca, in_eni, out, eg, now, "")
-                return eg
+                    fl.record(pkt, ca, in_eni, out, e, now, "")
+                return e
             if typ == _A_PEERING:
-                peer = out.peer
-                assert peer is not None
                 if hop is not None:
                     hop["egress_attachment"] = out.id
                 if fl is not None:
                     fl.record(pkt, ca, in_eni, out, None, now, "")
-                ca = peer
-                in_eni = None  # §1.7: arrival AZ at the remote TGW is chosen at its egress (setting)
+                ca = out.peer  # type: ignore[assignment]
+                in_eni = None  # §1.7: the arrival AZ at the remote TGW is chosen at its egress (a setting)
                 continue
             # VPN
             if not any(out.tunnels.values()):
@@ -822,8 +913,8 @@ class Dataplane:
             self.delivered += 1
             if hops is not None:
                 hops.append({"node": out.id, "kind": "vpn-attachment", "verdict": DELIVERED})
-            if self.capture_sink is not None:
-                self.capture_sink(out.id, now, pkt.wire())
+            if cap is not None:
+                cap(out.id, now, pkt.wire())
             return Result(DELIVERED, "", out.id, hops, pkt)
 
     def _tgw_drop(
