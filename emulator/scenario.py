@@ -27,6 +27,7 @@ The format (YAML; every key is optional unless marked *required*)::
       - {at: 100, do: blackhole, direction: both, until: 200}   # direction: both | cgw->aws | aws->cgw
       - {at: 100, do: crash, node: cgw}
       - {at: 160, do: revive, node: cgw}       # a fresh process: new SAs, new cookies
+      - {at: 160, do: revive, node: cgw, initiate: false}   # ... that waits for the other side
       - {at: 50, do: initiate, node: aws}
       - {at: 50, do: close, node: cgw}         # clean shutdown (Deletes)
       - {at: 70, do: esp, node: aws, every: 1, until: 90}      # inbound ESP seen (liveness traffic)
@@ -277,10 +278,12 @@ class Scenario:
             "cgw": str((self.raw.get("cgw") or {}).get("address", "198.51.100.20")),
         }
 
-    def make_peer(self, side: str, incarnation: int = 0) -> Any:
+    def make_peer(self, side: str, incarnation: int = 0, initiate: bool | None = None) -> Any:
         from cgw_peer.peer import create_peer
 
         cfgs = self.peer_configs()
+        if initiate is not None:
+            cfgs[side] = replace(cfgs[side], initiate=initiate)
         addrs = self.addresses()
         other = "cgw" if side == "aws" else "aws"
         rng = random.Random(f"{self.seed}:{side}:{incarnation}")
@@ -313,9 +316,9 @@ class Scenario:
             src, dst = d.split("->")
             net.set_faults(addrs[src], addrs[dst], plan)
 
-        def revive(node: str) -> None:
+        def revive(node: str, initiate: bool | None) -> None:
             incarnations[node] += 1
-            net.revive(node, self.make_peer(node, incarnations[node]))
+            net.revive(node, self.make_peer(node, incarnations[node], initiate))
 
         def api_call(node: str, method: str, now: float) -> list[Any]:
             result = getattr(net.node(node), method)(now)
@@ -338,7 +341,8 @@ class Scenario:
             elif do == "crash":
                 net.at(at, functools.partial(net.crash, node))
             elif do == "revive":
-                net.at(at, functools.partial(revive, node))
+                init = item.get("initiate")
+                net.at(at, functools.partial(revive, node, None if init is None else bool(init)))
             elif do in ("initiate", "close"):
                 net.call(node, functools.partial(api_call, node, do), at=at)
             elif do == "esp":
