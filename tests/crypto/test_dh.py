@@ -65,3 +65,28 @@ def test_same_seed_same_keys() -> None:
     for number in dh.SUPPORTED_GROUPS:
         g = dh.get_group(number)
         assert g.generate(random.Random(7)).public == g.generate(random.Random(7)).public
+
+
+@pytest.mark.parametrize("number", [2, 5, 14, 15, 22, 23, 24])
+def test_openssl_and_pow_backends_agree(number: int) -> None:
+    # Two independent modexp implementations (OpenSSL via cryptography, Python's pow) must interoperate.
+    a = dh.get_group(number).generate(random.Random(11))
+    b = dh.pow_group(number).generate(random.Random(12))
+    assert a.compute(b.public) == b.compute(a.public)
+    assert dh.pow_group(number).generate(random.Random(11)).public == a.public
+
+
+@pytest.mark.parametrize("number", [14, 19, 31])
+def test_system_random_is_accepted(number: int) -> None:
+    group = dh.get_group(number)
+    a, b = group.generate(random.SystemRandom()), group.generate(random.SystemRandom())
+    assert a.compute(b.public) == b.compute(a.public)
+
+
+def test_modp_exponent_sizes() -> None:
+    # Twice the security strength, top bit set: every key costs the same (dh.py docstring).
+    for number, bits in ((2, 160), (14, 224), (15, 256), (18, 400)):
+        group = dh.get_group(number)
+        assert group.exp_bits == bits  # type: ignore[attr-defined]
+        x = group._private_value(random.Random(number))  # type: ignore[attr-defined]
+        assert x.bit_length() == bits
