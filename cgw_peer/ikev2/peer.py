@@ -39,6 +39,7 @@ and the rekey completes (strongSwan #1458: "CHILD_REKEY collision with CHILD_DEL
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import random
@@ -149,6 +150,14 @@ class Request:
     waits: list[float]
     liveness: bool = False
     retransmits: int = 0
+    fixed_wait: float = 0.0
+    """When > 0, every wait is this long (the AWS probe interval) instead of following ``waits``."""
+
+    def wait(self, n: int) -> float:
+        """The wait after send number ``n`` (0 = the original)."""
+        if self.fixed_wait > 0:
+            return self.fixed_wait
+        return self.waits[n] if n < len(self.waits) else INF
 
 
 @dataclass(eq=False)
@@ -626,7 +635,7 @@ class IkeV2Peer:
         b = self.config.behaviour
         if req.liveness and self._liveness is IkeV2Liveness.AWS:
             # AWS: "repeat every 10 s" while the peer stays silent; the dead time comes from _aws_dead_at.
-            req.waits = [b.dpd_interval] * 1_000_000
+            req.fixed_wait = b.dpd_interval
             req.give_up_at = INF
         else:
             req.waits = b.retransmit.waits()
@@ -635,14 +644,13 @@ class IkeV2Peer:
                 total = min(total, b.retransmit.budget)
             req.give_up_at = now + total
         req.first_sent = now
-        req.next_at = now + req.waits[0]
+        req.next_at = now + req.wait(0)
         sa.outstanding = req
 
     def _retransmit(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
         req.retransmits += 1
         self._count("retransmits")
-        wait = req.waits[req.retransmits] if req.retransmits < len(req.waits) else INF
-        req.next_at = now + wait
+        req.next_at = now + req.wait(req.retransmits)
         out: list[Action] = [
             self._tx(sa, req.datagram, req.kind),
             Event("request_retransmitted", {"message_id": req.mid, "kind": req.kind, "retransmit": req.retransmits}),
@@ -794,7 +802,7 @@ class IkeV2Peer:
 
     def _nat_hash(self, spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
         # RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port).
-        ip = ipaddress.ip_address(addr[0]).packed
+        ip = _packed_ip(addr[0])
         return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
 
     def _nat_notifies(self, spi_i: bytes, spi_r: bytes, local: Address, remote: Address) -> list[tuple[int, bytes]]:
@@ -966,7 +974,7 @@ class IkeV2Peer:
 
     def _make_cookie(self, hdr: Header, ni: bytes, src: Address) -> bytes:
         # RFC 7296 §2.6: Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>).
-        ip = ipaddress.ip_address(src[0]).packed
+        ip = _packed_ip(src[0])
         return b"\x00" + hashlib.sha256(ni + ip + hdr.spi_i + self._cookie_secret).digest()
 
     def _plain_response(self, hdr: Header, spi_r: bytes, payloads: list[tuple[int, bytes]]) -> bytes:
@@ -1052,25 +1060,15 @@ class IkeV2Peer:
     # ------------------------------------------------------------------------------------------ IKE_AUTH
 
     def _id_payload(self, ident: str | None, addr: Address) -> bytes:
-        value = ident if ident is not None else addr[0]
-        try:
-            ip = ipaddress.ip_address(value)
-            return codec.encode_id(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, ip.packed)
-        except ValueError:
-            pass
-        if value.startswith("@"):
-            return codec.encode_id(IdType.FQDN, value[1:].encode())
-        if "@" in value:
-            return codec.encode_id(IdType.RFC822_ADDR, value.encode())
-        return codec.encode_id(IdType.FQDN, value.encode())
+        return _id_payload(ident if ident is not None else addr[0])
 
     def _ts_local(self) -> list[Ts]:
         t = self.config.local_ts
-        return [Ts.from_cidr(t.cidr, t.protocol, t.port_low, t.port_high)]
+        return _ts(t.cidr, t.protocol, t.port_low, t.port_high)
 
     def _ts_remote(self) -> list[Ts]:
         t = self.config.remote_ts
-        return [Ts.from_cidr(t.cidr, t.protocol, t.port_low, t.port_high)]
+        return _ts(t.cidr, t.protocol, t.port_low, t.port_high)
 
     def _send_auth(self, sa: IkeSa, now: float) -> list[Action]:
         assert sa.suite is not None
@@ -1766,3 +1764,32 @@ class IkeV2Peer:
         out.insert(0, self._respond(sa, msg, payloads, "delete_response" if deletes else "informational_response"))
         out += self._update_status(now, "child_deleted")
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _id_payload(value: str) -> bytes:
+    """ID payload body for an identity string (IP address, @fqdn, user@fqdn, or FQDN), cached."""
+    try:
+        ip = ipaddress.ip_address(value)
+        return codec.encode_id(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, ip.packed)
+    except ValueError:
+        pass
+    if value.startswith("@"):
+        return codec.encode_id(IdType.FQDN, value[1:].encode())
+    if "@" in value:
+        return codec.encode_id(IdType.RFC822_ADDR, value.encode())
+    return codec.encode_id(IdType.FQDN, value.encode())
+
+
+@functools.lru_cache(maxsize=256)
+def _packed_ip(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+@functools.lru_cache(maxsize=256)
+def _ts_cached(cidr: str, protocol: int, low: int, high: int) -> tuple[Ts, ...]:
+    return (Ts.from_cidr(cidr, protocol, low, high),)
+
+
+def _ts(cidr: str, protocol: int, low: int, high: int) -> list[Ts]:
+    return list(_ts_cached(cidr, protocol, low, high))
