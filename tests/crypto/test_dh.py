@@ -90,3 +90,17 @@ def test_modp_exponent_sizes() -> None:
         assert group.exp_bits == bits  # type: ignore[attr-defined]
         x = group._private_value(random.Random(number))  # type: ignore[attr-defined]
         assert x.bit_length() == bits
+
+
+def test_key_reuse() -> None:
+    g14, g19 = dh.get_group(14), dh.get_group(19)
+    rng = random.Random(3)
+    never = dh.DhKeyReuse()
+    assert never.key(g19, rng) is not never.key(g19, rng)
+    reuse = dh.DhKeyReuse(max_uses=3)
+    keys = [reuse.key(g19, rng) for _ in range(7)]
+    assert [id(k) for k in keys].count(id(keys[0])) == 3
+    assert keys[3] is keys[4] is keys[5] and keys[6] is not keys[5]
+    assert reuse.key(g14, rng).group is g14  # per-group cache
+    with pytest.raises(ConfigError):
+        dh.DhKeyReuse(max_uses=0)
