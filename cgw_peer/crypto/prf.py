@@ -57,7 +57,7 @@ class Prf:
 
     def __call__(self, key: bytes, data: bytes) -> bytes:
         """``prf(key, data)``: one-shot HMAC (any key length; HMAC hashes long keys, RFC 2104 §2)."""
-        return _stdlib_hmac.new(key, data, self.hash_name).digest()
+        return _stdlib_hmac.digest(key, data, self.hash_name)
 
     def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
         """Return ``f(data) == prf(key, data)`` with the HMAC key schedule computed once (fast path)."""
@@ -121,7 +121,7 @@ class Integ:
 
     def mac(self, key: bytes, data: bytes) -> bytes:
         """HMAC(key, data) truncated to :attr:`icv_len` bytes."""
-        return _stdlib_hmac.new(key, data, self.hash_name).digest()[: self.icv_len]
+        return _stdlib_hmac.digest(key, data, self.hash_name)[: self.icv_len]
 
     def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
         """Return ``f(data) == mac(key, data)`` with the key schedule computed once (fast path)."""
