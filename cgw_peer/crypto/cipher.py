@@ -77,15 +77,22 @@ class AesCbc:
 
 
 def aes_cbc_encrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """AES-CBC encrypt; ``len(data) % 16 == 0`` is required (ValueError otherwise: a local bug)."""
-    return AesCbc(key).encrypt(iv, data)
+    """AES-CBC encrypt; ``len(data) % 16 == 0`` is required (ValueError otherwise: a local bug).
+
+    One-off helper; per-message users keep an :class:`AesCbc`.
+    """
+    if len(data) % AES_BLOCK:
+        raise ValueError(f"plaintext length {len(data)} is not a multiple of {AES_BLOCK}")
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return enc.update(data) + enc.finalize()
 
 
 def aes_cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
     """AES-CBC decrypt; raises ``DecodeError("bad_ciphertext_length")`` when ``data`` is not block aligned."""
     if len(data) % AES_BLOCK:
         raise DecodeError("bad_ciphertext_length", f"{len(data)} bytes is not a multiple of {AES_BLOCK}")
-    return AesCbc(key).decrypt(iv, data)
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return dec.update(data) + dec.finalize()
 
 
 class AesGcm16:
