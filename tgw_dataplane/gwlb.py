@@ -46,6 +46,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.cli import ConfigError
 from tgw_dataplane import geneve
+from tgw_dataplane.middlebox import register_middlebox
 from tgw_dataplane.packet import (
     PROTO_TCP,
     TCP_ACK,
@@ -64,10 +66,13 @@ from tgw_dataplane.packet import (
     flow_hash,
     flow_key,
     hrw_pick,
+    parse,
     salt_of,
 )
 
 if TYPE_CHECKING:
+    from tgw_dataplane.dataplane import Dataplane
+    from tgw_dataplane.middlebox import HopContext
     from tgw_dataplane.model import Topology
 
 
@@ -599,3 +604,260 @@ def check_appliance_mode(topo: Topology, gwlb_id: str, attrs: GwlbAttributes) ->
                     f"gwlbs.{gwlb_id}.options.stickiness: {attrs.stickiness.value} is not supported when Transit "
                     f"Gateway appliance mode is on (attachment {a.id} of {a.vpc_id}); use 5-tuple"
                 )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dataplane plug-in: ``gwlb-endpoint`` and ``gwlb-target`` middleboxes (tgw_dataplane.middlebox)
+# ---------------------------------------------------------------------------------------------------------------
+
+R_TARGET_NOT_GENEVE = "gwlb_target_not_geneve"
+"""A plain (not GENEVE) packet was routed straight to a GWLB target; targets only take GENEVE from a GWLB."""
+
+# One GatewayLoadBalancer per (dataplane, GWLB id), created on first use (by the first endpoint's factory).
+_INSTANCES: weakref.WeakKeyDictionary[Dataplane, dict[str, GatewayLoadBalancer]] = weakref.WeakKeyDictionary()
+
+
+def _last_usable(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    if cidr.version != 4 or cidr.num_addresses < 4:
+        raise ConfigError(f"subnet {cidr}: a GWLB node needs an IPv4 subnet")
+    return str(cidr.broadcast_address - 1)
+
+
+def gwlb_of(dp: Dataplane, gwlb_id: str) -> GatewayLoadBalancer:
+    """The run-time GWLB object of ``gwlb_id`` in this dataplane (flow tables, target health, counters).
+
+    Use it to change target health (:meth:`GatewayLoadBalancer.set_target_health`), deregister targets, expire
+    idle flows and read ``counters``. Raises ConfigError naming the field for a bad GWLB configuration.
+    """
+    per_dp = _INSTANCES.setdefault(dp, {})
+    g = per_dp.get(gwlb_id)
+    if g is not None:
+        return g
+    topo = dp.topology
+    m = topo.gwlbs.get(gwlb_id)
+    if m is None:
+        raise ConfigError(f"gwlb {gwlb_id!r} does not exist")
+    where = f"gwlbs.{gwlb_id}"
+    attrs = GwlbAttributes.from_options(m.options, cross_zone=m.cross_zone, where=where)
+    check_appliance_mode(topo, gwlb_id, attrs)
+    nodes: list[tuple[str, str, str]] = []
+    for sid in m.subnets:
+        s = topo.subnet(sid)
+        if any(n[0] == s.az for n in nodes):
+            raise ConfigError(f"{where}.subnets: two subnets in {s.az} (one GWLB node per AZ)")
+        ip = attrs.node_ips.get(sid) or _last_usable(s.cidr)
+        try:
+            if ipaddress.ip_address(ip) not in s.cidr:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{where}.options.node_ips.{sid}: {ip!r} is not an address of {s.cidr}") from None
+        nodes.append((s.az, sid, ip))
+    instances = topo.instances()
+    targets = []
+    for tid in m.targets:
+        inst = instances[tid]
+        targets.append((tid, inst.ip, topo.subnet(inst.subnet).az))
+    g = GatewayLoadBalancer(gwlb_id, attrs, targets, nodes, random.Random(dp.rng.getrandbits(64)))
+    per_dp[gwlb_id] = g
+    return g
+
+
+def expire_gwlbs(dp: Dataplane, now: float) -> list[bytes]:
+    """Idle expiry for every GWLB of ``dp``; returns the RSTs to send (RST-on-idle only)."""
+    out: list[bytes] = []
+    for g in _INSTANCES.get(dp, {}).values():
+        out.extend(g.expire(now))
+    return out
+
+
+class GwlbTargetAppliance:
+    """A GWLB target (``gwlb-target`` instance): takes GENEVE from the GWLB, inspects the inner packet and
+    returns it the same way.
+
+    Inspection per ``options.inspect``: ``stateful-firewall`` (default; the built-in connection tracker, so a
+    flow moved to a target that never saw its SYN is dropped, as with real firewalls) or ``router`` (pass all).
+    """
+
+    def __init__(self, dp: Dataplane, node: str) -> None:
+        from tgw_dataplane.appliances import Router, StatefulFirewall
+        from tgw_dataplane.middlebox import HopContext
+
+        topo = dp.topology
+        inst = topo.instances()[node]
+        where = f"instance {node}.options"
+        extra = set(inst.options) - {"inspect"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))} (allowed: inspect)")
+        mode = str(inst.options.get("inspect", "stateful-firewall"))
+        s = dp.settings
+        self.engine: StatefulFirewall | Router
+        if mode == "stateful-firewall":
+            self.engine = StatefulFirewall(
+                node, s.firewall_tcp_idle_timeout, s.firewall_udp_idle_timeout, s.firewall_icmp_idle_timeout
+            )
+        elif mode == "router":
+            self.engine = Router(node)
+        else:
+            raise ConfigError(f"{where}.inspect: {mode!r} is not one of stateful-firewall, router")
+        sub = topo.subnet(inst.subnet)
+        self.node = node
+        self.dp = dp
+        self.eni = inst.eni
+        self.az = sub.az
+        self.az_id = sub.az_id
+        self.ctx = HopContext(dp, node, "gwlb-target", inst.vpc_id, sub.id, sub.az, sub.az_id)
+        self.protocols = frozenset(s.protocols)
+        self.drops: dict[str, int] = {}
+
+    def process(self, pkt: Packet, ctx: HopContext, now: float) -> str | None:
+        """A packet routed straight to the target (not through its GWLB): dropped."""
+        self.drops[R_TARGET_NOT_GENEVE] = self.drops.get(R_TARGET_NOT_GENEVE, 0) + 1
+        return R_TARGET_NOT_GENEVE
+
+    def handle_geneve(self, frame: bytes, now: float) -> bytes | str:
+        """One GENEVE packet from the GWLB: the GENEVE packet sent back, or a drop reason."""
+        try:
+            _hdr, _meta, inner = geneve.decapsulate_ipv4(frame)
+        except geneve.GeneveDecodeError as e:
+            reason = e.reason.value
+            self.drops[reason] = self.drops.get(reason, 0) + 1
+            return reason
+        p = parse(inner, self.protocols)
+        if isinstance(p, str):
+            self.drops[p] = self.drops.get(p, 0) + 1
+            return p
+        v = self.engine.process(p, self.ctx, now)
+        if v is not None:
+            self.drops[v] = self.drops.get(v, 0) + 1
+            return v
+        return target_reflect(frame)
+
+
+class GwlbEndpointBox:
+    """A GWLB endpoint as a VPC route target: hands the packet to the GWLB node of its AZ, which sends it to a
+    target in GENEVE and gets it back; on PASS the dataplane routes it on by the endpoint subnet's route table.
+
+    Trace hops: ``gwlb`` (node, AZ, target, cookie, new flow / fail-open / rebalanced) and ``gwlb-target``.
+    Captures: the GENEVE frames both ways under the GWLB node (``<gwlb>/<az>``) and the target; RSTs under the
+    endpoint.
+    """
+
+    def __init__(self, dp: Dataplane, node: str) -> None:
+        topo = dp.topology
+        e = topo.gwlb_endpoints()[node]
+        self.gwlb = gwlb_of(dp, e.service)
+        sub = topo.subnet(e.subnet)
+        if sub.az not in self.gwlb.nodes:
+            raise ConfigError(
+                f"gwlb endpoint {node}: its subnet {e.subnet} is in {sub.az}, where {e.service} has no subnet "
+                f"(GWLB subnets: {', '.join(n.subnet for n in self.gwlb.nodes.values())})"
+            )
+        self.dp = dp
+        self.id = node
+        self.az = sub.az
+        self.node_name = f"{e.service}/{sub.az}"
+        self.endpoint_num = endpoint_number(node)
+        self.attachment_num = attachment_number(node, self.gwlb.attrs)
+        self.resets: list[bytes] = []
+        """RSTs the GWLB sent back through this endpoint (the dataplane has no injection hook yet)."""
+        self._targets: dict[str, GwlbTargetAppliance] = {}
+
+    def _target(self, tid: str) -> GwlbTargetAppliance | None:
+        t = self._targets.get(tid)
+        if t is None:
+            mb = self.dp.middlebox(tid)
+            if not isinstance(mb, GwlbTargetAppliance):
+                return None
+            self._targets[tid] = t = mb
+        return t
+
+    def process(self, pkt: Packet, ctx: HopContext, now: float) -> str | None:
+        g = self.gwlb
+        az = self.az
+        d = g.select(az, pkt, now)
+        tracing = ctx.tracing
+        if d.resets:
+            self.resets.extend(d.resets)
+            for r in d.resets:
+                ctx.capture(self.id, r, now)
+        tgt = d.target
+        if tracing:
+            node = g.nodes[az]
+            ctx.hop(
+                self.node_name,
+                "gwlb",
+                az=az,
+                az_id=ctx.az_id,
+                gwlb=g.id,
+                node_ip=str(ipaddress.IPv4Address(node.ip)),
+                target=tgt.id if tgt is not None else None,
+                target_az=tgt.az if tgt is not None else None,
+                flow_cookie=f"{d.entry.cookie:#010x}" if d.entry is not None else None,
+                new_flow=d.new_flow,
+                fail_open=d.fail_open,
+                rebalanced=d.rebalanced,
+                resets=len(d.resets) or None,
+            )
+        if tgt is None:
+            return d.reason
+        frame = g.to_target(az, d, pkt.wire(), self.endpoint_num, self.attachment_num)
+        ctx.capture(self.node_name, frame, now)
+        if d.reason is None and not _node_up(self.dp, tgt.id):
+            # The instance failed in the dataplane (set_eni_health / set_az_health) but health checks have not
+            # noticed yet (GWLB health is set separately, via gwlb_of(...).set_target_health).
+            d.reason = R_TARGET_UNREACHABLE
+            g._count(R_TARGET_UNREACHABLE)
+        if d.reason is not None:
+            # The node still sends the GENEVE packet (fail-open / no_rebalance); the dead target never answers.
+            if tracing:
+                ctx.hop(tgt.id, "gwlb-target", az=tgt.az, encapsulation="geneve", verdict="no answer", reason=d.reason)
+            return d.reason
+        ctx.capture(tgt.id, frame, now)
+        box = self._target(tgt.id)
+        if box is None:
+            return R_BAD_RETURN
+        back = box.handle_geneve(frame, now)
+        if tracing:
+            ctx.hop(
+                tgt.id,
+                "gwlb-target",
+                az=box.az,
+                az_id=box.az_id,
+                eni=box.eni,
+                encapsulation="geneve",
+                verdict="dropped" if isinstance(back, str) else "returned",
+                reason=back if isinstance(back, str) else None,
+            )
+        if isinstance(back, str):
+            return f"{R_TARGET_DROPPED}:{back}"
+        ctx.capture(tgt.id, back, now)
+        ctx.capture(self.node_name, back, now)
+        try:
+            hdr, meta, inner = geneve.decapsulate_ipv4(back)
+        except geneve.GeneveDecodeError:
+            return R_BAD_RETURN
+        # The node hands the packet back to the endpoint named in option 1; it must be this endpoint and the
+        # packet must be the one sent (the emulator does not model appliances that rewrite packets).
+        if meta.endpoint_id != self.endpoint_num or hdr.dst != g.nodes[az].ip or inner != pkt.wire():
+            return R_BAD_RETURN
+        return None
+
+
+def _node_up(dp: Dataplane, node: str) -> bool:
+    """Whether the dataplane considers the instance up. The core has no public accessor for this yet (see the
+    report), so read its node table defensively; a missing table counts as up."""
+    nodes = getattr(dp, "_nodes", None)
+    n = nodes.get(node) if isinstance(nodes, dict) else None
+    return bool(getattr(n, "up", True))
+
+
+def _endpoint_factory(dp: Dataplane, node: str) -> GwlbEndpointBox:
+    return GwlbEndpointBox(dp, node)
+
+
+def _target_factory(dp: Dataplane, node: str) -> GwlbTargetAppliance:
+    return GwlbTargetAppliance(dp, node)
+
+
+register_middlebox("gwlb-endpoint", _endpoint_factory)
+register_middlebox("gwlb-target", _target_factory)

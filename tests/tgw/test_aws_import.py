@@ -569,3 +569,66 @@ def write_fixture() -> None:
 
 if __name__ == "__main__":
     write_fixture()
+
+
+# ---- behaviour: the imported seed forwards exactly like the YAML seed ------------------------------------------------
+
+
+def _trace(topo: Any, appliance_mode: bool) -> dict[str, Any]:
+    from tgw_dataplane.craft import parse_flow
+    from tgw_dataplane.dataplane import Dataplane
+
+    dp = Dataplane(topo, flow_logs=True)
+    ids = {i.ip: i.id for i in topo.instances().values()}
+    f = parse_flow("tcp 10.0.1.10:40000 > 10.1.2.20:443")
+    fwd = dp.send(f.request(), ids["10.0.1.10"], 0.0, trace=True)
+    rev = dp.send(f.reply(), ids["10.1.2.20"], 0.01, trace=True)
+    assert dp.flow_logs is not None
+    return {
+        "forward": fwd.to_json(),
+        "reverse": rev.to_json(),
+        "drops": dp.drops,
+        "flow_logs": [{k: v for k, v in r.items() if k not in ("start", "end")} for r in dp.flow_logs.records()],
+    }
+
+
+def _suffix_names(names: Mapping[str, str]) -> dict[str, str]:
+    """Rename map that also covers ids derived from other ids (the model names a TGW ENI
+    ``eni-<attachment suffix>-<az id>``): map each AWS id's hex suffix to the YAML suffix."""
+    out = dict(names)
+    for aws_id, yaml_id in names.items():
+        if "-" in aws_id and aws_id.rsplit("-", 1)[0] == yaml_id.rsplit("-", 1)[0] and aws_id.startswith("tgw-attach"):
+            out[aws_id.rsplit("-", 1)[1]] = yaml_id.rsplit("-", 1)[1]
+    return out
+
+
+@pytest.mark.parametrize("appliance_mode", [False, True])
+def test_imported_seed_behaves_like_the_yaml_seed(aws: None, appliance_mode: bool) -> None:
+    b = SeedBuilder(appliance_mode)
+    doc = b.build()
+    want = load_topology(SEED_YAML)
+    want.tgws["tgw-1"].attachments["tgw-attach-c"].appliance_mode = appliance_mode  # type: ignore[union-attr]
+    expected = _trace(want, appliance_mode)
+    assert expected["forward"]["verdict"] == "delivered"
+    assert expected["reverse"]["verdict"] == ("delivered" if appliance_mode else "dropped")
+    # Renamed to the YAML ids: identical verdicts, hops, drop counters and flow-log records.
+    assert _trace(load_aws_json(rename(doc, b.names)), appliance_mode) == expected
+    # With moto's own ids: the same verdicts; with appliance mode off (AZ affinity, no hashing) also the same hops
+    # once the ids are mapped back. With it on, the hash salts are the ENI ids, so which firewall a flow lands on
+    # may differ, but both directions must still share it.
+    raw = _trace(load_aws_json(doc), appliance_mode)
+    for d in ("forward", "reverse"):
+        assert (raw[d]["verdict"], raw[d]["reason"]) == (expected[d]["verdict"], expected[d]["reason"])
+    if not appliance_mode:
+        assert rename(raw, _suffix_names(b.names)) == expected
+    else:
+        fws = [[h["node"] for h in raw[d]["hops"] if h["kind"] == "stateful-firewall"] for d in ("forward", "reverse")]
+        assert len(fws[0]) == 1 and fws[0] == fws[1]
+    assert raw["drops"] == expected["drops"]
+
+
+def test_seed_fixture_json_traces_like_the_yaml() -> None:
+    names = json.loads((SEED_JSON.parent / "seed-aws.names.json").read_text())
+    expected = _trace(load_topology(SEED_YAML), False)
+    got = _trace(load_aws_json(SEED_JSON), False)
+    assert rename(got, _suffix_names(names)) == expected
