@@ -21,6 +21,10 @@ __all__ = [
     "ENC_BY_TOKEN",
     "ENC_TOKENS",
     "HASH_BY_AWS",
+    "HASH_BY_IKEV1_AUTH_ALG",
+    "HASH_BY_IKEV1_ID",
+    "HASH_BY_IKEV2_INTEG",
+    "HASH_BY_IKEV2_PRF",
     "HASH_BY_TOKEN",
     "HASH_TOKENS",
     "IKEV1_AUTH_PSK",
@@ -30,7 +34,11 @@ __all__ = [
     "EncAlg",
     "HashAlg",
     "Proposal",
+    "enc_by_esp_v1",
+    "enc_by_ikev1",
+    "enc_by_ikev2",
     "parse_proposal",
+    "wireshark_names",
 ]
 
 IKEV1_ENC_AES_CBC = 7  # Phase-1 attribute class 1 value (RFC 3602 §5.1 / IANA); key length in attribute class 14
@@ -160,10 +168,29 @@ DH_BY_TOKEN: dict[str, int] = {
 DH_BY_AWS: dict[int, int] = {n: n for n in (2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24)}  # AWS uses numbers
 
 
+HASH_BY_IKEV1_AUTH_ALG: dict[int, HashAlg] = {h.ikev1_auth_alg: h for h in _HASHES}
+
+
 def enc_by_ikev2(transform_id: int, key_bits: int) -> EncAlg | None:
     """The :class:`EncAlg` for an IKEv2/ESP transform ID and KeyLength attribute, or None."""
     for e in _ENCS:
         if e.ikev2_id == transform_id and e.key_bits == key_bits:
+            return e
+    return None
+
+
+def enc_by_ikev1(enc_attr: int, key_bits: int) -> EncAlg | None:
+    """The :class:`EncAlg` for an IKEv1 Phase-1 encryption attribute (class 1) and key length (class 14)."""
+    for e in _ENCS:
+        if e.ikev1_id is not None and e.ikev1_id == enc_attr and e.key_bits == key_bits:
+            return e
+    return None
+
+
+def enc_by_esp_v1(transform_id: int, key_bits: int) -> EncAlg | None:
+    """The :class:`EncAlg` for an IKEv1 Phase-2 ESP transform ID and key length attribute (class 6)."""
+    for e in _ENCS:
+        if e.esp_v1_id == transform_id and e.key_bits == key_bits:
             return e
     return None
 

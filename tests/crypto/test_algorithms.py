@@ -25,6 +25,11 @@ def test_ids() -> None:
     assert rows == {"sha1": (2, 2, 2, 2), "sha256": (4, 5, 5, 12), "sha384": (5, 6, 6, 13), "sha512": (6, 7, 7, 14)}
     assert alg.enc_by_ikev2(20, 256) is alg.ENC_BY_TOKEN["aes256gcm16"]
     assert alg.enc_by_ikev2(20, 192) is None
+    assert alg.enc_by_ikev1(7, 128) is alg.ENC_BY_TOKEN["aes128"]
+    assert alg.enc_by_ikev1(20, 128) is None  # no GCM in IKEv1 Phase 1
+    assert alg.enc_by_esp_v1(20, 128) is alg.ENC_BY_TOKEN["aes128gcm16"]
+    assert alg.HASH_BY_IKEV1_AUTH_ALG[5] is alg.HASH_BY_IKEV1_ID[4] is alg.HASH_BY_IKEV2_INTEG[12]
+    assert alg.HASH_BY_IKEV2_PRF[7].token == "sha512"
 
 
 def test_rows_agree_with_primitives() -> None:
