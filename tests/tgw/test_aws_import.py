@@ -632,3 +632,181 @@ def test_seed_fixture_json_traces_like_the_yaml() -> None:
     expected = _trace(load_topology(SEED_YAML), False)
     got = _trace(load_aws_json(SEED_JSON), False)
     assert rename(got, _suffix_names(names)) == expected
+
+
+# ---- a GWLB topology (fixtures/tgw/gwlb-story12.yaml) built through EC2 + ELBv2 ------------------------------------
+
+STORY12_YAML = ROOT / "fixtures" / "tgw" / "gwlb-story12.yaml"
+
+
+class Story12Builder(SeedBuilder):
+    """Builds gwlb-story12.yaml: spokes A/B, a security VPC with a GWLB (targets per AZ) and endpoints per AZ."""
+
+    def build(self) -> dict[str, Any]:
+        import boto3
+
+        ec2 = self.ec2
+        elb = boto3.client("elbv2", region_name=REGION)
+        tgw = ec2.create_transit_gateway(
+            Options={"DefaultRouteTableAssociation": "disable", "DefaultRouteTablePropagation": "disable"},
+            TagSpecifications=_tag("awsnetemu:seed", "1", "transit-gateway"),
+        )["TransitGateway"]["TransitGatewayId"]
+        self.name(tgw, "tgw-1")
+        for rt in ec2.describe_transit_gateway_route_tables()["TransitGatewayRouteTables"]:
+            ec2.delete_transit_gateway_route_table(TransitGatewayRouteTableId=rt["TransitGatewayRouteTableId"])
+        spokes = []
+        for letter, cidr, host_az, host_ip in (("a", "10.0", "1", "10.0.1.10"), ("b", "10.1", "2", "10.1.2.20")):
+            v, rt = self.vpc(f"{cidr}.0.0/16", f"vpc-{letter}")
+            self.name(rt, f"rtb-{letter}")
+            s1 = self.subnet(v, f"{cidr}.1.0/24", "us-east-1a", f"subnet-{letter}1")
+            s2 = self.subnet(v, f"{cidr}.2.0/24", "us-east-1b", f"subnet-{letter}2")
+            ec2.create_route(RouteTableId=rt, DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=tgw)
+            self.instance(s1 if host_az == "1" else s2, host_ip, f"i-{letter}", f"eni-{letter}")
+            spokes.append((v, [s1, s2]))
+        vs, rt_app = self.vpc("10.3.0.0/16", "vpc-sec")
+        self.name(rt_app, "rtb-sec-app")
+        rt_ta = self.name(ec2.create_route_table(VpcId=vs)["RouteTable"]["RouteTableId"], "rtb-sec-tgw-a")
+        rt_tb = self.name(ec2.create_route_table(VpcId=vs)["RouteTable"]["RouteTableId"], "rtb-sec-tgw-b")
+        rt_ge = self.name(ec2.create_route_table(VpcId=vs)["RouteTable"]["RouteTableId"], "rtb-sec-gwlbe")
+        ta = self.subnet(vs, "10.3.0.0/28", "us-east-1a", "subnet-sec-tgw-a", rt_ta)
+        tb = self.subnet(vs, "10.3.0.16/28", "us-east-1b", "subnet-sec-tgw-b", rt_tb)
+        ga = self.subnet(vs, "10.3.1.0/24", "us-east-1a", "subnet-sec-gwlbe-a", rt_ge)
+        gb = self.subnet(vs, "10.3.2.0/24", "us-east-1b", "subnet-sec-gwlbe-b", rt_ge)
+        aa = self.subnet(vs, "10.3.10.0/24", "us-east-1a", "subnet-sec-app-a")
+        ab = self.subnet(vs, "10.3.11.0/24", "us-east-1b", "subnet-sec-app-b")
+        targets = []
+        for name, sub, ip in (
+            ("i-fw-a1", aa, "10.3.10.11"),
+            ("i-fw-a2", aa, "10.3.10.12"),
+            ("i-fw-b1", ab, "10.3.11.11"),
+            ("i-fw-b2", ab, "10.3.11.12"),
+        ):
+            iid, _eni = self.instance(sub, ip, name, "eni-" + name.removeprefix("i-"), "gwlb-target")
+            targets.append(iid)
+        lb = elb.create_load_balancer(Name="gwlb-1", Type="gateway", Subnets=[aa, ab])["LoadBalancers"][0]
+        tg = elb.create_target_group(Name="fw", Protocol="GENEVE", Port=6081, VpcId=vs, TargetType="instance")[
+            "TargetGroups"
+        ][0]
+        elb.modify_target_group_attributes(
+            TargetGroupArn=tg["TargetGroupArn"],
+            Attributes=[
+                {"Key": "target_failover.on_unhealthy", "Value": "no_rebalance"},
+                {"Key": "target_failover.on_deregistration", "Value": "no_rebalance"},
+            ],
+        )
+        elb.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": t} for t in targets])
+        listener = elb.create_listener(
+            LoadBalancerArn=lb["LoadBalancerArn"],
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+        )["Listeners"][0]
+        svc = ec2.create_vpc_endpoint_service_configuration(
+            GatewayLoadBalancerArns=[lb["LoadBalancerArn"]], AcceptanceRequired=False
+        )["ServiceConfiguration"]
+        endpoints = {}
+        for letter, sub, yaml_id in (("a", ga, "vpce-0a1a1a1a1a1a1a1a1"), ("b", gb, "vpce-0b2b2b2b2b2b2b2b2")):
+            e = ec2.create_vpc_endpoint(
+                VpcEndpointType="GatewayLoadBalancer", VpcId=vs, ServiceName=svc["ServiceName"], SubnetIds=[sub]
+            )["VpcEndpoint"]["VpcEndpointId"]
+            endpoints[letter] = self.name(e, yaml_id)
+        ec2.create_route(RouteTableId=rt_ta, DestinationCidrBlock="0.0.0.0/0", VpcEndpointId=endpoints["a"])
+        ec2.create_route(RouteTableId=rt_tb, DestinationCidrBlock="0.0.0.0/0", VpcEndpointId=endpoints["b"])
+        ec2.create_route(RouteTableId=rt_ge, DestinationCidrBlock="0.0.0.0/0", TransitGatewayId=tgw)
+
+        def attach(vpc: str, subnets: list[str], name: str, mode: str) -> str:
+            a = ec2.create_transit_gateway_vpc_attachment(
+                TransitGatewayId=tgw, VpcId=vpc, SubnetIds=subnets, Options={"ApplianceModeSupport": mode}
+            )["TransitGatewayVpcAttachment"]["TransitGatewayAttachmentId"]
+            return self.name(a, name)
+
+        att_a = attach(spokes[0][0], spokes[0][1], "tgw-attach-a", "disable")
+        att_b = attach(spokes[1][0], spokes[1][1], "tgw-attach-b", "disable")
+        att_s = attach(vs, [ta, tb], "tgw-attach-sec", "enable")
+        rts = {}
+        for n in ("tgw-rtb-spoke", "tgw-rtb-sec"):
+            rts[n] = self.name(
+                ec2.create_transit_gateway_route_table(TransitGatewayId=tgw)["TransitGatewayRouteTable"][
+                    "TransitGatewayRouteTableId"
+                ],
+                n,
+            )
+        for att in (att_a, att_b):
+            ec2.associate_transit_gateway_route_table(
+                TransitGatewayRouteTableId=rts["tgw-rtb-spoke"], TransitGatewayAttachmentId=att
+            )
+        ec2.create_transit_gateway_route(
+            DestinationCidrBlock="0.0.0.0/0",
+            TransitGatewayRouteTableId=rts["tgw-rtb-spoke"],
+            TransitGatewayAttachmentId=att_s,
+        )
+        self.static[(rts["tgw-rtb-spoke"], "0.0.0.0/0")] = att_s
+        ec2.associate_transit_gateway_route_table(
+            TransitGatewayRouteTableId=rts["tgw-rtb-sec"], TransitGatewayAttachmentId=att_s
+        )
+        for att in (att_a, att_b):
+            ec2.enable_transit_gateway_route_table_propagation(
+                TransitGatewayRouteTableId=rts["tgw-rtb-sec"], TransitGatewayAttachmentId=att
+            )
+        doc = collect([ec2], self.vpc_ids)
+        complete_like_aws(doc, self.static)
+        doc["LoadBalancers"] = _clean(elb.describe_load_balancers()["LoadBalancers"])
+        doc["TargetGroups"] = _clean(elb.describe_target_groups()["TargetGroups"])
+        doc["Listeners"] = _clean(elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"])
+        doc["TargetHealthDescriptions"] = {
+            tg["TargetGroupArn"]: _clean(
+                elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
+            )
+        }
+        doc["TargetGroupAttributes"] = {
+            tg["TargetGroupArn"]: elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
+                "Attributes"
+            ]
+        }
+        doc["LoadBalancerAttributes"] = {
+            lb["LoadBalancerArn"]: elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])[
+                "Attributes"
+            ]
+        }
+        doc["ListenerAttributes"] = {
+            listener["ListenerArn"]: elb.describe_listener_attributes(ListenerArn=listener["ListenerArn"])["Attributes"]
+        }
+        doc["VpcEndpoints"] = _clean(ec2.describe_vpc_endpoints()["VpcEndpoints"])
+        doc["ServiceConfigurations"] = _clean(
+            ec2.describe_vpc_endpoint_service_configurations()["ServiceConfigurations"]
+        )
+        for s in doc["Subnets"]:
+            self.names[s["AvailabilityZoneId"]] = {"us-east-1a": "use1-az1", "us-east-1b": "use1-az2"}[
+                s["AvailabilityZone"]
+            ]
+        self.names[doc["Vpcs"][0]["OwnerId"]] = "111111111111"
+        return doc
+
+
+def test_gwlb_topology_built_through_the_api_imports_as_the_yaml(aws: None) -> None:
+    from tgw_dataplane.gwlb import GwlbAttributes
+
+    b = Story12Builder()
+    doc = b.build()
+    topo = load_aws_json(rename(doc, b.names))
+    want = load_topology(STORY12_YAML)
+    g, w = topo.gwlbs["gwlb-1"], want.gwlbs["gwlb-1"]
+    # The options come from the AWS attribute lists (plus defaults AWS reports, e.g. the deregistration delay and
+    # the listener's TCP idle timeout); they must mean the same attributes as the YAML's.
+    assert g.options["target_failover.on_unhealthy"] == "no_rebalance"
+    assert GwlbAttributes.from_options(g.options, cross_zone=g.cross_zone) == GwlbAttributes.from_options(
+        w.options, cross_zone=w.cross_zone
+    )
+    g.options = dict(w.options)
+    assert topo == want
+    # And it forwards the same: one flow through the GWLB, both directions via one target.
+    assert _trace_gwlb(topo) == _trace_gwlb(want)
+
+
+def _trace_gwlb(topo: Any) -> list[Any]:
+    from tgw_dataplane.craft import parse_flow
+    from tgw_dataplane.dataplane import Dataplane
+
+    dp = Dataplane(topo)
+    f = parse_flow("tcp 10.0.1.10:40000 > 10.1.2.20:443")
+    out = [dp.send(f.request(), "i-a", 0.0, trace=True).to_json(), dp.send(f.reply(), "i-b", 0.1, trace=True).to_json()]
+    assert [o["verdict"] for o in out] == ["delivered", "delivered"]
+    return out
