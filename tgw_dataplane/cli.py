@@ -4,7 +4,8 @@
   and its reply (SYN / SYN-ACK for TCP; request / reply for UDP and ICMP) and prints every hop of both
   directions and each direction's verdict.
 * ``tgw replay TOPOLOGY IN.pcap --out DIR`` forwards every packet of a capture (each from the instance owning
-  its source address, at its capture time) and writes ``DIR/hops/<node>.pcap`` (per-hop captures, raw IP),
+  its source address, at its capture time) and writes ``DIR/hops/<node>.pcap`` (per-hop captures, raw IP;
+  a TGW has one per ingress attachment, ``<tgw>.<attachment>.pcap``, with the TTL on arrival),
   ``DIR/flowlogs.txt`` (TGW flow logs, default format) and ``DIR/summary.json`` (verdicts per flow).
 
 TOPOLOGY is a YAML file (``tgw_dataplane/TOPOLOGY.md``) or AWS API JSON (``tgw_dataplane.aws_import``).

@@ -864,7 +864,7 @@ class Dataplane:
                 }
                 hops.append(hop)
             if cap is not None:
-                cap(ca.tgw.id, now, pkt.wire())
+                cap(f"{ca.tgw.id}.{ca.id}", now, pkt.wire())  # one capture per TGW ingress attachment
             if ts.reason:
                 return self._tgw_drop(pkt, ca, in_eni, ts.reason, now)
             # Q-A: packets larger than the MTU are dropped silently (no ICMP "fragmentation needed").
