@@ -810,3 +810,13 @@ def _trace_gwlb(topo: Any) -> list[Any]:
     out = [dp.send(f.request(), "i-a", 0.0, trace=True).to_json(), dp.send(f.reply(), "i-b", 0.1, trace=True).to_json()]
     assert [o["verdict"] for o in out] == ["delivered", "delivered"]
     return out
+
+
+def test_cli_traces_the_aws_json_fixture(capsys: pytest.CaptureFixture[str]) -> None:
+    from emulator.cli import main
+
+    rc = main(["tgw", "trace", str(SEED_JSON), "--flow", "tcp 10.0.1.10:40000 > 10.1.2.20:443", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["forward"]["verdict"] == "delivered"
+    assert (out["reverse"]["verdict"], out["reverse"]["reason"]) == ("dropped", "appliance_no_state")

@@ -66,13 +66,15 @@ ACK = 0x10
 
 
 @given(
-    a=st.ip_addresses(v=4).map(str),
-    b=st.ip_addresses(v=4).map(str),
+    pair=st.one_of(
+        st.tuples(st.ip_addresses(v=4), st.ip_addresses(v=4)), st.tuples(st.ip_addresses(v=6), st.ip_addresses(v=6))
+    ),
     sp=st.integers(1, 65535),
     dp=st.integers(1, 65535),
     sticky=st.sampled_from(["5-tuple", "source_ip_dest_ip_proto", "source_ip_dest_ip"]),
 )
-def test_both_directions_share_one_entry_and_target(a: str, b: str, sp: int, dp: int, sticky: str) -> None:
+def test_both_directions_share_one_entry_and_target(pair: tuple[object, object], sp: int, dp: int, sticky: str) -> None:
+    a, b = str(pair[0]), str(pair[1])
     g = lb(stickiness=sticky)
     d1 = g.select("az1", tcp(a, b, sp, dp, SYN), 0.0)
     d2 = g.select("az1", tcp(b, a, dp, sp, SYNACK), 0.1)
