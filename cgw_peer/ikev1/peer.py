@@ -29,6 +29,7 @@ nat_keepalive. From ``TunnelOptions``: DPDTimeoutSeconds/Action, algorithms, lif
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import random
 import struct
@@ -90,6 +91,9 @@ NONCE_LEN = 32
 _MID = struct.Struct(">I")
 _SEQ = struct.Struct(">I")
 _HASH_HDR = struct.Struct(">BBH")
+_FAST_TAIL = struct.Struct(">II")  # message ID, length
+_R_U_THERE = struct.pack(">H", NotifyType.R_U_THERE)
+_R_U_THERE_ACK = struct.pack(">H", NotifyType.R_U_THERE_ACK)
 
 
 def _ip_bytes(ip: str) -> bytes:
@@ -148,6 +152,8 @@ class IkeV1Peer:
         "_restart_at",
         "_restart_attempt",
         "_restarting",
+        "_sa_at",
+        "_sa_at_dirty",
         "_sas",
         "_status",
         "_up",
@@ -184,6 +190,8 @@ class IkeV1Peer:
         self._pending_child_rekey: ChildSa | None = None
         self._out: list[Action] = []
         self._up = False
+        self._sa_at: float | None = None
+        self._sa_at_dirty = True
         self._last_p1: pr.P1Suite | None = None
         self._last_p2: pr.P2Suite | None = None
 
@@ -204,6 +212,7 @@ class IkeV1Peer:
 
     def start(self, now: float) -> list[Action]:
         self._out = []
+        self._sa_at_dirty = True
         if self.config.initiates_at_startup:
             self._initiate_mm(now, rekey=False)
         self._refresh_status(now)
@@ -211,6 +220,7 @@ class IkeV1Peer:
 
     def initiate(self, now: float) -> list[Action]:
         self._out = []
+        self._sa_at_dirty = True
         if not self._negotiating_fresh() and self._current is None:
             self._initiate_mm(now, rekey=False)
         elif self._current is not None and not self._children and not self._qms:
@@ -220,6 +230,7 @@ class IkeV1Peer:
 
     def close(self, now: float) -> list[Action]:
         self._out = []
+        self._sa_at_dirty = True
         self._teardown(now, "closed", send_deletes=True)
         self._restart_at = None
         self._restarting = False
@@ -234,6 +245,18 @@ class IkeV1Peer:
             self._liveness(now)
 
     def next_deadline(self) -> float | None:
+        if self._sa_at_dirty:
+            self._sa_at = self._sa_deadline()
+            self._sa_at_dirty = False
+        best = self._sa_at
+        for t in (self._dpd.deadline() if self._dpd_on else None, self._restart_at, self._keepalive_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def _sa_deadline(self) -> float | None:
+        """Earliest SA-related instant (retransmission, expiry, rekey). Cached in ``_sa_at`` until SA state
+        changes (``_sa_at_dirty``), so that the DPD path does not rescan every SA on each call."""
         best: float | None = None
 
         def upd(t: float | None) -> None:
@@ -253,24 +276,39 @@ class IkeV1Peer:
         for c in self._children:
             upd(c.rekey_at)
             upd(c.expire_at)
-        if self._dpd_on:
-            upd(self._dpd.deadline())
-        upd(self._restart_at)
-        upd(self._keepalive_at)
         return best
 
     def handle_timer(self, now: float) -> list[Action]:
         self._out = []
+        nd = self.next_deadline()
+        if nd is None or now < nd:
+            return self._out  # early call: no-op
+        sa_at = self._sa_at
+        if (
+            (sa_at is None or now < sa_at)
+            and (self._restart_at is None or now < self._restart_at)
+            and (self._keepalive_at is None or now < self._keepalive_at)
+        ):
+            # Only DPD is due: it touches no SA timer, so skip the full scan and status refresh.
+            self._dpd_timers(now)
+            if self._sa_at_dirty:
+                self._refresh_status(now)
+            return self._out
+        self._sa_at_dirty = True
         try:
             self._timers(now)
         except DecodeError as e:  # pragma: no cover - defensive: a timer must never raise
             self._count(f"timer_error:{e.reason}")
         self._refresh_status(now)
+        self._sa_at_dirty = True
         return self._out
 
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
         self._out = []
         try:
+            if self._fast_dpd(data, src, dst, now):
+                return self._out  # DPD changes no SA state: no status refresh needed
+            self._sa_at_dirty = True
             self._receive(data, src, dst, now)
         except DecodeError as e:
             self._drop(e.reason)
@@ -712,6 +750,7 @@ class IkeV1Peer:
             )
         # RFC 3706 §6.1: the first sequence number is random with the high bit clear.
         sa.dpd_seq = self.rng.getrandbits(32) & 0x7FFFFFFF
+        self._prepare_dpd(sa)
         if sa.initiator:
             sa.retrans = None
         rekey = sa.rekey
@@ -750,6 +789,64 @@ class IkeV1Peer:
             rk = self._pending_child_rekey
             self._pending_child_rekey = None
             self._initiate_qm(now, rk)
+
+    def _prepare_dpd(self, sa: IsakmpSa) -> None:
+        """Precompute the constant parts of this SA's DPD messages (RFC 3706 §5.3 notify behind HASH(1))."""
+        assert sa.prf is not None
+        cookies = sa.icookie + sa.rcookie
+        sa.iv_hash = getattr(hashlib, sa.hash_name)
+        sa.dpd_req_prefix = dpd_notify(NotifyType.R_U_THERE, sa.icookie, sa.rcookie, 0)[:28]
+        sa.dpd_ack_prefix = dpd_notify(NotifyType.R_U_THERE_ACK, sa.icookie, sa.rcookie, 0)[:28]
+        plen = sa.prf.digest_size
+        sa.dpd_hash_hdr = _HASH_HDR.pack(PayloadType.NOTIFY, 0, 4 + plen)
+        used = 4 + plen + 32
+        sa.dpd_pad = bytes(-used % sa.block)
+        sa.dpd_ct_len = used + len(sa.dpd_pad)
+        sa.dpd_hdr_prefix = cookies + bytes(
+            (PayloadType.HASH, ISAKMP_VERSION, ExchangeType.INFORMATIONAL, Flags.ENCRYPTION)
+        )
+
+    def _phase2_iv(self, sa: IsakmpSa, mid_packed: bytes) -> bytes:
+        """RFC 2409 App. B: IV = HASH(last phase-1 CBC block | M-ID), first block (same as keymat_v1.phase2_iv)."""
+        assert sa.iv_hash is not None
+        return bytes(sa.iv_hash(sa.last_p1_block + mid_packed).digest()[: sa.block])
+
+    def _fast_dpd(self, data: bytes, src: Address, dst: Address, now: float) -> bool:
+        """Handle a well-formed R-U-THERE / ACK without the generic parser; False hands the datagram over to
+        the generic path (which also produces the precise drop reason for anything malformed)."""
+        off = 0
+        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
+            if data[:4] != NON_ESP_MARKER:
+                return False
+            off = 4
+        sa = self._sas.get(data[off : off + 8])
+        if sa is None or sa.state != MmState.ESTABLISHED or sa.mac_a is None or sa.cipher is None:
+            return False
+        if len(data) - off != HEADER_LEN + sa.dpd_ct_len or data[off : off + 20] != sa.dpd_hdr_prefix:
+            return False
+        _mid, length = _FAST_TAIL.unpack_from(data, off + 20)
+        if length != HEADER_LEN + sa.dpd_ct_len:
+            return False
+        mp = data[off + 20 : off + 24]
+        plain = sa.cipher.decrypt(self._phase2_iv(sa, mp), data[off + HEADER_LEN :])
+        hl = sa.dpd_ct_len - len(sa.dpd_pad) - 32  # 4 + prf length: the HASH payload
+        if plain[:4] != sa.dpd_hash_hdr:
+            return False
+        notify = plain[hl : hl + 32]
+        ntype = notify[10:12]
+        if notify[:10] != sa.dpd_req_prefix[:10] or ntype not in (_R_U_THERE, _R_U_THERE_ACK):
+            return False
+        if sa.mac_a(mp + notify) != plain[4:hl]:
+            return False
+        seq = _SEQ.unpack_from(notify, 28)[0]
+        if ntype == _R_U_THERE:
+            self._on_r_u_there(sa, seq)
+            credit = True
+        else:
+            credit = self._on_dpd_ack(sa, seq)
+        if credit:
+            self._authenticated(sa, now)
+        return True
 
     # ====================================================================================== Quick Mode
 
@@ -1015,16 +1112,14 @@ class IkeV1Peer:
         )
 
     def _send_dpd(self, sa: IsakmpSa, ntype: int, seq: int, kind: str) -> None:
-        """The DPD fast path: the 32-byte notify of RFC 3706 §5.3 behind HASH(1), encrypted."""
-        mid = self._new_mid()
-        notify = dpd_notify(ntype, sa.icookie, sa.rcookie, seq)
-        assert sa.mac_a is not None
-        h = sa.mac_a(_MID.pack(mid) + notify)
-        plain = _HASH_HDR.pack(PayloadType.NOTIFY, 0, 4 + len(h)) + h + notify
-        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
-        self._send(
-            self._encrypt(sa, ExchangeType.INFORMATIONAL, mid, PayloadType.HASH, plain, iv), kind, sa.local, sa.remote
-        )
+        """The DPD fast path: the 32-byte notify of RFC 3706 §5.3 behind HASH(1) (RFC 2409 §5.7), encrypted
+        under a fresh message ID with its own phase-2 IV."""
+        assert sa.mac_a is not None and sa.cipher is not None
+        mp = _MID.pack(self._new_mid())
+        notify = (sa.dpd_req_prefix if ntype == NotifyType.R_U_THERE else sa.dpd_ack_prefix) + _SEQ.pack(seq)
+        plain = sa.dpd_hash_hdr + sa.mac_a(mp + notify) + notify + sa.dpd_pad
+        ct = sa.cipher.encrypt(self._phase2_iv(sa, mp), plain)
+        self._send(sa.dpd_hdr_prefix + mp + _MID.pack(HEADER_LEN + len(ct)) + ct, kind, sa.local, sa.remote)
 
     def _send_plain_notify(self, icky: bytes, rcky: bytes, ntype: int, src: Address, dst: Address) -> None:
         """Unprotected notify (before any key exists), e.g. NO_PROPOSAL_CHOSEN in answer to MM1."""
@@ -1058,9 +1153,9 @@ class IkeV1Peer:
         for p in payloads:
             if isinstance(p, NotifyPayload):
                 if p.notify_type == NotifyType.R_U_THERE:
-                    self._on_r_u_there(sa, p)
+                    self._on_r_u_there(sa, _SEQ.unpack(p.data)[0])
                 elif p.notify_type == NotifyType.R_U_THERE_ACK:
-                    credit = self._on_dpd_ack(sa, p) and credit
+                    credit = self._on_dpd_ack(sa, _SEQ.unpack(p.data)[0]) and credit
                 elif p.notify_type < 16384:
                     self._on_error_notify(sa, p, now)
                 else:
@@ -1083,8 +1178,7 @@ class IkeV1Peer:
 
     # ------------------------------------------------------------------------------------------- DPD
 
-    def _on_r_u_there(self, sa: IsakmpSa, p: NotifyPayload) -> None:
-        seq = _SEQ.unpack(p.data)[0]
+    def _on_r_u_there(self, sa: IsakmpSa, seq: int) -> None:
         self._emit("dpd_request_received", seq=seq)
         if not self.beh.send_dpd_vendor_id:
             self._count("dpd:request_without_vendor_id")
@@ -1106,9 +1200,8 @@ class IkeV1Peer:
         self._send_dpd(sa, NotifyType.R_U_THERE_ACK, seq, "dpd_ack")
         self._emit("dpd_ack_sent", seq=seq)
 
-    def _on_dpd_ack(self, sa: IsakmpSa, p: NotifyPayload) -> bool:
+    def _on_dpd_ack(self, sa: IsakmpSa, seq: int) -> bool:
         """Returns whether the ACK earns liveness credit."""
-        seq = _SEQ.unpack(p.data)[0]
         if sa.dpd_expect is not None and seq == sa.dpd_expect:
             sa.dpd_expect = None
             if self.beh.seq_on_retry == SeqOnRetry.REUSE:
@@ -1149,6 +1242,7 @@ class IkeV1Peer:
         self._emit("dpd_timeout", action=action.value, last_inbound=self._dpd.last_inbound_at)
         self._log(LOG_IKEV1_PEER_DEAD)
         self._dpd.mark_dead()
+        self._sa_at_dirty = True
         if action is DpdTimeoutAction.NONE:
             return  # keep SAs and status; probes continue
         restart = action is DpdTimeoutAction.RESTART and (self.config.role is Role.CGW or self.beh.restart_ikev1)
@@ -1303,6 +1397,9 @@ class IkeV1Peer:
             cur = self._current
             self._out.append(Transmit(NAT_KEEPALIVE, cur.local, cur.remote, "nat_keepalive"))
             self._keepalive_at = now + self.beh.nat_keepalive
+        self._dpd_timers(now)
+
+    def _dpd_timers(self, now: float) -> None:
         if self._dpd_on:
             # Several decisions may be due at one instant (e.g. after a long gap); loop until idle.
             for _ in range(1000):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any
 
 from cgw_peer.crypto.cipher import AesCbc
 from cgw_peer.crypto.dh import DhKeyPair
@@ -54,9 +55,15 @@ class IsakmpSa:
         "block",
         "cipher",
         "dh",
+        "dpd_ack_prefix",
+        "dpd_ct_len",
         "dpd_dup",
         "dpd_expect",
+        "dpd_hash_hdr",
+        "dpd_hdr_prefix",
+        "dpd_pad",
         "dpd_recv",
+        "dpd_req_prefix",
         "dpd_seq",
         "established_at",
         "expire_at",
@@ -67,6 +74,7 @@ class IsakmpSa:
         "initial_contact",
         "initiator",
         "iv",
+        "iv_hash",
         "ka",
         "last_in",
         "last_out",
@@ -147,6 +155,14 @@ class IsakmpSa:
         self.dpd_recv: int | None = None
         """Last R-U-THERE sequence number received from the peer."""
         self.dpd_dup = 0
+        # DPD fast path (set when the SA is established): constant parts of R-U-THERE / ACK messages.
+        self.iv_hash: Callable[[bytes], Any] | None = None
+        self.dpd_req_prefix = b""
+        self.dpd_ack_prefix = b""
+        self.dpd_hash_hdr = b""
+        self.dpd_hdr_prefix = b""
+        self.dpd_pad = b""
+        self.dpd_ct_len = 0
 
     @property
     def established(self) -> bool:
