@@ -31,6 +31,13 @@ The format (YAML; every key is optional unless marked *required*)::
       - {at: 50, do: initiate, node: aws}
       - {at: 50, do: close, node: cgw}         # clean shutdown (Deletes)
       - {at: 70, do: esp, node: aws, every: 1, until: 90}      # inbound ESP seen (liveness traffic)
+    tgw:                             # optional: a TGW whose VPN attachment follows the AWS side's tunnel state
+      topology: topologies/vpn-tgw.yaml   # tgw_dataplane YAML (relative to this file) or AWS API JSON
+      attachment: tgw-attach-vpn     # the VPN attachment this tunnel belongs to
+      tunnel: tunnel1                # tunnel_up -> routes installed; tunnel_down/routes_withdrawn -> removed
+      probes:                        # flows sent through the dataplane at given times
+        - {at: 50, name: before, flow: "tcp 10.0.1.10:40000 > 192.168.10.5:443"}
+        - {at: 150, name: after, flow: "tcp 10.0.1.10:40000 > 192.168.10.5:443", from: i-app}
     expect:                          # checked after the run; all must hold
       - event: dpd_timeout           # *required* in an event expectation
         node: aws                    # aws | cgw (default: either)
@@ -44,6 +51,7 @@ The format (YAML; every key is optional unless marked *required*)::
         min: 2
       - status: {node: aws, Status: DOWN}      # the tunnel status at the end of the run
       - absent: {event: dpd_timeout, node: cgw}
+      - tgw_flow: {name: after, verdict: dropped, reason: no_route}   # a TGW probe's verdict
 
 `awsnetemu run FILE` exits 0 when every expectation holds, 1 when one does not, 2 on a bad file (the message
 names the field). ``--json`` prints machine-readable results; ``--out DIR`` writes ``NAME.pcap``,
@@ -82,7 +90,9 @@ TOP_KEYS = {
     "links",
     "schedule",
     "expect",
+    "tgw",
 }
+TGW_KEYS = {"topology", "attachment", "tunnel", "probes"}
 SIDE_KEYS = {
     "address",
     "profile",
@@ -136,6 +146,7 @@ class Scenario:
     raw: dict[str, Any]
     seed: int
     duration: float
+    base_dir: str = "."
 
     @classmethod
     def load(cls, path: str) -> Scenario:
@@ -147,10 +158,10 @@ class Scenario:
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         default_name = os.path.splitext(os.path.basename(path))[0]
-        return cls.from_mapping(raw, default_name)
+        return cls.from_mapping(raw, default_name, os.path.dirname(os.path.abspath(path)))
 
     @classmethod
-    def from_mapping(cls, raw: Any, default_name: str = "scenario") -> Scenario:
+    def from_mapping(cls, raw: Any, default_name: str = "scenario", base_dir: str = ".") -> Scenario:
         if not isinstance(raw, dict):
             raise ConfigError("scenario: the top level must be a mapping")
         for k in raw:
@@ -160,7 +171,7 @@ class Scenario:
         duration = _num(raw.get("duration", 600), "duration", float)
         if duration <= 0:
             raise ConfigError(f"duration: must be > 0, got {duration}")
-        sc = cls(str(raw.get("name", default_name)), raw, int(seed), float(duration))
+        sc = cls(str(raw.get("name", default_name)), raw, int(seed), float(duration), base_dir)
         sc.validate()
         return sc
 
@@ -206,9 +217,9 @@ class Scenario:
             where = f"expect[{i}]"
             if not isinstance(exp, dict):
                 raise ConfigError(f"{where}: must be a mapping")
-            kinds = [k for k in ("event", "status", "absent") if k in exp]
+            kinds = [k for k in ("event", "status", "absent", "tgw_flow") if k in exp]
             if len(kinds) != 1:
-                raise ConfigError(f"{where}: needs exactly one of event, status, absent")
+                raise ConfigError(f"{where}: needs exactly one of event, status, absent, tgw_flow")
             allowed = {
                 "event",
                 "node",
@@ -222,12 +233,56 @@ class Scenario:
                 "tolerance",
                 "status",
                 "absent",
+                "tgw_flow",
             }
             for k in exp:
                 if k not in allowed:
                     raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(sorted(allowed))})")
+        self._validate_tgw()
         # Build the peer configs now so option errors surface at load time, naming the field.
         self.peer_configs()
+
+    def _validate_tgw(self) -> None:
+        t = self.raw.get("tgw")
+        if t is None:
+            return
+        if not isinstance(t, dict):
+            raise ConfigError("tgw: must be a mapping")
+        for k in t:
+            if k not in TGW_KEYS:
+                raise ConfigError(f"tgw.{k}: unknown key (allowed: {', '.join(sorted(TGW_KEYS))})")
+        for k in ("topology", "attachment"):
+            if not t.get(k):
+                raise ConfigError(f"tgw.{k}: required")
+        for i, pr in enumerate(t.get("probes") or []):
+            where = f"tgw.probes[{i}]"
+            if not isinstance(pr, dict) or "at" not in pr or "flow" not in pr:
+                raise ConfigError(f"{where}: needs at and flow")
+            _num(pr["at"], f"{where}.at", float)
+        dp = self.make_dataplane()
+        from tgw_dataplane.craft import parse_flow
+
+        for i, pr in enumerate(t.get("probes") or []):
+            try:
+                parse_flow(str(pr["flow"]))
+            except ValueError as e:
+                raise ConfigError(f"tgw.probes[{i}].flow: {e}") from None
+        try:
+            dp.set_tunnel_state(str(t["attachment"]), str(t.get("tunnel", "tunnel1")), False)
+        except ConfigError as e:
+            raise ConfigError(f"tgw.attachment: {e}") from None
+
+    def make_dataplane(self) -> Any:
+        from tgw_dataplane.cli import load_any
+        from tgw_dataplane.dataplane import Dataplane
+
+        path = str(self.raw["tgw"]["topology"])
+        if not os.path.isabs(path):
+            path = os.path.join(self.base_dir, path)
+        try:
+            return Dataplane(load_any(path))
+        except ConfigError as e:
+            raise ConfigError(f"tgw.topology: {e}") from None
 
     # -- building ----------------------------------------------------------------------------------------
 
@@ -352,6 +407,8 @@ class Scenario:
                 while t <= until + 1e-9:
                     net.call(node, functools.partial(api_call, node, "note_esp_inbound"), at=t)
                     t += every
+        if self.raw.get("tgw"):
+            self._bind_tgw(net)
         net.start_all(at=0.0)
         net.run_until(self.duration)
 
@@ -375,6 +432,53 @@ class Scenario:
                 ft.write(timeline(net.trace))
             res.outputs["timeline"] = tl_path
         return res
+
+    def _bind_tgw(self, net: SimNetwork) -> None:
+        """The AWS side's tunnel state drives the VPN attachment's routes; probes record their verdicts."""
+        from tgw_dataplane.craft import parse_flow
+
+        t = self.raw["tgw"]
+        dp = self.make_dataplane()
+        att = str(t["attachment"])
+        tunnel = str(t.get("tunnel", "tunnel1"))
+        dp.set_tunnel_state(att, tunnel, False)
+        state = {"up": False}
+
+        def on_event(rec: TraceRecord) -> None:
+            if rec.node != "aws":
+                return
+            if rec.event == "tunnel_up":
+                up = True
+            elif rec.event in ("tunnel_down", "routes_withdrawn"):
+                up = False
+            else:
+                return
+            if up != state["up"]:
+                state["up"] = up
+                dp.set_tunnel_state(att, tunnel, up)
+                net.trace.add(net.now, "tgw", "tgw_routes_changed", {"attachment": att, "tunnel": tunnel, "up": up})
+
+        net.on_event(on_event)
+
+        def probe(pr: dict[str, Any]) -> None:
+            flow = parse_flow(str(pr["flow"]))
+            src = str(pr.get("from") or dp.source_for_ip(flow.src))
+            res = dp.send(flow.request(), src, net.now, trace=True)
+            net.trace.add(
+                net.now,
+                "tgw",
+                "tgw_flow",
+                {
+                    "name": str(pr.get("name", pr["flow"])),
+                    "flow": str(pr["flow"]),
+                    "verdict": str(res.verdict),
+                    "reason": str(res.reason or ""),
+                    "hops": [h.get("node") for h in res.hops or []],
+                },
+            )
+
+        for pr in t.get("probes") or []:
+            net.at(float(pr["at"]), functools.partial(probe, pr))
 
 
 def _status_dict(peer: Any) -> dict[str, Any]:
@@ -427,6 +531,16 @@ def check(e: dict[str, Any], trace: Trace, status: Mapping[str, Mapping[str, Any
         have = status.get(node, {})
         bad = {k: have.get(k) for k, v in want.items() if have.get(k) != v}
         return ExpectResult(e, not bad, f"{node} status {dict(have)}" if bad else f"{node} status matches")
+    if "tgw_flow" in e:
+        want = dict(e["tgw_flow"])
+        recs = [r for r in trace.select("tgw_flow") if r.fields.get("name") == want.get("name")]
+        if not recs:
+            return ExpectResult(e, False, f"no TGW probe named {want.get('name')!r}")
+        got = recs[-1].fields
+        bad = {k: got.get(k) for k, v in want.items() if k != "name" and got.get(k) != v}
+        if bad:
+            return ExpectResult(e, False, f"probe {want.get('name')!r}: {got.get('verdict')} {got.get('reason')}")
+        return ExpectResult(e, True, f"probe {want.get('name')!r}: {got.get('verdict')} via {got.get('hops')}")
     if "absent" in e:
         spec = dict(e["absent"])
         hits = [r for r in trace if _matches(r, spec)]

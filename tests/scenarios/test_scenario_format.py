@@ -33,7 +33,7 @@ from emulator.trace import Trace
         ({"schedule": [{"at": 1, "do": "explode"}]}, "schedule[0].do: must be one of"),
         ({"schedule": [{"at": 1, "do": "crash", "node": "x"}]}, "schedule[0].node: must be aws or cgw"),
         ({"schedule": [{"at": 1, "do": "blackhole", "direction": "up"}]}, "schedule[0].direction"),
-        ({"expect": [{"node": "aws"}]}, "expect[0]: needs exactly one of event, status, absent"),
+        ({"expect": [{"node": "aws"}]}, "expect[0]: needs exactly one of event, status, absent, tgw_flow"),
         ({"expect": [{"event": "x", "when": 1}]}, "expect[0].when: unknown key"),
     ],
 )
