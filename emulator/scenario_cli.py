@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
-import importlib
+import io
 import json
 import os
 import sys
@@ -57,6 +58,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+SEED_TOPOLOGY = os.path.join(SCENARIO_DIR, "topologies", "tgw-seed.yaml")
+SEED_FLOW = "tcp 10.0.1.10:40000 > 10.1.2.20:443"
+
+
+def tgw_demo(out: str) -> bool:
+    """The seed topology with appliance mode off (reply dropped by the other AZ's firewall) and on (both
+    directions through one firewall): per-hop captures, flow logs, a summary and the hop-by-hop trace."""
+    from emulator.pcap import LINKTYPE_RAW, PcapWriter
+    from tgw_dataplane.cli import cmd_replay, cmd_trace
+    from tgw_dataplane.craft import parse_flow
+
+    flow = parse_flow(SEED_FLOW)
+    os.makedirs(out, exist_ok=True)
+    capture = os.path.join(out, "seed-flow.pcap")
+    w = PcapWriter.open(capture, LINKTYPE_RAW, ts_origin=1_767_225_600.0)
+    w.write(0.0, flow.request())
+    w.write(0.001, flow.reply())
+    w.close()
+    verdicts = {}
+    for mode in ("off", "on"):
+        d = os.path.join(out, f"seed-appliance-mode-{mode}")
+        ns = dict(topology=SEED_TOPOLOGY, pcap=capture, out=d, appliance_mode=[f"tgw-attach-c={mode}"])
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            cmd_replay(argparse.Namespace(**ns))
+            cmd_trace(
+                argparse.Namespace(
+                    topology=SEED_TOPOLOGY,
+                    flow=SEED_FLOW,
+                    source=None,
+                    reply_source=None,
+                    appliance_mode=ns["appliance_mode"],
+                    json=False,
+                )
+            )
+        text = buf.getvalue()
+        with open(os.path.join(d, "trace.txt"), "w") as f:
+            f.write(text)
+        with open(os.path.join(d, "summary.json")) as f:
+            summary = json.load(f)
+        verdicts[mode] = summary
+        print(
+            f"appliance mode {mode}: {summary['delivered']} delivered, drops {summary['drops'] or '{}'}"
+            f" -> {d}/ (hops/*.pcap, flowlogs.txt, trace.txt)"
+        )
+    # The point of the demo: the reply is dropped without appliance mode and delivered with it.
+    return bool(verdicts["off"]["delivered"] == 1 and verdicts["on"]["delivered"] == 2)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     out = args.out
     os.makedirs(out, exist_ok=True)
@@ -67,14 +117,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         res = Scenario.load(path).run(vpn_out)
         _print_result(res, False)
         ok &= res.ok
-    try:
-        tgw_demo = importlib.import_module("tgw_dataplane.demo")
-    except ModuleNotFoundError:
-        tgw_demo = None
-    if tgw_demo is not None:
-        tgw_out = os.path.join(out, "tgw")
-        print(f"\n== TGW scenarios -> {tgw_out}/")
-        ok &= bool(tgw_demo.run_demo(tgw_out))
+    tgw_out = os.path.join(out, "tgw")
+    print(f"\n== TGW: the classic appliance-mode drop (tgw.md §1.5) -> {tgw_out}/")
+    ok &= tgw_demo(tgw_out)
     print(f"\ndemo {'finished' if ok else 'finished with FAILED expectations'}; outputs under {out}/")
     if ok:
         print("open a capture with its keys:  WIRESHARK_CONFIG_DIR=out/vpn/<name>-keys wireshark out/vpn/<name>.pcap")

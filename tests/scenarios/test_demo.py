@@ -1,0 +1,32 @@
+"""`awsnetemu demo` (what `make demo` runs) works and writes what it promises."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from emulator.scenario_cli import SEED_TOPOLOGY, embedded_scenarios
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_demo_runs_and_writes_outputs(tmp_path: object) -> None:
+    out = os.path.join(str(tmp_path), "out")
+    r = subprocess.run([sys.executable, "-m", "emulator", "demo", "--out", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for path in embedded_scenarios():
+        name = os.path.splitext(os.path.basename(path))[0]
+        for suffix in (".pcap", ".jsonl", "-timeline.txt", "-keys/ikev1_decryption_table"):
+            assert os.path.exists(os.path.join(out, "vpn", name + suffix)), name + suffix
+    off = json.loads(Path(out, "tgw", "seed-appliance-mode-off", "summary.json").read_text())
+    on = json.loads(Path(out, "tgw", "seed-appliance-mode-on", "summary.json").read_text())
+    assert off["drops"] == {"appliance_no_state": 1} and on["delivered"] == 2
+    assert os.listdir(os.path.join(out, "tgw", "seed-appliance-mode-on", "hops"))
+
+
+def test_embedded_seed_topology_is_the_fixture() -> None:
+    assert filecmp.cmp(SEED_TOPOLOGY, os.path.join(ROOT, "fixtures", "tgw", "seed.yaml"), shallow=False)
