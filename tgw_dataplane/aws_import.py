@@ -118,6 +118,8 @@ _MAP_KEYS = (
 # Keys a merged dump may carry that the emulator does not need (boto3's metadata, pagination).
 _IGNORED_KEYS = ("ResponseMetadata", "NextToken", "AdditionalRoutesAvailable")
 _GONE = frozenset(("deleted", "deleting", "failed", "failing", "rejected", "rejecting"))
+# Attachments that do not carry traffic yet (cross-account or peering requests not accepted, or rolled back).
+_NOT_YET = frozenset(("pendingAcceptance", "initiatingRequest", "rollingBack"))
 _REGION_RE = re.compile(r"^([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d+)")
 # GWLB attributes the plug-in understands (tgw_dataplane.gwlb.GwlbAttributes); others are ignored.
 _GWLB_ATTRS = (
@@ -601,7 +603,7 @@ class _Importer:
         for where, a in self.items("TransitGatewayVpcAttachments"):
             aid = self.need(a, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
-            if a.get("State") in _GONE:
+            if a.get("State") in _GONE or a.get("State") in _NOT_YET:
                 continue
             t = self.tgw_of(a.get("TransitGatewayId"), where, "TransitGatewayId")
             vid = self.need(a, "VpcId", where)
@@ -625,7 +627,7 @@ class _Importer:
         for where, p in self.items("TransitGatewayPeeringAttachments"):
             aid = self.need(p, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
-            if p.get("State") in _GONE or p.get("State") in ("pendingAcceptance", "initiatingRequest"):
+            if p.get("State") in _GONE or p.get("State") in _NOT_YET:
                 continue
             if aid in seen:  # the same attachment listed from both regions
                 continue
@@ -641,7 +643,7 @@ class _Importer:
             self.att_ids[t1.id][aid] = aid
             self.att_ids[t2.id][aid] = side2
         for where, a in self.items("TransitGatewayAttachments"):
-            if a.get("ResourceType") != "vpn" or a.get("State") in _GONE:
+            if a.get("ResourceType") != "vpn" or a.get("State") in _GONE or a.get("State") in _NOT_YET:
                 continue
             aid = self.need(a, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
