@@ -117,6 +117,8 @@ R_NO_NODE = "gwlb_no_node_in_az"
 """The endpoint's AZ has no GWLB node (the GWLB has no subnet there)."""
 R_BAD_RETURN = "gwlb_bad_return"
 """What came back from the target is not GENEVE for a known endpoint of this GWLB."""
+R_MTU_EXCEEDED = "gwlb_mtu_exceeded"
+"""The inner packet is larger than the endpoint MTU (``mtu``, 8500)."""
 R_TARGET_DROPPED = "gwlb_target_dropped"
 """Prefix: the target appliance itself dropped the packet (``gwlb_target_dropped:<reason>``)."""
 
@@ -159,6 +161,9 @@ class GwlbAttributes:
     attachment_ids: Mapping[str, int] = field(default_factory=dict)
     """endpoint id -> 64-bit value of GENEVE option 2 (default: a hash of the endpoint id)."""
     outer_ttl: int = 64
+    mtu: int = 8500
+    """Largest inner packet the endpoint takes (GWLB intro: MTU 8500; the 68 GENEVE bytes come on top, as AWS
+    asks appliances to accept). Larger packets are dropped as ``gwlb_mtu_exceeded``, without ICMP."""
 
     # Option names accepted in ``options`` (AWS attribute key -> field), besides the field names themselves.
     _AWS_KEYS = {
@@ -224,6 +229,8 @@ class GwlbAttributes:
                 kw[name] = {str(a): int(_number(b, f"{w}.{a}", 0, 2**64 - 1)) for a, b in v.items()}
             elif name == "outer_ttl":
                 kw[name] = int(_number(v, w, 1, 255))
+            elif name == "mtu":
+                kw[name] = int(_number(v, w, 576, 9001))
         if len(set(failover.values())) > 1:
             # GWLB-TG: on_unhealthy and on_deregistration "must be equal".
             raise ConfigError(
@@ -774,6 +781,9 @@ class GwlbEndpointBox:
     def process(self, pkt: Packet, ctx: HopContext, now: float) -> str | None:
         g = self.gwlb
         az = self.az
+        if pkt.length > g.attrs.mtu:
+            g._count(R_MTU_EXCEEDED)
+            return R_MTU_EXCEEDED
         d = g.select(az, pkt, now)
         tracing = ctx.tracing
         if d.resets:

@@ -348,3 +348,17 @@ def test_tshark_reads_the_story12_hop_captures(tmp_path: Path) -> None:
     assert set(outer_src["gwlb-1/us-east-1a"]) == {"10.3.10.254"}
     # AZ b: every packet went to a target and came back from it.
     assert outer_src["gwlb-1/us-east-1b"].count("10.3.11.254") == 6
+
+
+def test_endpoint_mtu_8500() -> None:
+    dp = Dataplane(story12())
+    ok = build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=8500)
+    big = build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=8501)
+    assert dp.send(ok, "i-a", 0.0).verdict == "delivered"
+    r = dp.send(big, "i-a", 0.1)
+    # The TGW (VPC MTU 8500) drops it first; a GWLB with a smaller MTU setting drops at the endpoint.
+    assert r.reason == "mtu_exceeded"
+    dp2 = Dataplane(story12(mtu=1500))
+    r2 = dp2.send(build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=1501), "i-a", 0.0)
+    assert r2.reason == "gwlb_mtu_exceeded"
+    assert dp2.send(build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=1500), "i-a", 0.0).verdict == "delivered"
