@@ -362,3 +362,24 @@ def test_endpoint_mtu_8500() -> None:
     r2 = dp2.send(build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=1501), "i-a", 0.0)
     assert r2.reason == "gwlb_mtu_exceeded"
     assert dp2.send(build("10.0.1.10", "10.1.2.20", 17, 5000, 53, size=1500), "i-a", 0.0).verdict == "delivered"
+
+
+def test_cli_replay_writes_geneve_hop_captures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scapy.contrib.geneve import GENEVE
+    from scapy.layers.inet import IP
+
+    from emulator.cli import main
+
+    pcap = tmp_path / "in.pcap"
+    w = PcapWriter.open(str(pcap), LINKTYPE_RAW)
+    f = parse_flow("tcp 10.0.1.10:40000 > 10.1.2.20:443")
+    w.write(0.0, f.request())
+    w.write(0.01, f.reply())
+    w.close()
+    assert main(["tgw", "replay", str(FIXTURE), str(pcap), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    hops = tmp_path / "out" / "hops"
+    geneve_files = [p for p in hops.iterdir() if p.name.startswith("gwlb-1_")]
+    assert len(geneve_files) == 1  # the one AZ the flow used
+    pk = [IP(fr) for _ts, fr in read_pcap(str(geneve_files[0]))]
+    assert len(pk) == 4 and all(p.haslayer(GENEVE) for p in pk)
