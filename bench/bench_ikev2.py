@@ -15,7 +15,6 @@ import random
 from bench.common import Row, rate
 from cgw_peer.config import Behaviour, IkeVersion, PeerConfig, Role, TrafficSelector, TunnelOptions
 from cgw_peer.crypto.dh import get_group
-from cgw_peer.ikev2.codec import Header
 from cgw_peer.ikev2.constants import Encr, Exchange, Integ, Prf
 from cgw_peer.ikev2.peer import IkeV2Peer
 from cgw_peer.ikev2.suite import IkeSuite, SkKeys
@@ -121,7 +120,7 @@ def run(quick: bool) -> list[Row]:
 
     def crypto_only() -> None:
         for src, dst in ((ka, kb), (kb, ka)):
-            msg = src.protect(Header(b"i" * 8, b"r" * 8, 46, Exchange.INFORMATIONAL, 0, 1), 0, b"", iv)
+            msg = src.protect_fields(b"i" * 8, b"r" * 8, Exchange.INFORMATIONAL, 0, 1, 0, b"", iv)
             dst.unprotect(msg, len(msg) - 32)
 
     base = rate(crypto_only, t)

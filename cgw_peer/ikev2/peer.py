@@ -271,6 +271,12 @@ class IkeV2Peer:
         self._ike_offer: Offer = ike_offer(config)
         self._esp_offer: Offer = esp_offer(config)
         self._cookie_secret = rng.randbytes(32)
+        self._liveness_pending: Pending | None = None
+        self._request_handlers: dict[int, Callable[[IkeSa, Message, float], list[Action]]] = {
+            Exchange.IKE_AUTH: self._on_auth_request,
+            Exchange.CREATE_CHILD_SA: self._on_create_child_request,
+            Exchange.INFORMATIONAL: self._on_informational_request,
+        }
         b = config.behaviour
         self._liveness = b.ikev2_liveness
         self._last_inbound: float | None = None
@@ -506,15 +512,16 @@ class IkeV2Peer:
             if hdr.spi_r != bytes(8) or hdr.message_id != 0:
                 raise DecodeError("bad_ike_sa_init_request", "SPIr or message ID not zero")
             return self._on_init_request(hdr, data, src, dst, now)
-        local_spi = hdr.spi_r if hdr.from_initiator else hdr.spi_i
+        from_initiator = bool(hdr.flags & Flag.INITIATOR)
+        local_spi, remote_spi = (hdr.spi_r, hdr.spi_i) if from_initiator else (hdr.spi_i, hdr.spi_r)
         sa = self._sas.get(local_spi)
         if sa is None:
             raise DecodeError("unknown_spi", local_spi.hex())
-        if sa.remote_spi != (hdr.spi_i if hdr.from_initiator else hdr.spi_r) or hdr.from_initiator == sa.initiator:
+        if from_initiator == sa.initiator or remote_spi != (sa.spi_i if from_initiator else sa.spi_r):
             raise DecodeError("wrong_spi")
         if sa.sk is None:
             raise DecodeError("no_keys_yet")
-        if hdr.is_response:
+        if hdr.flags & Flag.RESPONSE:
             req = sa.outstanding
             if req is None or hdr.message_id != req.mid:
                 raise DecodeError("unexpected_response", f"message ID {hdr.message_id}")
@@ -524,7 +531,7 @@ class IkeV2Peer:
             sa.outstanding = None
             self._alive(now)
             out = req.handler(sa, msg, now)
-            if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
+            if sa.pending and sa.outstanding is None and sa.state is not SaState.DEAD:
                 out += self._send_next(sa, now)
             return out
         # A request.
@@ -539,45 +546,49 @@ class IkeV2Peer:
         if hdr.message_id != sa.peer_mid:
             reason = "old_message_id" if hdr.message_id < sa.peer_mid else "out_of_window"
             raise DecodeError(reason, f"got {hdr.message_id}, expected {sa.peer_mid}")
+        handler = self._request_handlers.get(hdr.exchange)
+        if handler is None:
+            raise DecodeError("unknown_exchange", str(hdr.exchange))
+        if (hdr.exchange == Exchange.IKE_AUTH) != (sa.state is SaState.INIT_DONE):
+            raise DecodeError("unexpected_ike_auth" if sa.state is not SaState.INIT_DONE else "not_authenticated_yet")
         msg = self._decrypt(sa, hdr, data)
-        if sa.state is SaState.INIT_DONE and hdr.exchange == Exchange.IKE_AUTH:
-            # The responder learns the initiator's (possibly floated) address from IKE_AUTH (§2.23).
+        if sa.state is SaState.INIT_DONE or (sa.state is SaState.ESTABLISHED and src != sa.remote):
+            # The responder learns the initiator's (possibly floated) address from IKE_AUTH, and follows a
+            # NAT mapping change on any authenticated request (§2.23).
             sa.remote, sa.local = src, dst
-        elif sa.state is SaState.ESTABLISHED and src != sa.remote:
-            sa.remote, sa.local = src, dst
+        saved = (sa.peer_mid, sa.last_request, sa.last_response)
         sa.peer_mid += 1
         sa.last_request = data
         self._alive(now)
-        handler = {
-            Exchange.IKE_AUTH: self._on_auth_request,
-            Exchange.CREATE_CHILD_SA: self._on_create_child_request,
-            Exchange.INFORMATIONAL: self._on_informational_request,
-        }.get(Exchange(hdr.exchange) if hdr.exchange in (35, 36, 37) else None)  # type: ignore[arg-type]
-        if handler is None:
-            sa.peer_mid -= 1
-            raise DecodeError("unknown_exchange", str(hdr.exchange))
-        if hdr.exchange == Exchange.IKE_AUTH and sa.state is not SaState.INIT_DONE:
-            sa.peer_mid -= 1
-            raise DecodeError("unexpected_ike_auth")
-        if hdr.exchange != Exchange.IKE_AUTH and sa.state is SaState.INIT_DONE:
-            sa.peer_mid -= 1
-            raise DecodeError("not_authenticated_yet")
-        out = handler(sa, msg, now)
+        try:
+            out = handler(sa, msg, now)
+        except DecodeError:
+            # Authenticated but malformed inside: drop it as if never received (the window does not move, and
+            # a retransmission is not answered with a stale cached response).
+            sa.peer_mid, sa.last_request, sa.last_response = saved
+            raise
         if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
             out += self._send_next(sa, now)
         return out
 
     def _alive(self, now: float) -> None:
-        self._last_inbound = now if self._last_inbound is None else max(self._last_inbound, now)
+        last = self._last_inbound
+        if last is None or now > last:
+            self._last_inbound = now
 
     def _decrypt(self, sa: IkeSa, hdr: Header, data: bytes) -> Message:
         if hdr.next_payload != Payload.SK:
             raise DecodeError("unprotected_message", f"first payload {hdr.next_payload}")
-        chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
-        sk = chain[-1]
+        if len(data) < codec.HEADER_LEN + 4:
+            raise DecodeError("truncated_payload", "SK")
+        # We send and accept SK as the only payload (RFC 7296 §3.14: nothing may follow it; no other payload
+        # of an exchange after IKE_SA_INIT may be outside it).
+        inner_np, _, plen = codec.GENERIC.unpack_from(data, codec.HEADER_LEN)
+        if codec.HEADER_LEN + plen != len(data):
+            raise DecodeError("bad_payload_length", f"SK length {plen}")
         assert sa.sk is not None
-        inner = sa.sk.unprotect(data, len(sk.body))
-        return Message(hdr, codec.parse_chain(sk.inner_np, inner), data)
+        inner = sa.sk.unprotect(data, plen - 4)
+        return Message(hdr, codec.parse_chain(inner_np, inner) if inner else [], data)
 
     # ------------------------------------------------------------------------------------------- sending
 
@@ -585,22 +596,24 @@ class IkeV2Peer:
         return local[1] != IKE_PORT or remote[1] != IKE_PORT
 
     def _tx(self, sa: IkeSa, raw: bytes, kind: str) -> Transmit:
-        data = NON_ESP_MARKER + raw if self._needs_marker(sa.local, sa.remote) else raw
-        return Transmit(data, sa.local, sa.remote, kind)
+        local, remote = sa.local, sa.remote
+        if local[1] != IKE_PORT or remote[1] != IKE_PORT:
+            raw = NON_ESP_MARKER + raw
+        return Transmit(raw, local, remote, kind)
 
     def _encrypt(
         self, sa: IkeSa, exchange: int, mid: int, response: bool, payloads: Sequence[tuple[int, bytes]]
     ) -> bytes:
         assert sa.sk is not None
         flags = (Flag.INITIATOR if sa.initiator else 0) | (Flag.RESPONSE if response else 0)
-        first, inner = codec.encode_chain(payloads)
-        hdr = Header(sa.spi_i, sa.spi_r, Payload.SK, exchange, flags, mid)
-        if sa.sk.suite.aead:
+        first, inner = codec.encode_chain(payloads) if payloads else (0, b"")
+        sk = sa.sk
+        if sk.aead:
             sa.gcm_counter += 1
             iv = gcm_iv(sa.gcm_counter)
         else:
             iv = self.rng.randbytes(16)
-        return sa.sk.protect(hdr, first, inner, iv)
+        return sk.protect_fields(sa.spi_i, sa.spi_r, exchange, flags, mid, first, inner, iv)
 
     def _respond(self, sa: IkeSa, msg: Message, payloads: Sequence[tuple[int, bytes]], kind: str) -> Transmit:
         raw = self._encrypt(sa, msg.header.exchange, msg.header.message_id, True, payloads)
@@ -746,6 +759,9 @@ class IkeV2Peer:
 
     def _current(self) -> IkeSa | None:
         """The newest established IKE SA."""
+        if len(self._sas) == 1:
+            for only in self._sas.values():
+                return only if only.state is SaState.ESTABLISHED else None
         best: IkeSa | None = None
         for sa in self._sas.values():
             if sa.state is SaState.ESTABLISHED and (
@@ -1463,15 +1479,18 @@ class IkeV2Peer:
         return Pending(Exchange.INFORMATIONAL, "delete_request", build, handler, event=ev)
 
     def _liveness_request(self) -> Pending:
-        def build(s: IkeSa) -> list[tuple[int, bytes]]:
-            return []
+        # Stateless, so one instance serves every liveness check.
+        p = self._liveness_pending
+        if p is None:
+            p = self._liveness_pending = Pending(
+                Exchange.INFORMATIONAL, "liveness_request", _no_payloads, self._on_liveness_response, liveness=True
+            )
+        return p
 
-        def handler(s: IkeSa, msg: Message, t: float) -> list[Action]:
-            # strongSwan ike_dpd.c: any response is success.
-            self._count("liveness_ok")
-            return [Event("dpd_ack_received", {"message_id": msg.header.message_id})]
-
-        return Pending(Exchange.INFORMATIONAL, "liveness_request", build, handler, liveness=True)
+    def _on_liveness_response(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
+        # strongSwan ike_dpd.c: any response is success.
+        self.counters["liveness_ok"] = self.counters.get("liveness_ok", 0) + 1
+        return [Event("dpd_ack_received", {"message_id": msg.header.message_id})]
 
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> list[Action]:
         assert sa.suite is not None
@@ -1793,3 +1812,7 @@ def _ts_cached(cidr: str, protocol: int, low: int, high: int) -> tuple[Ts, ...]:
 
 def _ts(cidr: str, protocol: int, low: int, high: int) -> list[Ts]:
     return list(_ts_cached(cidr, protocol, low, high))
+
+
+def _no_payloads(sa: IkeSa) -> list[tuple[int, bytes]]:
+    return []

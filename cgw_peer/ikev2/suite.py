@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from hmac import compare_digest
 
 from cgw_peer.crypto.cipher import AesCbc, AesGcm16
 from cgw_peer.crypto.dh import DhGroup, get_group
@@ -20,8 +21,8 @@ from cgw_peer.crypto.prf import Integ as IntegAlg
 from cgw_peer.crypto.prf import Prf as PrfAlg
 from cgw_peer.crypto.prf import get_integ, get_prf
 from cgw_peer.errors import DecodeError
-from cgw_peer.ikev2.codec import GENERIC, HEADER_LEN, Header
-from cgw_peer.ikev2.constants import Encr, Integ, Payload, Prf
+from cgw_peer.ikev2.codec import HEADER_LEN, Header
+from cgw_peer.ikev2.constants import Encr, Integ, Prf
 
 PRF_HASH = {
     Prf.HMAC_SHA1: "sha1",
@@ -66,6 +67,8 @@ SW_PRF = {
     Prf.HMAC_SHA2_512: "prfsha512",
 }
 
+# IKE header (RFC 7296 §3.1) immediately followed by the SK payload's generic header (§3.14): one pack.
+_HDR_SK = struct.Struct("!8s8sBBBBIIBBH")
 GCM_SALT = 4
 _GCM_IV = 8
 _GCM_ICV = 16
@@ -168,10 +171,11 @@ class ChildSuite:
 class SkKeys:
     """The per-direction SK payload primitives of one IKE SA (keyed once, used per message)."""
 
-    __slots__ = ("_cbc_in", "_cbc_out", "_gcm_in", "_gcm_out", "_mac_in", "_mac_out", "icv_len", "suite")
+    __slots__ = ("_cbc_in", "_cbc_out", "_gcm_in", "_gcm_out", "_mac_in", "_mac_out", "aead", "icv_len", "suite")
 
     def __init__(self, suite: IkeSuite, sk_e_out: bytes, sk_a_out: bytes, sk_e_in: bytes, sk_a_in: bytes) -> None:
         self.suite = suite
+        self.aead = suite.aead
         self._cbc_out = self._cbc_in = None
         self._gcm_out = self._gcm_in = None
         self._mac_out: Callable[[bytes], bytes] | None = None
@@ -192,12 +196,18 @@ class SkKeys:
         ``iv`` is 16 random octets for CBC, 8 unique octets for GCM. CBC padding is the minimum that aligns
         ``inner | Padding | PadLength`` to the block, with zero octets (any value is allowed).
         """
-        header.next_payload = Payload.SK
+        h = header
+        return self.protect_fields(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, inner_np, inner, iv)
+
+    def protect_fields(
+        self, spi_i: bytes, spi_r: bytes, exchange: int, flags: int, mid: int, inner_np: int, inner: bytes, iv: bytes
+    ) -> bytes:
+        """:meth:`protect` from the header fields (the per-message fast path)."""
         if self._gcm_out is not None:
             # GCM needs no alignment: PadLength 0 only (strongSwan does the same).
             plain = inner + b"\x00"
             sk_len = 4 + _GCM_IV + len(plain) + _GCM_ICV
-            hdr = header.encode(HEADER_LEN + sk_len) + GENERIC.pack(inner_np, 0, sk_len)
+            hdr = _HDR_SK.pack(spi_i, spi_r, 46, 0x20, exchange, flags, mid, HEADER_LEN + sk_len, inner_np, 0, sk_len)
             # RFC 5282 §5.1: AAD = IKE header | SK generic header (the IV is not included).
             return hdr + iv + self._gcm_out.seal(iv, plain, hdr)
         assert self._cbc_out is not None and self._mac_out is not None
@@ -205,7 +215,8 @@ class SkKeys:
         plain = inner + bytes(pad) + bytes((pad,))
         ct = self._cbc_out.encrypt(iv, plain)
         sk_len = 4 + _CBC_IV + len(ct) + self.icv_len
-        msg = header.encode(HEADER_LEN + sk_len) + GENERIC.pack(inner_np, 0, sk_len) + iv + ct
+        msg = _HDR_SK.pack(spi_i, spi_r, 46, 0x20, exchange, flags, mid, HEADER_LEN + sk_len, inner_np, 0, sk_len)
+        msg += iv + ct
         # The ICV covers the message from the first octet of the header through the PadLength (ciphertext).
         return msg + self._mac_out(msg)
 
@@ -226,7 +237,7 @@ class SkKeys:
                 raise DecodeError("bad_sk_length", f"{sk_body_len} octets")
             icv = data[-n:]
             expect = self._mac_in(data[:-n])
-            if not _eq(expect, icv):
+            if not compare_digest(expect, icv):
                 raise DecodeError("icv_mismatch")
             iv = data[sk_off : sk_off + _CBC_IV]
             plain = self._cbc_in.decrypt(iv, data[sk_off + _CBC_IV : -n])
@@ -234,12 +245,6 @@ class SkKeys:
         if pad + 1 > len(plain):
             raise DecodeError("bad_padding", f"pad length {pad}")
         return plain[: len(plain) - pad - 1]
-
-
-def _eq(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
 
 
 def gcm_iv(counter: int) -> bytes:
