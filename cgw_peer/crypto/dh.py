@@ -41,8 +41,9 @@ from cgw_peer.errors import ConfigError, DecodeError
 
 __all__ = ["SUPPORTED_GROUPS", "DhGroup", "DhKeyPair", "DhKeyReuse", "get_group", "pow_group"]
 
-# ``cryptography`` >= 42 warns on *attribute access* of the FFDH classes (module ``__getattr__``). Fetch them
-# once here with the warning silenced locally, so no caller (and no pytest run with -W error) ever sees it.
+# Recent ``cryptography`` (50.x here) warns on *attribute access* of the FFDH classes (module
+# ``__getattr__``). Fetch them once here with the warning silenced locally, so no caller (and no pytest run
+# with -W error) ever sees it.
 _DH: Any = None
 try:
     from cryptography.utils import CryptographyDeprecationWarning as _CDW
@@ -171,7 +172,7 @@ class _OsslModpKeyPair(DhKeyPair):
     def __init__(self, group: _ModpGroup, x: int) -> None:
         _, pub_cls, priv_cls = _DH
         self.group = group
-        # The public-number slot only has to be a valid group element; OpenSSL does not tie it to x, and
+        # The public-number slot only has to be a valid group element; OpenSSL (3.0 here) does not tie it to x, and
         # exchange() only uses x. We put g there and then compute the real public value g^x.
         self._key = priv_cls(x, pub_cls(group.g, group._pn)).private_key()
         self.public = self._key.exchange(group._g_key).rjust(group.ke_len, b"\0")
