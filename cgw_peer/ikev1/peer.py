@@ -29,10 +29,12 @@ nat_keepalive. From ``TunnelOptions``: DPDTimeoutSeconds/Action, algorithms, lif
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import random
 import struct
+from collections.abc import Sequence
 
 from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Role, SeqOnRetry
 from cgw_peer.crypto import keymat_v1 as km
@@ -91,15 +93,16 @@ NONCE_LEN = 32
 _MID = struct.Struct(">I")
 _SEQ = struct.Struct(">I")
 _HASH_HDR = struct.Struct(">BBH")
-_FAST_TAIL = struct.Struct(">II")  # message ID, length
 _R_U_THERE = struct.pack(">H", NotifyType.R_U_THERE)
 _R_U_THERE_ACK = struct.pack(">H", NotifyType.R_U_THERE_ACK)
 
 
+@functools.lru_cache(maxsize=1024)
 def _ip_bytes(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
 
 
+@functools.lru_cache(maxsize=1024)
 def _id_payload(identity: str | None, addr: Address) -> IdPayload:
     """Phase-1 identity: ID_IPV4_ADDR/ID_IPV6_ADDR of the address (protocol 0, port 0 as charon sends), or the
     configured identity (an IP address, else an FQDN)."""
@@ -111,6 +114,7 @@ def _id_payload(identity: str | None, addr: Address) -> IdPayload:
     return IdPayload(IdType.IPV4_ADDR if ip.version == 4 else IdType.IPV6_ADDR, 0, 0, ip.packed)
 
 
+@functools.lru_cache(maxsize=1024)
 def _ts_payload(cidr: str, protocol: int, port_low: int, port_high: int) -> IdPayload:
     """Quick Mode client identity (RFC 2409 §5.5): an ID_IPV4_ADDR_SUBNET / ID_IPV6_ADDR_SUBNET."""
     net = ipaddress.ip_network(cidr, strict=False)
@@ -428,8 +432,8 @@ class IkeV1Peer:
         sa.expire_at = now + HALF_OPEN_TIMEOUT + sum(self.beh.retransmit.waits())
         # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
         # selected proposal on rekey); the rest of the configured list follows.
-        cands = self._p1_cands
-        if self._last_p1 is not None and self._last_p1 in cands:
+        cands: Sequence[pr.P1Suite] = self._p1_cands
+        if self._last_p1 is not None and self._last_p1 in cands and cands[0] != self._last_p1:
             cands = [self._last_p1] + [c for c in cands if c != self._last_p1]
         sa_payload = pr.build_p1_sa(cands, self.config.options.phase1_lifetime_seconds)
         sa.sai_b = encode_sa_body(sa_payload)
@@ -809,7 +813,8 @@ class IkeV1Peer:
     def _phase2_iv(self, sa: IsakmpSa, mid_packed: bytes) -> bytes:
         """RFC 2409 App. B: IV = HASH(last phase-1 CBC block | M-ID), first block (same as keymat_v1.phase2_iv)."""
         assert sa.iv_hash is not None
-        return bytes(sa.iv_hash(sa.last_p1_block + mid_packed).digest()[: sa.block])
+        digest: bytes = sa.iv_hash(sa.last_p1_block + mid_packed).digest()
+        return digest[: sa.block]
 
     def _fast_dpd(self, data: bytes, src: Address, dst: Address, now: float) -> bool:
         """Handle a well-formed R-U-THERE / ACK without the generic parser; False hands the datagram over to
@@ -820,16 +825,17 @@ class IkeV1Peer:
                 return False
             off = 4
         sa = self._sas.get(data[off : off + 8])
-        if sa is None or sa.state != MmState.ESTABLISHED or sa.mac_a is None or sa.cipher is None:
+        if sa is None or sa.iv_hash is None or sa.mac_a is None or sa.cipher is None:
+            return False  # iv_hash is set only once the SA is established
+        n = HEADER_LEN + sa.dpd_ct_len
+        if len(data) - off != n or data[off : off + 20] != sa.dpd_hdr_prefix:
             return False
-        if len(data) - off != HEADER_LEN + sa.dpd_ct_len or data[off : off + 20] != sa.dpd_hdr_prefix:
-            return False
-        _mid, length = _FAST_TAIL.unpack_from(data, off + 20)
-        if length != HEADER_LEN + sa.dpd_ct_len:
+        if _MID.unpack_from(data, off + 24)[0] != n:
             return False
         mp = data[off + 20 : off + 24]
-        plain = sa.cipher.decrypt(self._phase2_iv(sa, mp), data[off + HEADER_LEN :])
-        hl = sa.dpd_ct_len - len(sa.dpd_pad) - 32  # 4 + prf length: the HASH payload
+        iv = sa.iv_hash(sa.last_p1_block + mp).digest()[:16]
+        plain = sa.cipher.decrypt(iv, data[off + HEADER_LEN :])
+        hl = n - HEADER_LEN - len(sa.dpd_pad) - 32  # 4 + prf length: the HASH payload
         if plain[:4] != sa.dpd_hash_hdr:
             return False
         notify = plain[hl : hl + 32]
@@ -868,8 +874,8 @@ class IkeV1Peer:
         sa = self._current
         if sa is None or not sa.established:
             return
-        cands = self._p2_cands
-        if self._last_p2 is not None and self._last_p2 in cands:
+        cands: Sequence[pr.P2Suite] = self._p2_cands
+        if self._last_p2 is not None and self._last_p2 in cands and cands[0] != self._last_p2:
             cands = [self._last_p2] + [c for c in cands if c != self._last_p2]
         offer = pr.initiator_p2_offer(cands)
         if not offer:
@@ -1118,7 +1124,7 @@ class IkeV1Peer:
         mp = _MID.pack(self._new_mid())
         notify = (sa.dpd_req_prefix if ntype == NotifyType.R_U_THERE else sa.dpd_ack_prefix) + _SEQ.pack(seq)
         plain = sa.dpd_hash_hdr + sa.mac_a(mp + notify) + notify + sa.dpd_pad
-        ct = sa.cipher.encrypt(self._phase2_iv(sa, mp), plain)
+        ct = sa.cipher.encrypt(sa.iv_hash(sa.last_p1_block + mp).digest()[:16], plain)  # type: ignore[misc]
         self._send(sa.dpd_hdr_prefix + mp + _MID.pack(HEADER_LEN + len(ct)) + ct, kind, sa.local, sa.remote)
 
     def _send_plain_notify(self, icky: bytes, rcky: bytes, ntype: int, src: Address, dst: Address) -> None:

@@ -17,7 +17,9 @@ combination, as strongSwan does.
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cgw_peer.config import PHASE_ENCRYPTION, PHASE_INTEGRITY, PeerConfig, Role, TunnelOptions
@@ -249,6 +251,32 @@ def _integ_rank(h: str | None) -> int:
     return PHASE_INTEGRITY.index({v: k for k, v in _AWS_INTEG.items()}[h])
 
 
+@functools.lru_cache(maxsize=64)
+def _aws_p1(opts: TunnelOptions) -> tuple[P1Suite, ...]:
+    return tuple(aws_p1_candidates(opts))
+
+
+@functools.lru_cache(maxsize=64)
+def _aws_p2(opts: TunnelOptions) -> tuple[P2Suite, ...]:
+    return tuple(aws_p2_candidates(opts))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_p1(texts: tuple[str, ...]) -> tuple[P1Suite, ...]:
+    out: list[P1Suite] = []
+    for i, text in enumerate(texts):
+        out.extend(parse_p1_proposal(text, f"proposals[{i}]"))
+    return tuple(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_p2(texts: tuple[str, ...]) -> tuple[P2Suite, ...]:
+    out: list[P2Suite] = []
+    for i, text in enumerate(texts):
+        out.extend(parse_p2_proposal(text, f"esp_proposals[{i}]"))
+    return tuple(dict.fromkeys(out))
+
+
 def aws_p1_candidates(opts: TunnelOptions) -> list[P1Suite]:
     """The AWS side's phase-1 suites, lowest configured values first (GCM is IKEv2-only in phase 1)."""
     encs = [_AWS_ENC[e] for e in opts.phase1_encryption_algorithms if _AWS_ENC[e][0] == "cbc"]
@@ -276,27 +304,21 @@ def aws_p2_candidates(opts: TunnelOptions) -> list[P2Suite]:
     return out
 
 
-def p1_candidates(config: PeerConfig) -> list[P1Suite]:
-    """This side's phase-1 suites in preference order."""
+def p1_candidates(config: PeerConfig) -> tuple[P1Suite, ...]:
+    """This side's phase-1 suites in preference order (cached per configuration)."""
     if config.proposals:
-        out: list[P1Suite] = []
-        for i, text in enumerate(config.proposals):
-            out.extend(parse_p1_proposal(text, f"proposals[{i}]"))
-        return list(dict.fromkeys(out))
-    return aws_p1_candidates(config.options)
+        return _parsed_p1(tuple(config.proposals))
+    return _aws_p1(config.options)
 
 
-def p2_candidates(config: PeerConfig) -> list[P2Suite]:
-    """This side's ESP suites in preference order."""
+def p2_candidates(config: PeerConfig) -> tuple[P2Suite, ...]:
+    """This side's ESP suites in preference order (cached per configuration)."""
     if config.esp_proposals:
-        out: list[P2Suite] = []
-        for i, text in enumerate(config.esp_proposals):
-            out.extend(parse_p2_proposal(text, f"esp_proposals[{i}]"))
-        return list(dict.fromkeys(out))
-    return aws_p2_candidates(config.options)
+        return _parsed_p2(tuple(config.esp_proposals))
+    return _aws_p2(config.options)
 
 
-def initiator_p2_offer(cands: list[P2Suite]) -> list[P2Suite]:
+def initiator_p2_offer(cands: Sequence[P2Suite]) -> list[P2Suite]:
     """Quick Mode sends one KE, so every offered transform must use the first suite's PFS group."""
     if not cands:
         return []
@@ -304,19 +326,19 @@ def initiator_p2_offer(cands: list[P2Suite]) -> list[P2Suite]:
     return [c for c in cands if c.group == g]
 
 
-def build_p1_sa(suites: list[P1Suite], lifetime: int) -> SaPayload:
+def build_p1_sa(suites: Sequence[P1Suite], lifetime: int) -> SaPayload:
     return SaPayload(
         (Proposal(1, ProtocolId.ISAKMP, b"", tuple(s.transform(i + 1, lifetime) for i, s in enumerate(suites))),)
     )
 
 
-def build_p2_sa(suites: list[P2Suite], spi: bytes, lifetime: int, encap: int) -> SaPayload:
+def build_p2_sa(suites: Sequence[P2Suite], spi: bytes, lifetime: int, encap: int) -> SaPayload:
     return SaPayload(
         (Proposal(1, ProtocolId.ESP, spi, tuple(s.transform(i + 1, lifetime, encap) for i, s in enumerate(suites))),)
     )
 
 
-def select_p1(sa: SaPayload, candidates: list[P1Suite]) -> tuple[P1Suite, int, Transform] | None:
+def select_p1(sa: SaPayload, candidates: Sequence[P1Suite]) -> tuple[P1Suite, int, Transform] | None:
     """First of ``candidates`` (responder's order) that the initiator offered: (suite, lifetime, transform)."""
     offered: dict[P1Suite, tuple[int, Transform]] = {}
     for prop in sa.proposals:
@@ -333,7 +355,7 @@ def select_p1(sa: SaPayload, candidates: list[P1Suite]) -> tuple[P1Suite, int, T
     return None
 
 
-def select_p2(sa: SaPayload, candidates: list[P2Suite]) -> tuple[P2Suite, int, int, Proposal, Transform] | None:
+def select_p2(sa: SaPayload, candidates: Sequence[P2Suite]) -> tuple[P2Suite, int, int, Proposal, Transform] | None:
     """As :func:`select_p1` for ESP: (suite, lifetime, encap mode, proposal, transform)."""
     offered: dict[P2Suite, tuple[int, int, Proposal, Transform]] = {}
     for prop in sa.proposals:
