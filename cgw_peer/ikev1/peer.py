@@ -161,6 +161,8 @@ class IkeV1Peer:
         "_sas",
         "_status",
         "_up",
+        "_waits",
+        "_waits_total",
         "beh",
         "config",
         "counters",
@@ -194,6 +196,8 @@ class IkeV1Peer:
         self._pending_child_rekey: ChildSa | None = None
         self._out: list[Action] = []
         self._up = False
+        self._waits = tuple(self.beh.retransmit.waits())
+        self._waits_total = sum(self._waits)
         self._sa_at: float | None = None
         self._sa_at_dirty = True
         self._last_p1: pr.P1Suite | None = None
@@ -351,7 +355,7 @@ class IkeV1Peer:
                 return c
 
     def _arm_retrans(self, holder: IsakmpSa | QmExchange, data: bytes, kind: str, now: float) -> None:
-        waits = self.beh.retransmit.waits()
+        waits = self._waits
         holder.retrans = Retrans(data, kind, now + waits[0])
 
     def _negotiating_fresh(self) -> bool:
@@ -429,7 +433,7 @@ class IkeV1Peer:
         # strongSwan sends INITIAL-CONTACT in MM5 when it has no other IKE SA with the peer; the responder then
         # drops stale SAs from a previous life of this peer (crash and return).
         sa.initial_contact = not rekey and self._current is None
-        sa.expire_at = now + HALF_OPEN_TIMEOUT + sum(self.beh.retransmit.waits())
+        sa.expire_at = now + HALF_OPEN_TIMEOUT + self._waits_total
         # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
         # selected proposal on rekey); the rest of the configured list follows.
         cands: Sequence[pr.P1Suite] = self._p1_cands
@@ -903,7 +907,7 @@ class IkeV1Peer:
         iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, qm.mid, sa.block)
         msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, plain, iv)
         qm.iv = msg[-sa.block :]
-        qm.expire_at = now + sum(self.beh.retransmit.waits()) + QM_DONE_LINGER
+        qm.expire_at = now + self._waits_total + QM_DONE_LINGER
         self._qms[qm.mid] = qm
         self._arm_retrans(qm, msg, "quick_mode_1", now)
         self._send(msg, "quick_mode_1", sa.local, sa.remote)
@@ -1420,7 +1424,7 @@ class IkeV1Peer:
                     break
 
     def _retransmit(self, holder: IsakmpSa | QmExchange, r: Retrans, now: float, exchange: str) -> None:
-        waits = self.beh.retransmit.waits()
+        waits = self._waits
         r.attempt += 1
         if r.attempt >= len(waits):
             holder.retrans = None
