@@ -246,6 +246,8 @@ class IkeSa:
     child_spi: bytes = b""
     """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
     initial_contact: bool = False
+    rekeyed_into: IkeSa | None = None
+    """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
 
     @property
     def local_spi(self) -> bytes:
@@ -1145,7 +1147,7 @@ class IkeV2Peer:
         if msg.notify(Notify.INITIAL_CONTACT) is not None:
             # §2.4: INITIAL_CONTACT: every other IKE SA with this peer is stale.
             for other in list(self._sas.values()):
-                if other is not sa and other.state is not SaState.INIT_SENT:
+                if other is not sa and other.state in (SaState.ESTABLISHED, SaState.REKEYED, SaState.DELETING):
                     self._drop_sa(other)
                     out.append(Event("ike_sa_replaced", {"spi": other.local_spi.hex(), "reason": "initial_contact"}))
         out.insert(0, self._respond(sa, msg, payloads, "ike_auth_response"))
@@ -1198,7 +1200,7 @@ class IkeV2Peer:
         out += self._update_status(now, "ike_auth")
         return out
 
-    def _established(self, sa: IkeSa, now: float) -> list[Action]:
+    def _established(self, sa: IkeSa, now: float, fresh: bool = True) -> list[Action]:
         assert sa.suite is not None
         sa.state = SaState.ESTABLISHED
         sa.established_at = now
@@ -1225,7 +1227,8 @@ class IkeV2Peer:
             ),
             Event("sa_keys", dict(sa.keys_event)),
         ]
-        out += self._resolve_duplicate_ike(sa, now)
+        if fresh:
+            out += self._resolve_duplicate_ike(sa, now)
         return out
 
     def _resolve_duplicate_ike(self, sa: IkeSa, now: float) -> list[Action]:
@@ -1537,10 +1540,29 @@ class IkeV2Peer:
         if group != dh.group.number or suite.dh != group:
             raise DecodeError("bad_ke_group", str(group))
         nr = codec.check_nonce(nr_b)
+        other = sa.rekeyed_into  # the peer's new SA, if it rekeyed this SA at the same time
         new = self._rekeyed_ike(sa, True, new_spi, props[0].spi, suite, ni, nr, dh.compute(pub), now)
-        out = self._established(new, now)
+        out = self._established(new, now, fresh=False)
         out.append(Event("rekey_done", {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex()}))
-        # §2.18: the initiator of the rekey deletes the old IKE SA (on the old SA).
+        if other is not None and other.state is SaState.ESTABLISHED:
+            # §2.8.1 simultaneous IKE rekey: the new SA holding the lowest of the four nonces is redundant and
+            # is deleted by its creator; the creator of the survivor deletes the old SA.
+            redundant = min((new, other), key=lambda x: min(x.ni, x.nr))
+            self._count("ike_rekey_collision")
+            out.append(
+                Event(
+                    "rekey_collision",
+                    {"sa": "ike", "redundant": redundant.local_spi.hex(), "ours_redundant": redundant is new},
+                )
+            )
+            if redundant is new:
+                # The Child SAs already moved to the peer's SA when we answered its request.
+                out += self._delete_ike(new, now)
+                out += self._update_status(now, "rekey")
+                return out
+            new.children, other.children = other.children, []
+            other.state = SaState.REKEYED  # the peer deletes it
+        # §2.18: the initiator of the (surviving) rekey deletes the old IKE SA (on the old SA).
         out += self._delete_ike(sa, now)
         out += self._update_status(now, "rekey")
         return out
@@ -1569,6 +1591,8 @@ class IkeV2Peer:
         new.children = old.children
         old.children = []
         old.state = SaState.REKEYED
+        if old.rekeyed_into is None:
+            old.rekeyed_into = new
         self._sas[new.local_spi] = new
         return new
 
@@ -1696,17 +1720,15 @@ class IkeV2Peer:
                     "create_child_sa_response",
                 )
             ]
-        if sa.rekeying:
-            # §2.25.2 (simplified): we are rekeying this IKE SA ourselves; let the peer retry later.
-            self._count("ike_rekey_collision")
+        if sa.state is not SaState.ESTABLISHED:
+            # Already rekeyed or being deleted: nothing to rekey (§2.25.2).
             return [
                 self._respond(
                     sa,
                     msg,
                     [(Payload.NOTIFY, NotifyPayload(Notify.TEMPORARY_FAILURE).encode())],
                     "create_child_sa_response",
-                ),
-                Event("rekey_collision", {"sa": "ike", "kind": "simultaneous_rekey"}),
+                )
             ]
         peer_spi = next((p.spi for p in props if p.num == num), b"")
         if len(peer_spi) != 8:
@@ -1725,7 +1747,12 @@ class IkeV2Peer:
             "create_child_sa_response",
         )
         new = self._rekeyed_ike(sa, False, new_spi, peer_spi, suite, ni, nr, mine.compute(pub), now)
-        out: list[Action] = [tx, *self._established(new, now)]
+        out: list[Action] = [tx, *self._established(new, now, fresh=False)]
+        if sa.rekeying:
+            # §2.8.1: we are rekeying this IKE SA too; both new SAs exist until our response arrives, then the
+            # one holding the lowest nonce is deleted by its creator (see _on_ike_rekey_response).
+            self._count("ike_rekey_collision")
+            out.append(Event("rekey_collision", {"sa": "ike", "kind": "simultaneous_rekey"}))
         out.append(
             Event(
                 "rekey_done",

@@ -16,7 +16,19 @@ from cgw_peer.ikev2.peer import ChildSa, IkeSa, IkeV2Peer, SaState
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite
 from emulator.actions import Event, Transmit, events, transmits
 
-from .helpers import AWS_ADDR, CGW_ADDR, config, converse, establish, kinds, names, options, pair, with_behaviour
+from .helpers import (
+    AWS_ADDR,
+    CGW_ADDR,
+    config,
+    converse,
+    deliver,
+    establish,
+    kinds,
+    names,
+    options,
+    pair,
+    with_behaviour,
+)
 
 # libreswan programs/cavp/test.acvp.ikev2.json (NIST ACVP IKEv2 KDF, HMAC-SHA1), tcId 100.
 ACVP = {
@@ -267,3 +279,27 @@ def test_close_sends_delete_and_peer_logs_it() -> None:
     assert [e.name for e in events(got)] == ["delete_received", "aws_log", "tunnel_down", "routes_withdrawn"]
     assert events(got, "aws_log")[0].fields["message"] == "AWS tunnel received DELETE for IKE_SA from CGW"
     assert aws.status.status.value == "DOWN" and aws.ike_spis() == set()
+
+
+def test_simultaneous_initiation_leaves_one_ike_sa() -> None:
+    """Both sides initiate at once (both restart, libreswan #2184): two IKE SAs come up; the one holding the
+    lowest nonce is deleted by its initiator, so both sides keep the same single IKE SA and Child SA."""
+    kept = set()
+    for seed in range(1, 7):
+        start = options(startup_action=StartupAction.START)
+        aws, cgw = pair(config(Role.AWS, start), config(Role.CGW, start), seed=seed)
+        a0, c0 = aws.start(0.0), cgw.start(0.0)
+        a1, c1 = deliver(c0, aws, 0.0), deliver(a0, cgw, 0.0)  # each answers the other's IKE_SA_INIT
+        a2, c2 = deliver(c1, aws, 0.0), deliver(a1, cgw, 0.0)  # each sends IKE_AUTH
+        a3, c3 = deliver(c2, aws, 0.0), deliver(a2, cgw, 0.0)  # each answers IKE_AUTH (responder SA up)
+        a4, c4 = deliver(c3, aws, 0.0), deliver(a3, cgw, 0.0)  # initiator SAs up -> duplicates resolved
+        converse(aws, cgw, a4, 0.1)
+        converse(cgw, aws, c4, 0.1)
+        sa_a, sa_c = aws.ike_sa(), cgw.ike_sa()
+        assert sa_a is not None and sa_c is not None
+        assert (sa_a.spi_i, sa_a.spi_r) == (sa_c.spi_i, sa_c.spi_r), seed
+        assert len(aws.ike_spis()) == 2 and len(cgw.ike_spis()) == 2
+        assert len(aws.child_sas()) == 1 and len(cgw.child_sas()) == 1
+        assert aws.status.status.value == "UP" and cgw.status.status.value == "UP"
+        kept.add(sa_a.initiator)
+    assert kept == {True, False}

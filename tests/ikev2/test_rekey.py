@@ -170,3 +170,33 @@ def test_exchange_types_seen() -> None:
     log = establish(aws, cgw)
     ex = [codec.parse_header(x.data).exchange for _, x in log if isinstance(x, Transmit)]
     assert ex == [Exchange.IKE_SA_INIT] * 2 + [Exchange.IKE_AUTH] * 2
+
+
+def test_simultaneous_ike_rekey_resolved_by_lowest_nonce() -> None:
+    """Both sides rekey the IKE SA at once (§2.8.1): both new SAs are created; the one with the lowest nonce is
+    deleted by its creator, the other creator deletes the old SA; one IKE SA remains on each side, the same one,
+    carrying the Child SA, and liveness works on it."""
+    outcomes = set()
+    for seed in range(1, 9):
+        aws, cgw = pair(seed=seed)
+        establish(aws, cgw)
+        a_req, c_req = aws.rekey_ike(500.0), cgw.rekey_ike(500.0)
+        a_resp = deliver(c_req, aws, 500.0)
+        c_resp = deliver(a_req, cgw, 500.0)
+        a_after = deliver(c_resp, aws, 500.01)
+        c_after = deliver(a_resp, cgw, 500.01)
+        converse(aws, cgw, a_after, 500.02)
+        converse(cgw, aws, c_after, 500.02)
+        a_coll = [e for e in events(a_after, "rekey_collision") if "ours_redundant" in e.fields]
+        c_coll = [e for e in events(c_after, "rekey_collision") if "ours_redundant" in e.fields]
+        assert len(a_coll) == 1 and len(c_coll) == 1
+        assert a_coll[0].fields["ours_redundant"] != c_coll[0].fields["ours_redundant"]
+        outcomes.add(a_coll[0].fields["ours_redundant"])
+        sa_a, sa_c = aws.ike_sa(), cgw.ike_sa()
+        assert sa_a is not None and sa_c is not None
+        assert (sa_a.spi_i, sa_a.spi_r) == (sa_c.spi_i, sa_c.spi_r)
+        assert len(aws.ike_spis()) == 2 and len(cgw.ike_spis()) == 2  # exactly one IKE SA each
+        assert len(aws.child_sas()) == 1 and len(cgw.child_sas()) == 1
+        log = converse(aws, cgw, aws.check_liveness(501.0), 501.0)
+        assert "dpd_ack_received" in names(log, "a")
+    assert outcomes == {True, False}
