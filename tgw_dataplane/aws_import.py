@@ -56,7 +56,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +158,51 @@ def load_aws_json(src: str | Path | Mapping[str, Any], *, unsupported_targets: s
     return _Importer(doc, unsupported_targets == "blackhole").run()
 
 
-def _tags(obj: Mapping[str, Any]) -> dict[str, str]:
-    return {str(t.get("Key")): str(t.get("Value")) for t in obj.get("Tags") or [] if isinstance(t, Mapping)}
+def _objs(o: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    """``o[key]`` as a list of objects (missing: empty); anything else is a ConfigError naming the field."""
+    v = o.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
+        raise ConfigError(f"{where}: {key} must be a list of objects")
+    return v
+
+
+def _obj(o: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """``o[key]`` as an object (missing: empty)."""
+    v = o.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where}: {key} must be an object")
+    return v
+
+
+def _strs(o: Mapping[str, Any], key: str, where: str) -> list[str]:
+    """``o[key]`` as a list of strings (missing: empty)."""
+    v = o.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return v
+
+
+def _state(o: Mapping[str, Any], where: str) -> str:
+    """An object's ``State`` string ("" when absent)."""
+    v = o.get("State", "")
+    if not isinstance(v, str):
+        raise ConfigError(f"{where}: State must be a string")
+    return v
+
+
+def _device_index(eni: Mapping[str, Any], where: str) -> int:
+    v = _obj(eni, "Attachment", where).get("DeviceIndex", 0)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _tags(obj: Mapping[str, Any], where: str) -> dict[str, str]:
+    return {str(t.get("Key")): str(t.get("Value")) for t in _objs(obj, "Tags", where)}
 
 
 def _region_of(arn: object, az: object = None) -> str | None:
@@ -191,6 +234,8 @@ class _Importer:
         for k in _MAP_KEYS:
             if not isinstance(doc.get(k, {}), Mapping):
                 raise ConfigError(f"{k}: must be an object from id to that call's list")
+        self.where = "AWS JSON"
+        """The object being read, for errors the explicit checks do not name."""
         self.subnet_vpc: dict[str, str] = {}
         self.eni_owner: dict[str, Instance] = {}
         self.instances: dict[str, Instance] = {}
@@ -199,14 +244,13 @@ class _Importer:
         self.att_ids: dict[str, dict[str, str]] = {}
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def items(self, key: str) -> list[tuple[str, Mapping[str, Any]]]:
+    def items(self, key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """(where-prefix, object) for every object of a list key; non-objects are errors."""
-        out = []
         for i, o in enumerate(self.doc.get(key) or []):
             if not isinstance(o, Mapping):
                 raise ConfigError(f"{key}[{i}]: must be an object")
-            out.append((f"{key}[{i}]", o))
-        return out
+            self.where = f"{key}[{i}]"
+            yield self.where, o
 
     @staticmethod
     def need(o: Mapping[str, Any], field: str, where: str) -> str:
@@ -222,6 +266,13 @@ class _Importer:
         except ValueError as e:
             raise ConfigError(f"{where}: {v!r} is not a CIDR ({e})") from None
 
+    @staticmethod
+    def address(v: str, where: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ConfigError(f"{where}: {v!r} is not an IP address") from None
+
     def per_table(self, key: str, rt_id: str, where: str) -> list[Mapping[str, Any]]:
         m = self.doc.get(key)
         if not isinstance(m, Mapping) or rt_id not in m:
@@ -233,6 +284,16 @@ class _Importer:
 
     # -- passes ---------------------------------------------------------------------------------------------
     def run(self) -> Topology:
+        try:
+            return self._run()
+        except ConfigError:
+            raise
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as e:
+            # A value of the wrong type deep inside an object the explicit checks do not cover: still a
+            # configuration error, named by the last object being read.
+            raise ConfigError(f"{self.where}: malformed value ({type(e).__name__}: {e})") from None
+
+    def _run(self) -> Topology:
         self.subnets_and_regions()
         self.vpcs()
         self.route_tables()
@@ -282,12 +343,12 @@ class _Importer:
             if not regions:
                 raise ConfigError(f"{where}: has no subnets, so its region is unknown")
             cidrs: list[IPNetwork] = []
-            for a in v.get("CidrBlockAssociationSet") or [{"CidrBlock": v.get("CidrBlock")}]:
-                state = (a.get("CidrBlockState") or {}).get("State", "associated")
+            for a in _objs(v, "CidrBlockAssociationSet", where) or [{"CidrBlock": v.get("CidrBlock")}]:
+                state = _obj(a, "CidrBlockState", where).get("State", "associated")
                 if state == "associated" and a.get("CidrBlock"):
                     cidrs.append(self.net(a["CidrBlock"], f"{where}: CidrBlockAssociationSet"))
-            for a in v.get("Ipv6CidrBlockAssociationSet") or []:
-                state = (a.get("Ipv6CidrBlockState") or {}).get("State", "associated")
+            for a in _objs(v, "Ipv6CidrBlockAssociationSet", where):
+                state = _obj(a, "Ipv6CidrBlockState", where).get("State", "associated")
                 if state == "associated" and a.get("Ipv6CidrBlock"):
                     cidrs.append(self.net(a["Ipv6CidrBlock"], f"{where}: Ipv6CidrBlockAssociationSet"))
             if not cidrs:
@@ -312,8 +373,8 @@ class _Importer:
                 raise ConfigError(f"{where}: VpcId references unknown VPC {vid}")
             table = VpcRouteTable(id=rid, vpc_id=vid)
             v.route_tables[rid] = table
-            for j, a in enumerate(rt.get("Associations") or []):
-                if (a.get("AssociationState") or {}).get("State", "associated") != "associated":
+            for j, a in enumerate(_objs(rt, "Associations", where)):
+                if _obj(a, "AssociationState", where).get("State", "associated") != "associated":
                     continue
                 if a.get("Main"):
                     main[vid] = rid
@@ -327,7 +388,7 @@ class _Importer:
                     if gw.startswith("igw-"):  # edge association (ingress routing)
                         v.edge_route_table = rid
                         v.igw = v.igw or gw
-            self.raw_routes.append((where, v, table, list(rt.get("Routes") or [])))
+            self.raw_routes.append((where, v, table, _objs(rt, "Routes", where)))
         for sid, (swhere, s, _region) in self.raw_subnets.items():
             vid = self.subnet_vpc[sid]
             srt = explicit.get(sid) or main.get(vid)
@@ -335,8 +396,8 @@ class _Importer:
                 raise ConfigError(f"{swhere}: no route table (no explicit association and no main table in {vid})")
             v = self.topo.vpcs[vid]
             cidr_v6 = None
-            for a in s.get("Ipv6CidrBlockAssociationSet") or []:
-                if (a.get("Ipv6CidrBlockState") or {}).get("State", "associated") == "associated":
+            for a in _objs(s, "Ipv6CidrBlockAssociationSet", swhere):
+                if _obj(a, "Ipv6CidrBlockState", swhere).get("State", "associated") == "associated":
                     cidr_v6 = self.net(a.get("Ipv6CidrBlock"), f"{swhere}: Ipv6CidrBlockAssociationSet")
             v.subnets[sid] = Subnet(
                 id=sid,
@@ -351,43 +412,43 @@ class _Importer:
     def igws(self) -> None:
         for where, g in self.items("InternetGateways"):
             gid = self.need(g, "InternetGatewayId", where)
-            for a in g.get("Attachments") or []:
+            for a in _objs(g, "Attachments", where):
                 vid = str(a.get("VpcId"))
                 if a.get("State", "available") in ("available", "attached") and vid in self.topo.vpcs:
                     self.topo.vpcs[vid].igw = gid
 
     def instances_(self) -> None:
         for i, r in self.items("Reservations"):
-            for j, inst in enumerate(r.get("Instances") or []):
+            for j, inst in enumerate(_objs(r, "Instances", i)):
                 where = f"{i}.Instances[{j}]"
                 iid = self.need(inst, "InstanceId", where)
                 where = f"{where} ({iid})"
-                if (inst.get("State") or {}).get("Name") in ("terminated", "shutting-down"):
+                if _obj(inst, "State", where).get("Name") in ("terminated", "shutting-down"):
                     continue
                 sid = self.need(inst, "SubnetId", where)
                 vid = self.subnet_vpc.get(sid)
                 if vid is None:
                     raise ConfigError(f"{where}: SubnetId references unknown subnet {sid}")
-                role = _tags(inst).get(APPLIANCE_TAG, "host")
+                role = _tags(inst, where).get(APPLIANCE_TAG, "host")
                 try:
                     kind = ApplianceKind(role)
                 except ValueError:
                     allowed = ", ".join(k.value for k in ApplianceKind if k is not ApplianceKind.HOST)
                     raise ConfigError(f"{where}: tag {APPLIANCE_TAG}={role!r} is not one of {allowed}") from None
                 enis = sorted(
-                    (n for n in inst.get("NetworkInterfaces") or [] if isinstance(n, Mapping)),
-                    key=lambda n: int((n.get("Attachment") or {}).get("DeviceIndex", 0)),
+                    _objs(inst, "NetworkInterfaces", where),
+                    key=lambda n: _device_index(n, where),
                 )
                 eni = str(enis[0].get("NetworkInterfaceId")) if enis else "eni-" + iid.removeprefix("i-")
                 ipv6 = None
                 if enis:
-                    v6 = [a.get("Ipv6Address") for a in enis[0].get("Ipv6Addresses") or [] if a.get("Ipv6Address")]
-                    ipv6 = str(v6[0]) if v6 else None
+                    v6 = [a.get("Ipv6Address") for a in _objs(enis[0], "Ipv6Addresses", where) if a.get("Ipv6Address")]
+                    ipv6 = self.address(str(v6[0]), f"{where}: Ipv6Addresses") if v6 else None
                 obj = Instance(
                     id=iid,
                     vpc_id=vid,
                     subnet=sid,
-                    ip=self.need(inst, "PrivateIpAddress", where),
+                    ip=self.address(self.need(inst, "PrivateIpAddress", where), f"{where}: PrivateIpAddress"),
                     kind=kind,
                     eni=eni,
                     ipv6=ipv6,
@@ -400,7 +461,7 @@ class _Importer:
     def route_targets(self) -> None:
         for where, v, table, routes in self.raw_routes:
             for j, r in enumerate(routes):
-                w = f"{where}: Routes[{j}]"
+                w = self.where = f"{where}: Routes[{j}]"
                 if r.get("DestinationPrefixListId"):
                     pl = str(r["DestinationPrefixListId"])
                     dests = self.prefix_list(pl, w)
@@ -454,9 +515,9 @@ class _Importer:
         )
 
     def prefix_list(self, pl: str, where: str) -> list[IPNetwork]:
-        entries = (self.doc.get("PrefixListEntries") or {}).get(pl)
-        if not isinstance(entries, list):
-            raise ConfigError(f"{where}: prefix list {pl} has no entry in PrefixListEntries")
+        entries = _obj(self.doc, "PrefixListEntries", "AWS JSON").get(pl)
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+            raise ConfigError(f"{where}: prefix list {pl} has no entry (a list of objects) in PrefixListEntries")
         if pl not in self.topo.prefix_lists:
             self.topo.prefix_lists[pl] = [self.net(e.get("Cidr"), f"PrefixListEntries.{pl}") for e in entries]
         return self.topo.prefix_lists[pl]
@@ -464,14 +525,14 @@ class _Importer:
     def gwlbs(self) -> None:
         tg_of_lb: dict[str, list[Mapping[str, Any]]] = {}
         for _w, tg in self.items("TargetGroups"):
-            for lb_arn in tg.get("LoadBalancerArns") or []:
+            for lb_arn in _strs(tg, "LoadBalancerArns", _w):
                 tg_of_lb.setdefault(str(lb_arn), []).append(tg)
         tgs = {str(tg.get("TargetGroupArn")): tg for _w, tg in self.items("TargetGroups")}
         listener_of_lb: dict[str, Mapping[str, Any]] = {}
         for _w, li in self.items("Listeners"):
             lb_arn = str(li.get("LoadBalancerArn"))
             listener_of_lb[lb_arn] = li
-            for a in li.get("DefaultActions") or []:
+            for a in _objs(li, "DefaultActions", _w):
                 fwd = tgs.get(str(a.get("TargetGroupArn")))
                 if a.get("Type") == "forward" and fwd is not None and fwd not in tg_of_lb.get(lb_arn, []):
                     tg_of_lb.setdefault(lb_arn, []).append(fwd)
@@ -486,7 +547,7 @@ class _Importer:
             if vid not in self.topo.vpcs:
                 raise ConfigError(f"{where}: VpcId references unknown VPC {vid}")
             subnets = []
-            for k, az in enumerate(lb.get("AvailabilityZones") or []):
+            for k, az in enumerate(_objs(lb, "AvailabilityZones", where)):
                 sid = str(az.get("SubnetId"))
                 if self.subnet_vpc.get(sid) != vid:
                     raise ConfigError(f"{where}: AvailabilityZones[{k}] references unknown subnet {sid} in {vid}")
@@ -496,12 +557,12 @@ class _Importer:
                 raise ConfigError(f"{where}: needs exactly one target group (found {len(groups)})")
             tg = groups[0]
             tg_arn = str(tg.get("TargetGroupArn"))
-            health = (self.doc.get("TargetHealthDescriptions") or {}).get(tg_arn)
-            if not isinstance(health, list):
+            health = _obj(self.doc, "TargetHealthDescriptions", "AWS JSON").get(tg_arn)
+            if not isinstance(health, list) or not all(isinstance(h, Mapping) for h in health):
                 raise ConfigError(f"{where}: TargetHealthDescriptions has no entry for target group {tg_arn}")
             targets = []
             for k, h in enumerate(health):
-                tid = str((h.get("Target") or {}).get("Id"))
+                tid = str(_obj(h, "Target", f"TargetHealthDescriptions.{tg_arn}[{k}]").get("Id"))
                 inst = self.instances.get(tid)
                 if inst is None:
                     raise ConfigError(
@@ -531,18 +592,18 @@ class _Importer:
             by_arn[arn] = name
         service_lb: dict[str, str] = {}
         for _w, sc in self.items("ServiceConfigurations"):
-            for lb_arn in sc.get("GatewayLoadBalancerArns") or []:
+            for lb_arn in _strs(sc, "GatewayLoadBalancerArns", _w):
                 if str(lb_arn) in by_arn:
                     service_lb[str(sc.get("ServiceName"))] = by_arn[str(lb_arn)]
         for where, ep in self.items("VpcEndpoints"):
-            if ep.get("VpcEndpointType") != "GatewayLoadBalancer" or ep.get("State") in _GONE:
+            if ep.get("VpcEndpointType") != "GatewayLoadBalancer" or _state(ep, where) in _GONE:
                 continue
             eid = self.need(ep, "VpcEndpointId", where)
             where = f"{where} ({eid})"
             vid = self.need(ep, "VpcId", where)
             if vid not in self.topo.vpcs:
                 raise ConfigError(f"{where}: VpcId references unknown VPC {vid}")
-            sids = ep.get("SubnetIds") or []
+            sids = _strs(ep, "SubnetIds", where)
             if len(sids) != 1 or self.subnet_vpc.get(str(sids[0])) != vid:
                 raise ConfigError(f"{where}: SubnetIds must name exactly one subnet of {vid} (got {sids})")
             svc = service_lb.get(str(ep.get("ServiceName")))
@@ -556,14 +617,16 @@ class _Importer:
             self.gwlbe[eid] = e
 
     def attrs(self, key: str, arn: str) -> dict[str, str]:
-        lst = (self.doc.get(key) or {}).get(arn) or []
-        return {str(a.get("Key")): str(a.get("Value")) for a in lst if isinstance(a, Mapping)}
+        lst = _obj(self.doc, key, "AWS JSON").get(arn) or []
+        if not isinstance(lst, list) or not all(isinstance(a, Mapping) for a in lst):
+            raise ConfigError(f"{key}.{arn}: must be a list of {{Key, Value}} objects")
+        return {str(a.get("Key")): str(a.get("Value")) for a in lst}
 
     def tgws(self) -> None:
         for where, t in self.items("TransitGateways"):
             tid = self.need(t, "TransitGatewayId", where)
             where = f"{where} ({tid})"
-            if t.get("State") in _GONE:
+            if _state(t, where) in _GONE:
                 continue
             if tid in self.topo.tgws:
                 raise ConfigError(f"{where}: TransitGatewayId {tid} appears twice")
@@ -572,12 +635,12 @@ class _Importer:
                 raise ConfigError(f"{where}: TransitGatewayArn is missing, so its region is unknown")
             if region not in self.topo.regions:
                 raise ConfigError(f"{where}: region {region} has no subnets in Subnets, so its AZs are unknown")
-            seed_tag = _tags(t).get(SEED_TAG)
+            seed_tag = _tags(t, where).get(SEED_TAG)
             try:
                 seed = int(seed_tag) if seed_tag is not None else None
             except ValueError:
                 raise ConfigError(f"{where}: tag {SEED_TAG}={seed_tag!r} is not an integer") from None
-            opts = t.get("Options") or {}
+            opts = _obj(t, "Options", where)
             self.topo.tgws[tid] = TransitGateway(
                 id=tid,
                 region=region,
@@ -603,19 +666,19 @@ class _Importer:
         for where, a in self.items("TransitGatewayVpcAttachments"):
             aid = self.need(a, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
-            if a.get("State") in _GONE or a.get("State") in _NOT_YET:
+            if _state(a, where) in _GONE | _NOT_YET:
                 continue
             t = self.tgw_of(a.get("TransitGatewayId"), where, "TransitGatewayId")
             vid = self.need(a, "VpcId", where)
             if vid not in self.topo.vpcs:
                 raise ConfigError(f"{where}: VpcId references unknown VPC {vid}")
-            sids = [str(s) for s in a.get("SubnetIds") or []]
+            sids = _strs(a, "SubnetIds", where)
             for sid in sids:
                 if sid not in self.subnet_vpc:
                     raise ConfigError(f"{where}: SubnetIds references unknown subnet {sid}")
                 if self.subnet_vpc[sid] != vid:
                     raise ConfigError(f"{where}: SubnetIds names {sid}, which is in {self.subnet_vpc[sid]}, not {vid}")
-            mode = (a.get("Options") or {}).get("ApplianceModeSupport", "disable")
+            mode = _obj(a, "Options", where).get("ApplianceModeSupport", "disable")
             if mode not in ("enable", "disable"):
                 raise ConfigError(f"{where}: Options.ApplianceModeSupport {mode!r} is not one of enable, disable")
             enis = {sid: tgw_enis[(aid, sid)] for sid in sids if (aid, sid) in tgw_enis}
@@ -627,7 +690,7 @@ class _Importer:
         for where, p in self.items("TransitGatewayPeeringAttachments"):
             aid = self.need(p, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
-            if p.get("State") in _GONE or p.get("State") in _NOT_YET:
+            if _state(p, where) in _GONE | _NOT_YET:
                 continue
             if aid in seen:  # the same attachment listed from both regions
                 continue
@@ -643,7 +706,7 @@ class _Importer:
             self.att_ids[t1.id][aid] = aid
             self.att_ids[t2.id][aid] = side2
         for where, a in self.items("TransitGatewayAttachments"):
-            if a.get("ResourceType") != "vpn" or a.get("State") in _GONE or a.get("State") in _NOT_YET:
+            if a.get("ResourceType") != "vpn" or _state(a, where) in _GONE | _NOT_YET:
                 continue
             aid = self.need(a, "TransitGatewayAttachmentId", where)
             where = f"{where} ({aid})"
@@ -661,7 +724,7 @@ class _Importer:
         for where, rt in self.items("TransitGatewayRouteTables"):
             rid = self.need(rt, "TransitGatewayRouteTableId", where)
             where = f"{where} ({rid})"
-            if rt.get("State") in _GONE:
+            if _state(rt, where) in _GONE:
                 continue
             t = self.tgw_of(rt.get("TransitGatewayId"), where, "TransitGatewayId")
             table = TgwRouteTable(id=rid, tgw_id=t.id)
@@ -678,13 +741,14 @@ class _Importer:
                 self.tgw_route(t, table, r, f"TransitGatewayRoutes.{rid}[{k}]")
 
     def tgw_route(self, t: TransitGateway, table: TgwRouteTable, r: Mapping[str, Any], w: str) -> None:
+        self.where = w
         state = r.get("State", "active")
         if state in ("deleted", "deleting", "pending"):
             return
         pl = r.get("PrefixListId")
         dest = None if pl else self.net(r.get("DestinationCidrBlock"), f"{w}: DestinationCidrBlock")
         w = f"{w} ({pl or dest})"
-        atts = [a for a in r.get("TransitGatewayAttachments") or [] if isinstance(a, Mapping)]
+        atts = _objs(r, "TransitGatewayAttachments", w)
         if r.get("Type") == "propagated":
             for a in atts:
                 local = self.local_att(t, a.get("TransitGatewayAttachmentId"), f"{w}: TransitGatewayAttachments")

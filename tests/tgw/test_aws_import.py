@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.cli import ConfigError
 from tgw_dataplane.aws_import import accepter_side_id, load_aws_json
@@ -368,8 +370,13 @@ def test_checked_in_fixture_is_current(aws: None) -> None:
 # ---- errors name the object ----------------------------------------------------------------------------------------
 
 
+_SEED_TEXT: list[str] = []
+
+
 def _seed_doc() -> dict[str, Any]:
-    return json.loads(SEED_JSON.read_text())
+    if not _SEED_TEXT:
+        _SEED_TEXT.append(SEED_JSON.read_text())
+    return json.loads(_SEED_TEXT[0])
 
 
 def _live_tables(d: dict[str, Any]) -> list[str]:
@@ -820,3 +827,63 @@ def test_cli_traces_the_aws_json_fixture(capsys: pytest.CaptureFixture[str]) -> 
     assert rc == 0
     assert out["forward"]["verdict"] == "delivered"
     assert (out["reverse"]["verdict"], out["reverse"]["reason"]) == ("dropped", "appliance_no_state")
+
+
+# ---- robustness: any damage to the JSON gives a ConfigError (or a valid topology), never another exception --------
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+_SEED_PATHS: list[tuple[Any, ...]] = []
+
+
+def _seed_paths() -> list[tuple[Any, ...]]:
+    if not _SEED_PATHS:
+        _SEED_PATHS.extend(p for p in _paths(_seed_doc()) if p)
+    return _SEED_PATHS
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.text(max_size=8),
+    st.sampled_from(["10.0.0.0/33", "subnet-x", "vpc-x", "tgw-x", "enable", "blackhole", "propagated", "static"]),
+    st.just([]),
+    st.just({}),
+    st.just([1, "x", None]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_damaged_json_raises_only_config_error(data: st.DataObject) -> None:
+    doc = _seed_doc()
+    paths = _seed_paths()
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent = doc
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            if data.draw(st.booleans()) and isinstance(parent, dict):
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = data.draw(_JUNK)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed or replaced this path
+    try:
+        topo = load_aws_json(doc)
+    except ConfigError as e:
+        assert str(e)  # a message (naming the object) and nothing but ConfigError
+    else:
+        topo.validate()  # what loads is a consistent model
