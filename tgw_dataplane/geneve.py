@@ -145,6 +145,14 @@ _U32 = struct.Struct("!I")
 _IPV4_PREFIX = struct.Struct("!BxH")  # version/IHL, total length
 _IPV6_PLEN = struct.Struct("!4xH")  # payload length
 _B0_GWLB = AWS_OPTIONS_LEN // 4  # version 0, Opt Len 8
+# The same 40 bytes with each option header read as one 32-bit word (decoding fast path).
+_GWLB_FAST = struct.Struct("!BBHIIQIQII")
+_OPT1_WORD = (AWS_OPTION_CLASS << 16) | (OPT_GWLBE_ENDPOINT_ID << 8) | 2
+_OPT2_WORD = (AWS_OPTION_CLASS << 16) | (OPT_ATTACHMENT_ID << 8) | 2
+_OPT3_WORD = (AWS_OPTION_CLASS << 16) | (OPT_FLOW_COOKIE << 8) | 1
+# Decoded values are in range by construction (struct widths), so the fast path skips __post_init__'s checks.
+_new = object.__new__
+_set = object.__setattr__
 
 
 def encapsulate(inner: bytes, meta: GwlbMetadata) -> bytes:
@@ -191,24 +199,18 @@ def decapsulate(payload: bytes) -> tuple[GwlbMetadata, bytes]:
     if n < BASE_HEADER_LEN:
         raise GeneveDecodeError(GeneveDropReason.TOO_SHORT, f"{n} bytes")
     if n >= GWLB_HEADER_LEN:
-        (b0, b1, proto, vni_word, c1, t1, l1, eid, c2, t2, l2, att, c3, t3, l3, cookie) = _GWLB_HDR.unpack_from(payload)
-        # Fast path: exactly GWLB's layout (R bits zero, lengths as sent). Anything else takes the generic path.
-        if (
-            b0 == _B0_GWLB
-            and not b1 & 0x80
-            and c1 == AWS_OPTION_CLASS
-            and c2 == AWS_OPTION_CLASS
-            and c3 == AWS_OPTION_CLASS
-            and t1 == OPT_GWLBE_ENDPOINT_ID
-            and t2 == OPT_ATTACHMENT_ID
-            and t3 == OPT_FLOW_COOKIE
-            and l1 == 2
-            and l2 == 2
-            and l3 == 1
-        ):
+        b0, b1, proto, vni_word, o1, eid, o2, att, o3, cookie = _GWLB_FAST.unpack_from(payload)
+        # Fast path: exactly GWLB's layout (each option header compared as one 32-bit word: class, type, R=0 and
+        # length). Anything else, including the O bit, takes the strict generic path.
+        if b0 == _B0_GWLB and o1 == _OPT1_WORD and o2 == _OPT2_WORD and o3 == _OPT3_WORD and not b1 & 0x80:
             inner = payload[GWLB_HEADER_LEN:]
             _check_inner(proto, inner)
-            return GwlbMetadata(eid, att, cookie, vni_word >> 8), inner
+            m = _new(GwlbMetadata)
+            _set(m, "endpoint_id", eid)
+            _set(m, "attachment_id", att)
+            _set(m, "flow_cookie", cookie)
+            _set(m, "vni", vni_word >> 8)
+            return m, inner
     return _decapsulate_generic(payload)
 
 
