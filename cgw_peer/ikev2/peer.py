@@ -32,9 +32,20 @@ NAT-T (§2.23, RFC 3948): NAT_DETECTION_* notifies in IKE_SA_INIT; on a mismatch
 initiator floats to port 4500 from IKE_AUTH on. Whenever either port is not 500, every IKE datagram
 carries the 4-octet zero non-ESP marker (``real-peers.md`` §1.7); a single 0xFF octet is a NAT keepalive.
 
-Collisions (§2.8.1, §2.25): a simultaneous Child rekey leaves two new SAs; the one with the lowest of the
-four nonces is deleted by the side that created it. A Delete for a Child SA we are rekeying is answered
-and the rekey completes (strongSwan #1458: "CHILD_REKEY collision with CHILD_DELETE").
+Collisions (§2.8.1, §2.25): a simultaneous Child or IKE rekey leaves two new SAs; the one holding the lowest
+of the four nonces is deleted by the side that created it (for IKE, the creator of the survivor deletes the
+old SA). A Delete for a Child SA we are rekeying is answered and the rekey completes (strongSwan #1458:
+"CHILD_REKEY collision with CHILD_DELETE"). Two IKE SAs set up at once by both sides (simultaneous
+initiation) are resolved by the same nonce rule. AWS log lines (``ike-dpd.md`` §1.5) are ``aws_log`` events,
+emitted by the AWS role only.
+
+Settings (all named, with documented defaults): ``Behaviour.ikev2_liveness`` (aws | strongswan | libreswan),
+``Behaviour.ikev2_require_cookie`` (off), ``Behaviour.retransmit`` (incl. ``budget``), ``dpd_delay``,
+``dpd_interval``, ``liveness_traffic``, ``send_delete_on_clear``, ``restart_backoff_*``, ``rekey_initiator``;
+``TunnelOptions`` for algorithms, lifetimes, margin/fuzz, DPDTimeoutSeconds/Action and StartupAction.
+Not settable (fixed here): window size 1 (no SET_WINDOW_SIZE), one Child SA per IKE SA (an extra
+CREATE_CHILD_SA gets NO_ADDITIONAL_SAS, as AWS allows one SA pair), 32-octet nonces, the IKE rekey reuses
+the IKE SA's DH group, a TEMPORARY_FAILURE answer to a Child rekey is retried after 2 s.
 """
 
 from __future__ import annotations

@@ -161,9 +161,9 @@ def test_lost_response_is_answered_from_cache() -> None:
     assert aws.status.status.value == "UP"
 
 
-def test_both_sides_restart_and_return() -> None:
-    """restart on both sides, the AWS side (StartupAction=start) keeps retrying with backoff until the CGW
-    comes back; then exactly one IKE SA remains on each side."""
+def test_aws_restart_until_cgw_returns() -> None:
+    """DPDTimeoutAction=restart: the AWS side (StartupAction=start) keeps re-initiating with backoff while the
+    CGW is gone; the CGW comes back as a fresh process that waits; then exactly one IKE SA remains each side."""
     opts = options(dpd_timeout_action=DpdTimeoutAction.RESTART, startup_action=StartupAction.START)
     rt = Retransmit(timeout=1.0, base=1.4, tries=3)
     aws, cgw = pair(
