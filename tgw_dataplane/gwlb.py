@@ -301,7 +301,7 @@ class Decision:
 
 
 class GwlbNode:
-    """The GWLB node in one AZ, with its own flow table (ordered by last use, one table per idle timeout)."""
+    """The GWLB node in one AZ, with its own flow table (ordered by last use: least recently used first)."""
 
     __slots__ = ("az", "flows", "ip", "subnet")
 
@@ -446,20 +446,33 @@ class GatewayLoadBalancer:
         return d
 
     def next_deadline(self) -> float | None:
-        """Earliest idle expiry over all nodes (O(entries) in the worst case; GWLB tables here are small)."""
+        """Earliest idle expiry over all nodes. Tables are in last-use order, so the scan stops at the first entry
+        that was used after the best deadline found minus the shortest timeout."""
         best: float | None = None
+        shortest = min(self._tcp_timeout, self._timeout)
         for node in self.nodes.values():
             for e in node.flows.values():
+                if best is not None and e.last + shortest >= best:
+                    break
                 d = e.last + e.timeout
                 if best is None or d < best:
                     best = d
         return best
 
     def expire(self, now: float) -> list[bytes]:
-        """Remove entries idle for longer than their timeout; return the RSTs to send (RST-on-idle only)."""
+        """Remove entries idle for longer than their timeout; return the RSTs to send (RST-on-idle only).
+
+        Scans each table from its least recently used end and stops at the first entry used within the shortest
+        timeout (every later one was used even more recently)."""
         resets: list[bytes] = []
+        shortest = min(self._tcp_timeout, self._timeout)
         for node in self.nodes.values():
-            dead = [k for k, e in node.flows.items() if now - e.last > e.timeout]
+            dead = []
+            for k, e in node.flows.items():
+                if now - e.last <= shortest:
+                    break
+                if now - e.last > e.timeout:
+                    dead.append(k)
             for k in dead:
                 e = node.flows.pop(k)
                 self._count("gwlb_idle_expired")

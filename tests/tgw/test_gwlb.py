@@ -294,3 +294,28 @@ def test_ipv6_inner_uses_ipv4_outer() -> None:
     frame = g.to_target("az1", d, p.data, 1, 2)
     assert frame[0] == 0x45 and frame[20 + 8 + 2 : 20 + 8 + 4] == b"\x86\xdd"
     assert d.target is g.select("az1", tcp("2001:db8::b", "2001:db8::a", 443, 40000, SYNACK), 0.1).target
+
+
+@given(
+    events=st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.floats(0, 50)), min_size=1, max_size=60),
+    at=st.floats(0, 2000),
+)
+def test_expiry_scan_matches_brute_force(events: list[tuple[int, bool, float]], at: float) -> None:
+    """The early-stopping scans of expire/next_deadline agree with checking every entry."""
+    g = lb(**{"tcp.idle_timeout.seconds": 60})
+    now = 0.0
+    for port, is_tcp, dt in events:
+        now += dt
+        g.select(
+            "az1",
+            tcp("10.0.1.10", "10.1.2.20", 1000 + port, 443, SYN)
+            if is_tcp
+            else udp("10.0.1.10", "10.1.2.20", 1000 + port, 53),
+            now,
+        )
+    entries = [e for n in g.nodes.values() for e in n.flows.values()]
+    assert g.next_deadline() == min(e.last + e.timeout for e in entries)
+    t = now + at
+    survivors = sum(1 for e in entries if t - e.last <= e.timeout)
+    g.expire(t)
+    assert g.flow_count() == survivors
