@@ -88,8 +88,8 @@ async def load(n: int, phase: float, factory: PeerFactory, up_event: str = "tunn
         res.events[ev.name] += 1
         if in_phase:
             res.phase_events[ev.name] += 1
-        if ev.name == up_event and h is not None and h.name.startswith("cgw"):
-            up.add(h.name)
+        if ev.name == up_event and h is not None:
+            up.add(h.name)  # both ends of a pair must report up (the responder finishes Quick Mode last)
             wake.set()
 
     driver = UdpDriver(on_event=on_event)
@@ -108,21 +108,22 @@ async def load(n: int, phase: float, factory: PeerFactory, up_event: str = "tunn
     t0 = time.perf_counter()
     started = 0
     deadline = t0 + max(60.0, n / 50)
-    while len(up) < n and time.perf_counter() < deadline:
+    while len(up) < 2 * n and time.perf_counter() < deadline:
         wake.clear()
-        while started < n and started - len(up) < WINDOW:
+        while started < n and started - len(up) // 2 < WINDOW:
             driver.start_peer(cgws[started])
             started += 1
-        if len(up) >= n:
+        if len(up) >= 2 * n:
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), 1.0)
     res.setup_seconds = time.perf_counter() - t0
-    res.established = len(up)
+    res.established = sum(1 for i in range(n) if f"aws{i}" in up and f"cgw{i}" in up)
     in_phase = True
     c0, w0 = time.process_time(), time.perf_counter()
     await asyncio.sleep(phase)
     res.cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
+    in_phase = False  # close() below takes every tunnel down on purpose
     res.rss = rss_bytes()
     res.driver_stats = dict(driver.stats)
     await driver.aclose()

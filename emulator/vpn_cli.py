@@ -331,11 +331,13 @@ def _bool(v: Any, field: str) -> bool:
 
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
     """The engine for ``cfg.ike_version`` (IKEv1: ``cgw_peer.peer.create_peer``)."""
+    from cgw_peer.peer import create_peer
+
     try:
-        from cgw_peer.peer import create_peer
-    except ImportError as e:
-        raise ConfigError(f"ike-version: the IKE engine is not available ({e})") from None
-    return create_peer(cfg, local=local, remote=remote, rng=rng)
+        return create_peer(cfg, local=local, remote=remote, rng=rng)
+    except ImportError as e:  # an engine that is not built yet (the façade imports engines lazily)
+        version = 1 if cfg.ike_version is IkeVersion.IKEV1 else 2
+        raise ConfigError(f"ike-version: no IKEv{version} engine is available ({e})") from None
 
 
 # -- running --------------------------------------------------------------------------------------------

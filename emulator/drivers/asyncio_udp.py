@@ -41,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol
 
 from emulator.actions import Action, Address, Event, Transmit
 from emulator.link import FaultPlan, Link
@@ -76,16 +76,6 @@ class DrivenPeer(Protocol):
     def handle_timer(self, now: float) -> list[Action]: ...
 
 
-@runtime_checkable
-class _Closable(Protocol):
-    def close(self, now: float) -> list[Action]: ...
-
-
-@runtime_checkable
-class _HasSpis(Protocol):
-    def ike_spis(self) -> set[bytes]: ...
-
-
 @dataclass(eq=False)
 class PeerHandle:
     """The driver's record of one peer: addresses, timer, fault plan and counters."""
@@ -105,6 +95,9 @@ class PeerHandle:
     stuck: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     """Free for the caller (e.g. the vpn command keeps its status here)."""
+    spis_fn: Callable[[], set[bytes]] | None = None
+    """``node.ike_spis`` when the node has it (resolved once: a runtime Protocol check per call is slow)."""
+    close_fn: Callable[[float], list[Action]] | None = None
 
 
 EventCallback = Callable[[PeerHandle | None, float, Event], None]
@@ -224,7 +217,15 @@ class UdpDriver:
         link = None
         if fault_plan is not None and not fault_plan.perfect:
             link = Link(fault_plan, link_rng if link_rng is not None else random.Random(0))
-        h = PeerHandle(name=name, node=node, local=local, remote=remote, link=link)
+        h = PeerHandle(
+            name=name,
+            node=node,
+            local=local,
+            remote=remote,
+            link=link,
+            spis_fn=getattr(node, "ike_spis", None),
+            close_fn=getattr(node, "close", None),
+        )
         self.peers.append(h)
         self._by_pair[key] = h
         self._by_spi.setdefault(local[0], {})
@@ -242,9 +243,8 @@ class UdpDriver:
         """Call ``node.close(now)`` (if it has one) and send what it returns immediately (no fault plan)."""
         if h.closed:
             return
-        node = h.node
-        if isinstance(node, _Closable):
-            self._call(h, "close", node.close, bypass_faults=True)
+        if h.close_fn is not None:
+            self._call(h, "close", h.close_fn, bypass_faults=True)
         h.closed = True
 
     def remove_peer(self, h: PeerHandle) -> None:
@@ -298,22 +298,25 @@ class UdpDriver:
         try:
             actions = fn(now)
         except Exception as e:  # an engine bug must not take down every other tunnel on this loop
-            h.errors += 1
-            self.stats["peer_errors"] += 1
-            self._emit(
-                h,
-                now,
-                Event(
-                    "driver_error",
-                    {"where": what, "error": repr(e), "traceback": traceback.format_exc(limit=8)},
-                ),
-            )
+            self._engine_error(h, what, e, now)
             actions = []
-        self._dispatch(h, actions, now, bypass_faults)
+        self._after(h, actions, now, bypass_faults)
+
+    def _after(self, h: PeerHandle, actions: list[Action], now: float, bypass_faults: bool) -> None:
+        """Act on what a peer returned, then refresh its SPIs and re-arm its timer."""
+        if actions:
+            self._dispatch(h, actions, now, bypass_faults)
         if self._closed:
             return
-        self._refresh_spis(h)
+        if h.spis_fn is not None:
+            self._refresh_spis(h)
         self._rearm(h, now)
+
+    def _engine_error(self, h: PeerHandle, what: str, e: Exception, now: float) -> None:
+        h.errors += 1
+        self.stats["peer_errors"] += 1
+        tb = traceback.format_exc(limit=8)
+        self._emit(h, now, Event("driver_error", {"where": what, "error": repr(e), "traceback": tb}))
 
     def _dispatch(self, h: PeerHandle, actions: Iterable[Action], now: float, bypass_faults: bool) -> None:
         for a in actions:
@@ -327,11 +330,11 @@ class UdpDriver:
             self.on_event(h, now, ev)
 
     def _refresh_spis(self, h: PeerHandle) -> None:
-        node = h.node
-        if not isinstance(node, _HasSpis):
+        fn = h.spis_fn
+        if fn is None:
             return
         try:
-            spis = frozenset(node.ike_spis())
+            spis = frozenset(fn())
         except Exception:
             return
         if spis == h.spis:
@@ -351,27 +354,49 @@ class UdpDriver:
         except Exception as e:
             self._emit(h, now, Event("driver_error", {"where": "next_deadline", "error": repr(e)}))
             d = None
-        if d == h.armed and (d is None or h.timer is not None):
+        if d is None:
+            if h.timer is not None:
+                h.timer.cancel()
+                h.timer = None
+                h.armed = None
             return
         if h.timer is not None:
+            if h.armed is not None and h.armed <= d:
+                # Lazy re-arm: the deadline only moved later (every inbound datagram pushes DPD back), so keep
+                # the earlier timer; when it fires it looks again. Saves a cancel + call_at per datagram.
+                return
             h.timer.cancel()
-            h.timer = None
         h.armed = d
-        if d is not None:
-            h.timer = self.loop.call_at(self.t0 + d, self._on_timer, h, d)
+        h.timer = self.loop.call_at(self.t0 + d, self._on_timer, h)
 
-    def _on_timer(self, h: PeerHandle, deadline: float) -> None:
+    def _on_timer(self, h: PeerHandle) -> None:
+        fired = h.armed if h.armed is not None else 0.0
         h.timer = None
         h.armed = None
-        now = max(deadline, self.now())
-        self._call(h, "handle_timer", h.node.handle_timer, now)
-        # A peer whose deadline stays in the past after handle_timer would spin the loop; slow it down and
-        # say so instead of burning a core.
-        if h.armed is not None and h.armed <= deadline:
+        now = self.now()
+        try:
+            d = h.node.next_deadline()
+        except Exception as e:
+            self._emit(h, now, Event("driver_error", {"where": "next_deadline", "error": repr(e)}))
+            return
+        if d is None:
+            return
+        if d > fired and d > now:
+            # the deadline moved on since this timer was set: just wait for the new one
+            h.armed = d
+            h.timer = self.loop.call_at(self.t0 + d, self._on_timer, h)
+            return
+        # aioquic's guard: the loop may wake us a hair before the deadline; never hand the peer an instant
+        # earlier than the deadline it asked for.
+        call_at = max(d, now)
+        self._call(h, "handle_timer", h.node.handle_timer, call_at)
+        # A peer whose deadline does not advance past the instant it was just given would spin the loop:
+        # slow it down and say so instead of burning a core.
+        if h.armed is not None and h.armed <= call_at:
             h.stuck += 1
             if h.stuck >= _STUCK_LIMIT and h.timer is not None:
                 h.timer.cancel()
-                h.timer = self.loop.call_at(self.loop.time() + 0.1, self._on_timer, h, h.armed)
+                h.timer = self.loop.call_at(self.loop.time() + 0.1, self._on_timer, h)
                 if h.stuck == _STUCK_LIMIT:
                     self._emit(h, now, Event("driver_error", {"where": "timer", "error": "deadline not advancing"}))
         else:
@@ -457,8 +482,12 @@ class UdpDriver:
             self.stats["unmatched"] += 1
             return
         h.rx += 1
-        node = h.node
-        self._call(h, "receive_datagram", lambda n: node.receive_datagram(data, src, ep.addr, n), now)
+        try:
+            actions = h.node.receive_datagram(data, src, ep.addr, now)
+        except Exception as e:
+            self._engine_error(h, "receive_datagram", e, now)
+            actions = []
+        self._after(h, actions, now, False)
 
     def route(self, local_ip: str, data: bytes, src: Address) -> PeerHandle | None:
         """The peer a datagram from ``src`` to ``local_ip`` belongs to (see the module docstring)."""

@@ -299,3 +299,27 @@ async def test_duplicate_address_pair_is_rejected() -> None:
     with pytest.raises(ValueError, match="already registered"):
         d.add_peer(FakePeer(local, ("127.0.0.2", 9), b"L" * 8), name="b", local=local, remote=("127.0.0.2", 9))
     await d.aclose()
+
+
+async def test_deadline_moved_later_is_honoured_without_early_calls() -> None:
+    """Deadlines pushed later (as every inbound datagram does to DPD) keep the armed timer; when it fires the
+    driver sees the new deadline and waits again, without calling the peer early."""
+    fired: list[float] = []
+    d = UdpDriver(on_event=lambda h, t, ev: fired.append(t) if ev.name == "fired" else None)
+    local = ("127.0.0.1", free_port("127.0.0.1"))
+    p = FakePeer(local, ("127.0.0.2", 9), b"M" * 8)
+    h = d.add_peer(p, name="p", local=local, remote=("127.0.0.2", 9), natt=False)
+    p.deadline = d.now() + 0.05
+    d.start_peer(h)
+    later = [d.now() + 0.1 + 0.02 * i for i in range(5)]
+    for dl in later:
+
+        def push(now: float, dl: float = dl) -> list[Action]:
+            p.deadline = dl
+            return []
+
+        d.call(h, push)
+    await wait_for(lambda: bool(fired))
+    assert p.timer_calls == [p.timer_calls[0]] and p.timer_calls[0] >= later[-1]
+    assert fired[0] >= later[-1]
+    await d.aclose()
