@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.cli import ConfigError
-from emulator.pcap import LINKTYPE_RAW, PcapWriter
+from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.craft import parse_flow
 from tgw_dataplane.dataplane import DELIVERED, Dataplane, Result
 from tgw_dataplane.model import Topology, load_topology
@@ -155,54 +155,39 @@ def _flow_name(p: Packet) -> str:
     return f"{proto} {fam(p.src)} > {fam(p.dst)}"
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     packets = _read_capture(args.pcap)
     out = Path(args.out)
-    (out / "hops").mkdir(parents=True, exist_ok=True)
-    writers: dict[str, PcapWriter] = {}
-
-    def sink(node: str, ts: float, frame: bytes) -> None:
-        w = writers.get(node)
-        if w is None:
-            w = writers[node] = PcapWriter.open(str(out / "hops" / f"{_safe(node)}.pcap"), LINKTYPE_RAW)
-        w.write(ts, frame)
-
+    t0 = packets[0][0] if packets else 0.0
+    sink = HopCaptures(ts_origin=t0)
     dp = _dataplane(args, flow_logs=True, capture_sink=sink)
     sources: dict[int, str | None] = {}
     flows: dict[str, dict[str, Any]] = {}
-    t0 = packets[0][0] if packets else 0.0
-    try:
-        for ts, frame in packets:
-            now = ts - t0
-            p = parse(frame)
-            if isinstance(p, str):
-                res = dp.send(frame, "-", now)  # counted under the parse error's reason
-                name = f"unparsable ({p})"
-            else:
-                src = sources.get(p.src, "")
-                if src == "":
-                    fam = ipaddress.IPv4Address if p.version == 4 else ipaddress.IPv6Address
-                    try:
-                        src = dp.source_for_ip(str(fam(p.src)))
-                    except ConfigError:
-                        src = None
-                    sources[p.src] = src
-                res = dp.send(frame, src or "-", now)
-                name = _flow_name(p)
-            f = flows.setdefault(name, {"packets": 0, "delivered": 0, "dropped": 0, "reasons": {}})
-            f["packets"] += 1
-            if res.verdict == DELIVERED:
-                f["delivered"] += 1
-            else:
-                f["dropped"] += 1
-                f["reasons"][res.reason] = f["reasons"].get(res.reason, 0) + 1
-    finally:
-        for w in writers.values():
-            w.close()
+    for ts, frame in packets:
+        now = ts - t0
+        p = parse(frame)
+        if isinstance(p, str):
+            res = dp.send(frame, "-", now)  # counted under the parse error's reason
+            name = f"unparsable ({p})"
+        else:
+            src = sources.get(p.src, "")
+            if src == "":
+                fam = ipaddress.IPv4Address if p.version == 4 else ipaddress.IPv6Address
+                try:
+                    src = dp.source_for_ip(str(fam(p.src)))
+                except ConfigError:
+                    src = None
+                sources[p.src] = src
+            res = dp.send(frame, src or "-", now)
+            name = _flow_name(p)
+        f = flows.setdefault(name, {"packets": 0, "delivered": 0, "dropped": 0, "reasons": {}})
+        f["packets"] += 1
+        if res.verdict == DELIVERED:
+            f["delivered"] += 1
+        else:
+            f["dropped"] += 1
+            f["reasons"][res.reason] = f["reasons"].get(res.reason, 0) + 1
+    written = sink.write(out / "hops")
     assert dp.flow_logs is not None
     (out / "flowlogs.txt").write_text("\n".join(dp.flow_logs.lines()) + "\n")
     summary = {
@@ -210,12 +195,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "delivered": dp.delivered,
         "drops": dict(sorted(dp.drops.items())),
         "flows": flows,
-        "hop_captures": sorted(f"{_safe(n)}.pcap" for n in writers),
+        "hop_captures": sorted(p.name for p in written),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{len(packets)} packets: {dp.delivered} delivered, {sum(dp.drops.values())} dropped")
     for name, f in flows.items():
         extra = ", ".join(f"{k}={v}" for k, v in f["reasons"].items())
         print(f"  {name}: {f['delivered']} delivered, {f['dropped']} dropped" + (f" ({extra})" if extra else ""))
-    print(f"wrote {out}/hops/*.pcap ({len(writers)}), {out}/flowlogs.txt, {out}/summary.json")
+    print(f"wrote {out}/hops/*.pcap ({len(written)}), {out}/flowlogs.txt, {out}/summary.json")
     return 0

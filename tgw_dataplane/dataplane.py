@@ -30,6 +30,7 @@ from typing import Any
 
 from emulator.cli import ConfigError
 from tgw_dataplane import appliances as _appliances  # noqa: F401 - registers the built-in middleboxes
+from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.flowlogs import FlowLogs
 from tgw_dataplane.lpm import Lpm
 from tgw_dataplane.middlebox import HopContext, Middlebox, middlebox_factory
@@ -170,6 +171,34 @@ class _TStep:
         self.aff = aff
 
 
+_OP_PIN, _OP_MB, _OP_CAP, _OP_MTU, _OP_END, _OP_CAPL = range(6)
+_UNCACHEABLE = (-1,)
+
+
+class _Plan:
+    """A flow plan: what remains dynamic on a path already walked for one flow and direction from one source.
+
+    Like an Open vSwitch megaflow: the slow path (:meth:`Dataplane._walk`) records, in order, the appliance-mode
+    pins it used (flow table, ENI index), the middleboxes the packet passed (and the TTL decrement at each), the
+    capture points, the TGW hops' MTUs and the final node. Later packets of the flow replay only that: the pins
+    are checked (present, same ENI, not idle) and refreshed, every middlebox still processes the packet (so
+    firewall state is real), captures are written, TTL and MTU are checked against the recorded limits.
+    A plan is valid for one generation: any change of health, appliance mode, tunnel state or routes bumps it.
+    Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
+    """
+
+    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "ttl_dec")
+
+    def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int) -> None:
+        self.gen = gen
+        self.cap = cap
+        self.node = node
+        self.ttl_dec = ttl_dec
+        self.mtu = min((op[1] for op in rec if op[0] == _OP_MTU), default=1 << 30)
+        self.pins = tuple((op[1], op[2], op[3]) for op in rec if op[0] == _OP_PIN)
+        self.ops = tuple(op for op in rec if op[0] in (_OP_PIN, _OP_MB, _OP_CAP, _OP_CAPL))
+
+
 class _Place:
     """Where a packet is routed from inside a VPC: a subnet's route table (or the IGW edge table)."""
 
@@ -201,7 +230,7 @@ class _Vpc:
 class _Node:
     """An instance (host or appliance) or a GWLB endpoint."""
 
-    __slots__ = ("addrs", "ctx", "eni", "id", "is_host", "kind", "mb", "place", "up")
+    __slots__ = ("addrs", "ctx", "eni", "id", "is_host", "kind", "mb", "place", "plans", "up")
 
     def __init__(self, nid: str, kind: str, eni: str, place: _Place) -> None:
         self.id = nid
@@ -213,6 +242,7 @@ class _Node:
         self.ctx: HopContext | None = None
         self.up = True
         self.addrs: list[int] = []
+        self.plans: dict[int, _Plan] = {}  # flow plans of packets this node sends
 
 
 class _Eni:
@@ -332,6 +362,8 @@ class Dataplane:
         s = self.settings
         self._tcp_idle_ms = int(s.appliance_tcp_idle_timeout * 1000)
         self._idle_ms = int(s.appliance_idle_timeout * 1000)
+        self._gen = 0
+        self._rec: list[Any] | None = None
         self._max_hops = s.max_hops
         self._ttl_decrement = s.ttl_decrement
         self._policy = s.pinned_flow_on_failure
@@ -515,6 +547,7 @@ class Dataplane:
     # ------------------------------------------------------------------------------------------------------
     def set_az_health(self, az_id: str, healthy: bool) -> None:
         """Fail or restore an AZ (by AZ ID): its TGW attachment ENIs and its instances stop forwarding."""
+        self._gen += 1
         if healthy:
             self._az_down.discard(az_id)
         else:
@@ -530,6 +563,7 @@ class Dataplane:
 
     def set_eni_health(self, eni_id: str, healthy: bool) -> None:
         """Fail or restore one TGW attachment ENI, or an instance/appliance (by instance or ENI id)."""
+        self._gen += 1
         e = self._enis.get(eni_id)
         if e is not None:
             e.up = healthy
@@ -543,6 +577,7 @@ class Dataplane:
     def set_appliance_mode(self, attachment_id: str, enabled: bool) -> None:
         """Toggle ApplianceModeSupport on a live VPC attachment. APP: this "might affect that attachment's
         current route"; existing pins are dropped, so every flow is re-evaluated on its next packet."""
+        self._gen += 1
         ca = self._att(attachment_id)
         if ca.type != _A_VPC:
             raise ConfigError(f"attachment {attachment_id}: appliance mode exists only on VPC attachments")
@@ -552,6 +587,7 @@ class Dataplane:
     def set_tunnel_state(self, attachment_id: str, tunnel: str, up: bool) -> None:
         """Set a VPN tunnel up or down. Propagated (BGP) routes of the attachment are present while at least
         one tunnel is up; route tables are recompiled when that changes."""
+        self._gen += 1
         ca = self._att(attachment_id)
         if ca.type != _A_VPN:
             raise ConfigError(f"attachment {attachment_id}: not a VPN attachment")
@@ -647,9 +683,36 @@ class Dataplane:
             node: _Node = obj
             if not node.up:
                 return self._drop(DropReason.INSTANCE_FAILED, node.id, pkt)
+            if hops is not None or self.flow_logs is not None:
+                if cap is not None:
+                    cap(node.id, now, data)
+                return self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
+            # Flow plan cache (see _Plan): replay the dynamic steps of a path already walked for this flow.
+            fk = (pkt.key << 1) | pkt.forward
+            plans = node.plans
+            plan = plans.get(fk)
+            if plan is not None and plan.gen == self._gen and plan.cap == (cap is not None):
+                res = self._run_plan(plan, pkt, now)
+                if res is not None:
+                    return res
+            rec: list[Any] = []
+            self._rec = rec
             if cap is not None:
                 cap(node.id, now, data)
-            return self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
+                rec.append((_OP_CAP, node.id, 0))
+            try:
+                res = self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
+            finally:
+                self._rec = None
+            if res.verdict == DELIVERED and rec[-1] is not _UNCACHEABLE:
+                if len(plans) >= _CACHE_MAX:
+                    plans.clear()
+                if isinstance(cap, HopCaptures):
+                    rec = [
+                        (_OP_CAPL, cap.records.setdefault(op[1], []), op[2]) if op[0] == _OP_CAP else op for op in rec
+                    ]
+                plans[fk] = _Plan(self._gen, cap is not None, rec, res.node, pkt.ttl0 - pkt.ttl)
+            return res
         if what == "igw":
             place: _Place = obj
             if cap is not None:
@@ -668,6 +731,42 @@ class Dataplane:
             return r
         e: _Eni = r
         return self._walk(pkt, e.place, e.id, "tgw-attachment-eni", e.id, e.att.id, now)
+
+    def _run_plan(self, plan: _Plan, pkt: Packet, now: float) -> Result | None:
+        """Replay a flow plan: validate, then run the dynamic steps in order. None: take the slow path."""
+        if pkt.length > plan.mtu or pkt.ttl <= plan.ttl_dec:
+            return None  # the slow path drops it at the right hop (mtu_exceeded / ttl_expired)
+        key = pkt.key
+        now_ms = int(now * 1000)
+        for flows, idx, idle in plan.pins:
+            v = flows.get(key)
+            if v is None or (v & 0xFFF) != idx or now_ms - (v >> 12) > idle:
+                return None  # pin expired or moved: re-decide on the slow path
+        ttl0 = pkt.ttl
+        dec = 0
+        frame = pkt.data
+        for op in plan.ops:
+            k = op[0]
+            if k == _OP_CAPL:  # HopCaptures: append to the node's record list directly
+                if op[2] != dec:
+                    dec = op[2]
+                    pkt.ttl = ttl0 - dec
+                    frame = pkt.wire()
+                op[1].append((now, frame))
+            elif k == _OP_PIN:
+                op[1][key] = (now_ms << 12) | op[2]
+            elif k == _OP_MB:
+                n: _Node = op[1]
+                pkt.ttl = ttl0 - op[2]
+                verdict = n.mb.process(pkt, n.ctx, now)  # type: ignore[union-attr,arg-type]
+                if verdict is not None:
+                    return self._drop(verdict, n.id, pkt)
+            else:
+                pkt.ttl = ttl0 - op[2]
+                self.capture_sink(op[1], now, pkt.wire())  # type: ignore[misc]
+        pkt.ttl = ttl0 - plan.ttl_dec
+        self.delivered += 1
+        return Result(DELIVERED, "", plan.node, None, pkt)
 
     # Static outcomes of route lookups are cached per place / per TGW ingress point and destination address
     # (cleared when routes change); health, appliance mode, pins and firewall state are read per packet.
@@ -730,6 +829,7 @@ class Dataplane:
         return ts
 
     def _clear_caches(self) -> None:
+        self._gen += 1
         for pl in self._places.values():
             pl.steps.clear()
         for v in self._vpcs.values():
@@ -744,6 +844,7 @@ class Dataplane:
         """Route inside VPCs (and through TGWs) until the packet is delivered or dropped."""
         hops = self._hops
         cap = self.capture_sink
+        rec = self._rec
         dst = pkt.dst
         n = 0
         max_hops = self._max_hops
@@ -786,6 +887,8 @@ class Dataplane:
                 att = e.att.id
                 if cap is not None:
                     cap(node, now, pkt.wire())
+                    if rec is not None:
+                        rec.append((_OP_CAP, node, pkt.ttl0 - pkt.ttl))
                 continue
             if k == _S_MB:
                 mbn: _Node = st.node  # type: ignore[assignment]
@@ -797,6 +900,8 @@ class Dataplane:
                     )
                 if cap is not None:
                     cap(mbn.id, now, pkt.wire())
+                    if rec is not None:
+                        rec.append((_OP_CAP, mbn.id, pkt.ttl0 - pkt.ttl))
                 mb = mbn.mb
                 if mb is None:
                     # A route to a plain host ENI: the host does not forward (source/dest check).
@@ -808,6 +913,9 @@ class Dataplane:
                     if hops is not None:
                         hops.append(self._hop_of(mbn))
                     return self._drop(verdict, mbn.id, pkt)
+                if rec is not None:
+                    # A plug-in may declare itself unfit for replay (e.g. it rewrites or re-routes packets).
+                    rec.append((_OP_MB, mbn, pkt.ttl0 - pkt.ttl) if getattr(mb, "replayable", True) else _UNCACHEABLE)
                 place = mbn.place
                 node = mbn.id
                 kind = mbn.kind
@@ -817,6 +925,8 @@ class Dataplane:
             if k == _S_DELIVER:
                 return self._arrive(pkt, st.node, now)  # type: ignore[arg-type]
             if k == _S_IGW:
+                if rec is not None:
+                    rec.append(_UNCACHEABLE)  # rare path; keep the plan format small
                 self.delivered += 1
                 if hops is not None:
                     hops.append({"node": place.vpc.id + "/igw", "kind": "igw", "verdict": DELIVERED})
@@ -838,6 +948,10 @@ class Dataplane:
             hops.append(d)
         if self.capture_sink is not None:
             self.capture_sink(h.id, now, pkt.wire())
+            if self._rec is not None:
+                self._rec.append((_OP_CAP, h.id, pkt.ttl0 - pkt.ttl))
+        if self._rec is not None:
+            self._rec.append((_OP_END,))
         return Result(DELIVERED, "", h.id, hops, pkt)
 
     def _tgw(self, pkt: Packet, ca: _Att, in_eni: _Eni | None, now: float) -> _Eni | Result:
@@ -863,8 +977,12 @@ class Dataplane:
                     "route": ts.text or None,
                 }
                 hops.append(hop)
+            rec = self._rec
             if cap is not None:
-                cap(f"{ca.tgw.id}.{ca.id}", now, pkt.wire())  # one capture per TGW ingress attachment
+                name = f"{ca.tgw.id}.{ca.id}"  # one capture per TGW ingress attachment
+                cap(name, now, pkt.wire())
+                if rec is not None:
+                    rec.append((_OP_CAP, name, pkt.ttl0 - pkt.ttl))
             if ts.reason:
                 return self._tgw_drop(pkt, ca, in_eni, ts.reason, now)
             # Q-A: packets larger than the MTU are dropped silently (no ICMP "fragmentation needed").
@@ -876,10 +994,15 @@ class Dataplane:
                 pkt.ttl -= 1
             out: _Att = ts.out  # type: ignore[assignment]
             typ = out.type
+            if rec is not None:
+                rec.append((_OP_MTU, ts.mtu))
             if typ == _A_VPC:
                 e: _Eni | str | None
                 if out.appliance_mode:
                     e = self._pick_appliance(pkt, out, now)
+                    if rec is not None and not isinstance(e, str):
+                        idle = self._tcp_idle_ms if pkt.proto == PROTO_TCP else self._idle_ms
+                        rec.append((_OP_PIN, out.flows, e.idx, idle))
                 else:
                     e = ts.aff
                     if e is None or not e.up:
@@ -896,6 +1019,8 @@ class Dataplane:
                     fl.record(pkt, ca, in_eni, out, e, now, "")
                 return e
             if typ == _A_PEERING:
+                if rec is not None and self.settings.peering_arrival_az is RandomAzMode.PACKET_RANDOM:
+                    rec.append(_UNCACHEABLE)
                 if hop is not None:
                     hop["egress_attachment"] = out.id
                 if fl is not None:
@@ -910,6 +1035,8 @@ class Dataplane:
                 hop["egress_attachment"] = out.id
             if fl is not None:
                 fl.record(pkt, ca, in_eni, out, None, now, "")
+            if rec is not None:
+                rec.append(_UNCACHEABLE)
             self.delivered += 1
             if hops is not None:
                 hops.append({"node": out.id, "kind": "vpn-attachment", "verdict": DELIVERED})
@@ -936,6 +1063,8 @@ class Dataplane:
         mode = self.settings.random_az if in_eni is not None else self.settings.peering_arrival_az
         if mode is RandomAzMode.FLOW_HASH:
             return healthy[hrw_pick(flow_hash(pkt.key, out.tgw.seed), out.healthy_salts)]
+        if self._rec is not None:
+            self._rec.append(_UNCACHEABLE)
         return healthy[self.rng.randrange(len(healthy))]
 
     def _pick_appliance(self, pkt: Packet, out: _Att, now: float) -> _Eni | str:

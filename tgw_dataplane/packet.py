@@ -63,6 +63,8 @@ class Packet:
     """
 
     __slots__ = (
+        "_wire",
+        "_wttl",
         "data",
         "dport",
         "dst",
@@ -93,11 +95,16 @@ class Packet:
     length: int
     key: int
     forward: bool
+    _wttl: int  # TTL of the memoised wire() bytes (-1: none)
+    _wire: bytes
 
     def wire(self) -> bytes:
         """The packet bytes as they are now (TTL/hop limit rewritten, IPv4 header checksum updated)."""
-        if self.ttl == self.ttl0:
+        ttl = self.ttl
+        if ttl == self.ttl0:
             return self.data
+        if ttl == self._wttl:
+            return self._wire
         b = bytearray(self.data)
         if self.version == 4:
             # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), over the 16-bit word holding TTL and protocol.
@@ -113,12 +120,47 @@ class Packet:
             b[11] = c & 0xFF
         else:
             b[7] = self.ttl
-        return bytes(b)
+        self._wttl = ttl
+        self._wire = w = bytes(b)
+        return w
+
+
+# IPv4 fast path (no options): total length, flags/fragment offset, TTL, protocol, addresses, L4 ports.
+_V4FAST = struct.Struct("!2xH2xHBB2xIIHH")
 
 
 def parse(data: bytes, protocols: frozenset[int] = DEFAULT_PROTOCOLS) -> Packet | str:
     """Parse an IPv4 or IPv6 packet. Returns a :class:`Packet`, or a drop-reason string; never raises."""
     n = len(data)
+    if n >= 40 and data[0] == 0x45:
+        # Fast path: IPv4 without options carrying TCP or UDP (the common case); same checks as below.
+        total, frag, ttl, proto, src, dst, sport, dport = _V4FAST.unpack_from(data)
+        if (
+            total <= n
+            and not frag & 0x3FFF
+            and proto in protocols
+            and ((proto == PROTO_TCP and total >= 40 and data[32] >= 0x50) or (proto == PROTO_UDP and total >= 28))
+        ):
+            p = Packet()
+            p.data = data
+            p.version = 4
+            p.src = src
+            p.dst = dst
+            p.proto = proto
+            p.sport = sport
+            p.dport = dport
+            p.flags = data[33] if proto == PROTO_TCP else 0
+            p.icmp_type = -1
+            p.ttl = p.ttl0 = ttl
+            p._wttl = -1
+            p.length = total
+            if src < dst or (src == dst and sport <= dport):
+                p.forward = True
+                p.key = (proto << 96) | (src << 64) | (dst << 32) | (sport << 16) | dport
+            else:
+                p.forward = False
+                p.key = (proto << 96) | (dst << 64) | (src << 32) | (dport << 16) | sport
+            return p
     if n < 20:
         return R_TRUNCATED
     v = data[0] >> 4
@@ -180,6 +222,7 @@ def parse(data: bytes, protocols: frozenset[int] = DEFAULT_PROTOCOLS) -> Packet 
     p.flags = flags
     p.icmp_type = icmp_type
     p.ttl = p.ttl0 = ttl
+    p._wttl = -1
     # Canonical key (tgw.md §4.4): order by address, ports tied to their address.
     if src < dst or (src == dst and sport <= dport):
         p.forward = True
