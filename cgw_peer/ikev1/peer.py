@@ -1178,9 +1178,9 @@ class IkeV1Peer:
             self._authenticated(sa, now, src)
 
     def _authenticated(self, sa: IsakmpSa, now: float, src: Address | None = None) -> None:
-        """An authenticated IKE message arrived: liveness (RFC 3706 §5.4: traffic proves the peer alive)."""
-        if sa is self._current:
-            self._liveness(now)
+        """An authenticated IKE message arrived: liveness (RFC 3706 §5.4: traffic proves the peer alive). Any of
+        our ISAKMP SAs counts: during a rekey overlap the peer may still be talking on the old one."""
+        self._liveness(now)
 
     def _liveness(self, now: float) -> None:
         if self._dpd_on:
