@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import os
 import random
 import signal
@@ -49,6 +50,7 @@ from emulator.actions import Address, Event
 from emulator.cli import ConfigError
 from emulator.drivers.asyncio_udp import JsonLinesEvents, PeerHandle, UdpDriver
 from emulator.keytables import KeyTables
+from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter
 
 # AWS tunnel options exposed as flags: (flag, TunnelOptions field, type or None for a comma list).
@@ -99,6 +101,7 @@ _KEYS = {
     "events",
     "pcap",
     "keys",
+    "faults",
     "tunnel_options",
     "behaviour",
 } | {f for _, f, _ in _TUNNEL_FLAGS}
@@ -142,6 +145,12 @@ def register(sub: Any) -> None:
         "--initiate",
         choices=["yes", "no"],
         help="override who initiates at start (default: CGW yes, AWS only with startup-action start)",
+    )
+    e.add_argument(
+        "--faults",
+        metavar="JSON",
+        help='fault plan applied to what this peer sends, e.g. \'{"loss": 0.1, "drop_kinds": ["dpd_ack"]}\' '
+        "(emulator.link.FaultPlan fields; windows are seconds since start)",
     )
     o = p.add_argument_group("outputs")
     o.add_argument("--events", metavar="FILE|-", help="JSON-lines events ('-' for stdout)")
@@ -329,6 +338,23 @@ def _bool(v: Any, field: str) -> bool:
     raise ConfigError(f"{field}: expected yes or no, got {v!r}")
 
 
+def fault_plan(value: Any) -> FaultPlan | None:
+    """``--faults`` (JSON text) or the YAML ``faults:`` mapping -> a :class:`FaultPlan`."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"faults: not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigError("faults: must be a mapping of FaultPlan fields")
+    try:
+        return FaultPlan.from_mapping(value, "faults")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
     """The engine for ``cfg.ike_version`` (IKEv1: ``cgw_peer.peer.create_peer``)."""
     from cgw_peer.peer import create_peer
@@ -381,6 +407,7 @@ def cmd_vpn(args: argparse.Namespace) -> int:
     # The engine is sans-I/O and takes its randomness from this generator: seed it from the OS here (the
     # driver side), or from --seed for a reproducible run.
     rng = random.Random(int(seed)) if seed is not None else random.Random(os.urandom(32))
+    faults = fault_plan(settings.get("faults"))
     peer = make_peer(cfg, local, remote, rng)
     return asyncio.run(
         run_vpn(
@@ -391,6 +418,8 @@ def cmd_vpn(args: argparse.Namespace) -> int:
             events_path=settings.get("events"),
             pcap_path=settings.get("pcap"),
             keys_dir=settings.get("keys"),
+            faults=faults,
+            fault_seed=int(seed) if seed is not None else 0,
         )
     )
 
@@ -404,6 +433,8 @@ async def run_vpn(
     events_path: str | None = None,
     pcap_path: str | None = None,
     keys_dir: str | None = None,
+    faults: FaultPlan | None = None,
+    fault_seed: int = 0,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Run one peer until ``stop`` is set (or SIGINT/SIGTERM), then close it cleanly."""
@@ -433,7 +464,15 @@ async def run_vpn(
 
             driver.on_datagram = tap
         try:
-            h = driver.add_peer(peer, name=cfg.name, local=local, remote=remote, natt=cfg.nat_t)
+            h = driver.add_peer(
+                peer,
+                name=cfg.name,
+                local=local,
+                remote=remote,
+                natt=cfg.nat_t,
+                fault_plan=faults,
+                link_rng=random.Random(fault_seed),
+            )
         except OSError as e:
             status(f"cannot bind {local[0]}:{local[1]}: {e.strerror}")
             await driver.aclose()

@@ -184,3 +184,21 @@ def test_subcommand_help_lists_every_aws_option() -> None:
         "--tunnel-inside-cidr", "--events", "--pcap", "--keys", "--config", "--proposal",
     ):  # fmt: skip
         assert flag in out
+
+
+def test_faults_option() -> None:
+    from emulator.vpn_cli import fault_plan
+
+    plan = fault_plan('{"loss": 0.25, "drop_kinds": ["dpd_ack"], "blackholes": [[5, 10]]}')
+    assert plan is not None and plan.loss == 0.25 and plan.drop_kinds == frozenset({"dpd_ack"})
+    assert plan.blackholes == ((5.0, 10.0),)
+    assert fault_plan(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "msg"), [("{bad", "not valid JSON"), ('{"loss": 2}', "loss"), ('{"lose": 1}', "lose")]
+)
+def test_faults_errors_exit_2(text: str, msg: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vpn", "--local", "127.0.0.1", "--remote", "127.0.0.2", "--faults", text]) == 2
+    err = capsys.readouterr().err
+    assert "faults" in err and msg in err
