@@ -103,6 +103,10 @@ NONCE_LEN = 32
 IKE_PORT = 500
 NAT_T_PORT = 4500
 INF = float("inf")
+HALF_OPEN_TIMEOUT = 30.0
+"""Seconds a responder keeps an IKE SA whose IKE_AUTH never came (strongSwan ``half_open_timeout``, 30 s)."""
+REKEYED_LINGER = 30.0
+"""Seconds a rekeyed IKE SA is kept waiting for the peer's Delete before it is dropped silently."""
 
 
 class SaState(Enum):
@@ -257,6 +261,8 @@ class IkeSa:
     child_spi: bytes = b""
     """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
     initial_contact: bool = False
+    expire_at: float | None = None
+    """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
     rekeyed_into: IkeSa | None = None
     """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
 
@@ -413,7 +419,7 @@ class IkeV2Peer:
         return None if t == INF else t
 
     def _sa_deadline(self, sa: IkeSa) -> float:
-        t = INF
+        t = INF if sa.expire_at is None else sa.expire_at
         req = sa.outstanding
         if req is not None:
             t = min(req.next_at, req.give_up_at, self._aws_dead_at(sa, req))
@@ -462,6 +468,12 @@ class IkeV2Peer:
                     out += self._retransmit(sa, req, now)
                 continue
             if sa.state is not SaState.ESTABLISHED:
+                if sa.expire_at is not None and now >= sa.expire_at:
+                    self._drop_sa(sa)
+                    self._count(
+                        "half_open_expired" if sa.init_response and not sa.established_at else "rekeyed_expired"
+                    )
+                    out += self._update_status(now, "expired")
                 continue
             if sa.pending:
                 out += self._send_next(sa, now)
@@ -1080,6 +1092,7 @@ class IkeV2Peer:
         sa.init_response = raw
         self._install_keys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, shared))
         sa.peer_mid = 1
+        sa.expire_at = now + HALF_OPEN_TIMEOUT
         self._sas[sa.spi_r] = sa
         self._init_by_spi_i[sa.spi_i] = sa
         out: list[Action] = [Transmit(marker + raw, dst, src, "ike_sa_init_response")]
@@ -1215,6 +1228,7 @@ class IkeV2Peer:
         assert sa.suite is not None
         sa.state = SaState.ESTABLISHED
         sa.established_at = now
+        sa.expire_at = None
         self._restart_attempt = 0
         o = self.config.options
         sa.rekey_at = now + rekey_delay(
@@ -1573,6 +1587,7 @@ class IkeV2Peer:
                 return out
             new.children, other.children = other.children, []
             other.state = SaState.REKEYED  # the peer deletes it
+            other.expire_at = now + REKEYED_LINGER
         # §2.18: the initiator of the (surviving) rekey deletes the old IKE SA (on the old SA).
         out += self._delete_ike(sa, now)
         out += self._update_status(now, "rekey")
@@ -1602,6 +1617,7 @@ class IkeV2Peer:
         new.children = old.children
         old.children = []
         old.state = SaState.REKEYED
+        old.expire_at = now + REKEYED_LINGER
         if old.rekeyed_into is None:
             old.rekeyed_into = new
         self._sas[new.local_spi] = new
@@ -1776,11 +1792,11 @@ class IkeV2Peer:
 
     def _on_informational_request(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
         mid = msg.header.message_id
-        deletes = [codec.parse_delete(b) for b in msg.all(Payload.DELETE)]
         if not msg.payloads:
             # §1.4 / ike_dpd.c: an empty request is a liveness check; answer with an empty response.
-            tx = self._respond(sa, msg, [], "liveness_response")
+            tx = self._respond(sa, msg, (), "liveness_response")
             return [tx, Event("dpd_request_received", {"message_id": mid}), Event("dpd_ack_sent", {"message_id": mid})]
+        deletes = [codec.parse_delete(b) for b in msg.all(Payload.DELETE)]
         if any(d.protocol == Protocol.IKE for d in deletes):
             # §1.4.1: answered with an empty response; the IKE SA and all its Child SAs are gone.
             tx = self._respond(sa, msg, [], "delete_response")

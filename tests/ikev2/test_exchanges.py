@@ -303,3 +303,15 @@ def test_simultaneous_initiation_leaves_one_ike_sa() -> None:
         assert aws.status.status.value == "UP" and cgw.status.status.value == "UP"
         kept.add(sa_a.initiator)
     assert kept == {True, False}
+
+
+def test_half_open_sa_expires() -> None:
+    """An IKE_SA_INIT answered but never followed by IKE_AUTH is dropped after HALF_OPEN_TIMEOUT (30 s)."""
+    aws, cgw = pair()
+    resp = deliver(cgw.start(0.0), aws, 0.0)
+    assert [t.kind for t in transmits(resp)] == ["ike_sa_init_response"]
+    assert len(aws.ike_spis()) == 2 and aws.next_deadline() == 30.0
+    assert aws.handle_timer(29.9) == [] and len(aws.ike_spis()) == 2  # an early call is a no-op
+    aws.handle_timer(30.0)
+    assert aws.ike_spis() == set() and aws.counters["half_open_expired"] == 1
+    assert aws.next_deadline() is None and aws.status.status.value == "DOWN"
