@@ -257,9 +257,16 @@ class IkeV1Peer:
             self._sa_at = self._sa_deadline()
             self._sa_at_dirty = False
         best = self._sa_at
-        for t in (self._dpd.deadline() if self._dpd_on else None, self._restart_at, self._keepalive_at):
+        if self._dpd_on:
+            t = self._dpd.deadline()
             if t is not None and (best is None or t < best):
                 best = t
+        t = self._restart_at
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._keepalive_at
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     def _sa_deadline(self) -> float | None:
@@ -1189,7 +1196,7 @@ class IkeV1Peer:
     # ------------------------------------------------------------------------------------------- DPD
 
     def _on_r_u_there(self, sa: IsakmpSa, seq: int) -> None:
-        self._emit("dpd_request_received", seq=seq)
+        self._out.append(Event("dpd_request_received", {"seq": seq}))
         if not self.beh.send_dpd_vendor_id:
             self._count("dpd:request_without_vendor_id")
             return
@@ -1208,7 +1215,7 @@ class IkeV1Peer:
                 self._count("dpd:duplicate_not_answered")
                 return
         self._send_dpd(sa, NotifyType.R_U_THERE_ACK, seq, "dpd_ack")
-        self._emit("dpd_ack_sent", seq=seq)
+        self._out.append(Event("dpd_ack_sent", {"seq": seq}))
 
     def _on_dpd_ack(self, sa: IsakmpSa, seq: int) -> bool:
         """Returns whether the ACK earns liveness credit."""
@@ -1216,11 +1223,11 @@ class IkeV1Peer:
             sa.dpd_expect = None
             if self.beh.seq_on_retry == SeqOnRetry.REUSE:
                 sa.dpd_seq = (seq + 1) & 0xFFFFFFFF  # strongSwan: next round uses the next number
-            self._emit("dpd_ack_received", seq=seq, valid=True)
+            self._out.append(Event("dpd_ack_received", {"seq": seq, "valid": True}))
             return True
         # RFC 3706 §6.2: the initiator SHOULD reject an ACK whose sequence number does not match.
         self._count("dpd:wrong_seq_ack")
-        self._emit("dpd_ack_received", seq=seq, valid=False)
+        self._out.append(Event("dpd_ack_received", {"seq": seq, "valid": False}))
         return self.beh.wrong_seq_ack_counts
 
     def _probe(self, now: float) -> None:
@@ -1239,7 +1246,7 @@ class IkeV1Peer:
             seq = sa.dpd_seq
         sa.dpd_expect = seq
         self._send_dpd(sa, NotifyType.R_U_THERE, seq, "dpd_request")
-        self._emit("dpd_request_sent", seq=seq)
+        self._out.append(Event("dpd_request_sent", {"seq": seq}))
         self._dpd.on_probe_sent(now)
 
     def _rekeying(self) -> bool:
