@@ -262,6 +262,8 @@ class IkeSa:
     """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
     initial_contact: bool = False
     expire_at: float | None = None
+    last_probe_at: float | None = None
+    """When our last liveness check went out on this SA (for periodic checks behind NAT)."""
     """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
     rekeyed_into: IkeSa | None = None
     """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
@@ -439,7 +441,12 @@ class IkeV2Peer:
         b = self.config.behaviour
         if not b.dpd_enabled or self._last_inbound is None or sa is not self._current():
             return None
-        return self._last_inbound + b.dpd_delay
+        at = self._last_inbound + b.dpd_delay
+        if sa.nat_detected and b.periodic_dpd_with_nat and self._liveness is IkeV2Liveness.AWS:
+            # AWS: "on-demand DPD for peers that are not using NAT, and periodic DPDs for peers using NAT"
+            # (ike-dpd.md §1.2): behind NAT a check goes out every dpd_interval even while traffic flows.
+            at = min(at, (sa.last_probe_at or sa.established_at or 0.0) + b.dpd_interval)
+        return at
 
     def _aws_dead_at(self, sa: IkeSa, req: Request) -> float:
         """AWS model: with a request outstanding on an established SA, dead at last inbound + DPDTimeout."""
@@ -661,6 +668,7 @@ class IkeV2Peer:
         out: list[Action] = [self._tx(sa, raw, p.kind)]
         self._arm(sa, Request(mid, p.exchange, p.kind, raw, p.handler, now, now, now, [], p.liveness), now)
         if p.liveness:
+            sa.last_probe_at = now
             out.append(Event("dpd_request_sent", {"message_id": mid}))
         if p.event is not None:
             out.append(Event(p.event.name, {**p.event.fields, "message_id": mid}))

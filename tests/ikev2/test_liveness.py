@@ -187,3 +187,18 @@ def test_aws_restart_until_cgw_returns() -> None:
     assert len(ups) == 2 and ups[1].t > 120
     assert aws.status.status.value == "UP" and fresh.status.status.value == "UP"
     assert len([s for s in aws._sas.values()]) == 1 and len(fresh._sas) == 1
+
+
+@pytest.mark.parametrize("nat", [False, True])
+def test_aws_periodic_checks_behind_nat(nat: bool) -> None:
+    """AWS: on-demand checks without NAT (none while ESP arrives), periodic checks behind NAT (every 10 s even
+    while ESP arrives); Behaviour.periodic_dpd_with_nat (default on)."""
+    aws, cgw = pair(cgw_cfg=config(Role.CGW, behaviour=quiet_cgw(), force_encap=nat))
+    net = net_for(aws, cgw)
+    net.start_all()
+    for k in range(60):
+        net.at(0.5 + k, lambda: aws.note_esp_inbound(net.now))
+    net.run_until(45)
+    sent = times(net.trace.select("dpd_request_sent", node="aws"))
+    assert sent == ([10.0, 20.0, 30.0, 40.0] if nat else [])
+    assert times(net.trace.select("dpd_ack_received", node="aws")) == sent
