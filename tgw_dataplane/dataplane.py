@@ -348,6 +348,7 @@ class Dataplane:
         rng: random.Random | None = None,
         flow_logs: bool = False,
         capture_sink: CaptureSink | None = None,
+        flow_cache: bool = True,
     ) -> None:
         self.topology = topology
         self.settings: Settings = topology.settings
@@ -357,6 +358,8 @@ class Dataplane:
         self.flow_logs: FlowLogs | None = FlowLogs() if flow_logs else None
         self.capture_sink = capture_sink
         self.tracing = False
+        self.flow_cache = flow_cache
+        """Replay flow plans (:class:`_Plan`) for packets of flows already walked; off: always the slow path."""
         self._hops: list[dict[str, Any]] | None = None
         self._protocols = frozenset(self.settings.protocols)
         s = self.settings
@@ -683,7 +686,7 @@ class Dataplane:
             node: _Node = obj
             if not node.up:
                 return self._drop(DropReason.INSTANCE_FAILED, node.id, pkt)
-            if hops is not None or self.flow_logs is not None:
+            if hops is not None or self.flow_logs is not None or not self.flow_cache:
                 if cap is not None:
                     cap(node.id, now, data)
                 return self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
