@@ -219,3 +219,68 @@ def test_behaviour_without_dpd_vendor_id_disables_dpd() -> None:
     net.start_all()
     net.run_until(100)
     assert sel(net, "dpd_request_sent") == [] and aws.status.status is Status.UP
+
+
+@pytest.mark.parametrize(
+    ("lost", "resent_by", "resent_kind"),
+    [
+        ("main_mode_2", "cgw", "main_mode_1"),  # the initiator retransmits its request
+        ("main_mode_6", "cgw", "main_mode_5"),  # ...and the responder answers the retransmission with MM6 again
+        ("quick_mode_2", "cgw", "quick_mode_1"),
+        ("quick_mode_3", "aws", "quick_mode_2"),  # the last message: the responder retransmits QM2
+    ],
+)
+def test_lost_negotiation_message_is_retransmitted(lost: str, resent_by: str, resent_kind: str) -> None:
+    from emulator.link import FaultPlan
+    from tests.ikev1.helpers import AWS_IP, CGW_IP
+
+    net, aws, cgw = make_net()
+    plan = FaultPlan(drop_kinds=frozenset({lost}), drop_kinds_window=(0.0, 1.0))
+    net.set_faults(CGW_IP, AWS_IP, plan)
+    net.set_faults(AWS_IP, CGW_IP, plan)
+    net.start_all()
+    net.run_until(10)
+    # strongSwan's first retransmission timeout is 4 s.
+    assert [r.t for r in sent(net, resent_kind, resent_by)] == [0.0, 4.0]
+    assert aws.status.status is Status.UP and cgw.status.status is Status.UP
+    assert len(aws.children) == 1 and len(cgw.children) == 1
+    assert aws.children[0].keys_in == cgw.children[0].keys_out
+
+
+def test_phase_states_while_negotiating() -> None:
+    from emulator.link import FaultPlan
+    from tests.ikev1.helpers import AWS_IP, CGW_IP
+
+    net, _aws, cgw = make_net()
+    net.set_faults(AWS_IP, CGW_IP, FaultPlan(drop_kinds=frozenset({"quick_mode_2"}), drop_kinds_window=(0, 1)))
+    net.set_faults(CGW_IP, AWS_IP, FaultPlan())
+    net.start_all()
+    net.run_until(1)
+    st = cgw.status
+    assert (st.status, st.phase1_state, st.phase2_state) == (
+        Status.DOWN,
+        PhaseState.ESTABLISHED,
+        PhaseState.NEGOTIATING,
+    )
+    net.run_until(5)
+    assert cgw.status.phase2_state is PhaseState.ESTABLISHED and cgw.status.last_status_change == 4.0
+
+
+def test_strongswan_profile_skips_probes_while_rekeying() -> None:
+    from cgw_peer.config import PROFILES
+    from emulator.link import FaultPlan
+    from tests.ikev1.helpers import AWS_IP, CGW_IP
+
+    opts = TunnelOptions(
+        phase1_lifetime_seconds=1000, phase2_lifetime_seconds=900, rekey_margin_time_seconds=60, rekey_fuzz_percentage=0
+    )
+    # The CGW (strongSwan profile: no DPD while an IKEv1 SA is rekeying) rekeys; AWS answers slowly.
+    cgw_cfg = cgw_config(options=opts, behaviour=PROFILES["strongswan"])
+    aws_cfg = aws_config(options=opts, behaviour=Behaviour(rekey_initiator=False, dpd_enabled=False))
+    net, _aws, cgw = make_net(aws_cfg, cgw_cfg)
+    net.set_faults(AWS_IP, CGW_IP, FaultPlan(drop_kinds=frozenset({"quick_mode_2"}), drop_kinds_window=(839, 849)))
+    net.start_all()
+    net.run_until(900)
+    assert times(net, "rekey_started", "cgw")[0] == 840.0
+    assert cgw.counters.get("dpd:probe_skipped_rekey", 0) >= 1
+    assert sel(net, "dpd_timeout") == [] and cgw.status.status is Status.UP
