@@ -327,15 +327,24 @@ def initiator_p2_offer(cands: Sequence[P2Suite]) -> list[P2Suite]:
 
 
 def build_p1_sa(suites: Sequence[P1Suite], lifetime: int) -> SaPayload:
-    return SaPayload(
-        (Proposal(1, ProtocolId.ISAKMP, b"", tuple(s.transform(i + 1, lifetime) for i, s in enumerate(suites))),)
-    )
+    """MM1's SA payload: one ISAKMP proposal with one transform per suite (cached: a peer re-sends the same)."""
+    return _p1_sa(tuple(suites), lifetime)
+
+
+@functools.lru_cache(maxsize=256)
+def _p1_sa(suites: tuple[P1Suite, ...], lifetime: int) -> SaPayload:
+    transforms = tuple(s.transform(i + 1, lifetime) for i, s in enumerate(suites))
+    return SaPayload((Proposal(1, ProtocolId.ISAKMP, b"", transforms),))
+
+
+@functools.lru_cache(maxsize=256)
+def _p2_transforms(suites: tuple[P2Suite, ...], lifetime: int, encap: int) -> tuple[Transform, ...]:
+    return tuple(s.transform(i + 1, lifetime, encap) for i, s in enumerate(suites))
 
 
 def build_p2_sa(suites: Sequence[P2Suite], spi: bytes, lifetime: int, encap: int) -> SaPayload:
-    return SaPayload(
-        (Proposal(1, ProtocolId.ESP, spi, tuple(s.transform(i + 1, lifetime, encap) for i, s in enumerate(suites))),)
-    )
+    """QM1's SA payload: one ESP proposal carrying our inbound SPI, one transform per suite."""
+    return SaPayload((Proposal(1, ProtocolId.ESP, spi, _p2_transforms(tuple(suites), lifetime, encap)),))
 
 
 def select_p1(sa: SaPayload, candidates: Sequence[P1Suite]) -> tuple[P1Suite, int, Transform] | None:
