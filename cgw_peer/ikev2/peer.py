@@ -195,6 +195,7 @@ class Message:
     header: Header
     payloads: list[RawPayload]
     raw: bytes
+    _notifies: list[NotifyPayload] | None = None
 
     def first(self, ptype: int) -> bytes | None:
         for p in self.payloads:
@@ -206,7 +207,9 @@ class Message:
         return [p.body for p in self.payloads if p.ptype == ptype]
 
     def notifies(self) -> list[NotifyPayload]:
-        return [codec.parse_notify(p.body) for p in self.payloads if p.ptype == Payload.NOTIFY]
+        if self._notifies is None:
+            self._notifies = [codec.parse_notify(p.body) for p in self.payloads if p.ptype == Payload.NOTIFY]
+        return self._notifies
 
     def notify(self, ntype: int) -> NotifyPayload | None:
         for n in self.notifies():
