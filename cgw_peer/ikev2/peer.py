@@ -688,6 +688,10 @@ class IkeV2Peer:
             req.give_up_at = INF
         else:
             req.waits = b.retransmit.waits()
+            if b.retransmit.jitter > 0:
+                # strongSwan retransmit_jitter: each wait may only be shortened, by up to this fraction.
+                j = b.retransmit.jitter
+                req.waits = [w * (1.0 - j * self.rng.random()) for w in req.waits]
             total = sum(req.waits)
             if b.retransmit.budget is not None:
                 total = min(total, b.retransmit.budget)

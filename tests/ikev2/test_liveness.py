@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -202,3 +203,28 @@ def test_aws_periodic_checks_behind_nat(nat: bool) -> None:
     sent = times(net.trace.select("dpd_request_sent", node="aws"))
     assert sent == ([10.0, 20.0, 30.0, 40.0] if nat else [])
     assert times(net.trace.select("dpd_ack_received", node="aws")) == sent
+
+
+def test_retransmit_jitter_only_shortens() -> None:
+    """Retransmit.jitter (strongSwan retransmit_jitter): every wait is shortened by up to the fraction, never
+    lengthened; the give-up time is the sum of the jittered waits."""
+    b = Behaviour(
+        dpd_delay=2.0,
+        ikev2_liveness=IkeV2Liveness.STRONGSWAN,
+        rekey_initiator=False,
+        retransmit=Retransmit(timeout=1.0, base=2.0, tries=3, jitter=0.5),
+    )
+    aws, cgw = pair(
+        config(Role.AWS, behaviour=Behaviour(dpd_enabled=False, rekey_initiator=False)), config(Role.CGW, behaviour=b)
+    )
+    net = net_for(aws, cgw)
+    net.start_all()
+    net.at(3, lambda: net.crash("aws"))
+    net.run_until(30)
+    sent = times(net.trace.select("dpd_request_sent", node="cgw"))
+    assert sent[0] == 2.0 and sent[1] == 4.0 and len(sent) == 5
+    gaps = [y - x for x, y in itertools.pairwise(sent[1:])]
+    for gap, full in zip(gaps, [1.0, 2.0, 4.0], strict=True):
+        assert full * 0.5 <= gap <= full
+    to = net.trace.first("dpd_timeout", node="cgw")
+    assert to is not None and sent[-1] < to.t <= sent[-1] + 8.0
