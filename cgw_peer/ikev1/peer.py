@@ -88,6 +88,9 @@ from emulator.actions import Action, Address, Event, Transmit
 HALF_OPEN_TIMEOUT = 30.0
 """Seconds a Main Mode may stay unfinished before it is dropped (strongSwan ``half_open_timeout``)."""
 QM_DONE_LINGER = 30.0
+REKEY_DELETE_DELAY = 5.0
+"""Seconds a rekeyed IPsec SA pair overlaps with its successor before we delete it (strongSwan's
+``charon.delete_rekeyed_delay`` default)."""
 """Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
 NONCE_LEN = 32
 _MID = struct.Struct(">I")
@@ -1103,8 +1106,13 @@ class IkeV1Peer:
             "child_sa_established", spi_in=child.spi_in.hex(), spi_out=child.spi_out.hex(), proposal=qm.suite.name
         )
         if qm.rekey_of is not None:
-            if qm.rekey_of in self._children:
-                self._delete_child(qm.rekey_of, now, send=True)
+            old = qm.rekey_of
+            if old in self._children:
+                # Keep the old pair a little (overlap) and delete it afterwards: the peer may still be
+                # finishing the exchange, and a Delete that overtakes QM3 would leave it with no SA at all
+                # (strongSwan: charon.delete_rekeyed_delay).
+                old.replaced = True
+                old.expire_at = min(old.expire_at, now + REKEY_DELETE_DELAY)
             self._emit("rekey_done", sa="child")
         elif older:
             self._emit("rekey_done", sa="child")
@@ -1406,7 +1414,7 @@ class IkeV1Peer:
                     self._pending_child_rekey = c
                     self._initiate_mm(now, rekey=False)
             if now >= c.expire_at and c in self._children:
-                self._count("child:expired")
+                self._count("child:replaced_deleted" if c.replaced else "child:expired")
                 self._delete_child(c, now, send=True)
                 if not self._children:
                     self._tunnel_down(now, "expired")

@@ -246,6 +246,7 @@ class ChildSa:
         "keys_out",
         "lifetime",
         "rekey_at",
+        "replaced",
         "spi_in",
         "spi_out",
         "suite",
@@ -272,4 +273,6 @@ class ChildSa:
         self.lifetime = lifetime
         self.expire_at = established_at + lifetime
         self.rekey_at: float | None = None
+        self.replaced = False
+        """A newer pair replaced this one (our rekey); it is deleted at ``expire_at``."""
         self.encap = encap
