@@ -368,3 +368,39 @@ def test_soak_rekeys_on_a_lossy_jittery_path_never_flap(seed: int) -> None:
     assert len(aws.children) == len(cgw.children) == 1 and aws.ike_spis() == cgw.ike_spis()
     assert aws.children[0].keys_in == cgw.children[0].keys_out
     assert not any(k.startswith("dropped:") for k in (*aws.counters, *cgw.counters))
+
+
+@pytest.mark.parametrize("seed", [3, 8, 13])
+def test_chaos_converges_after_faults_end(seed: int) -> None:
+    """Random (partly one-way) blackholes, loss, duplication, reordering for 4000 s with DPD restart on both
+    sides and fuzzed rekeys; once the path is clean again both sides converge to one tunnel with matching keys."""
+    opts = TunnelOptions(
+        phase1_lifetime_seconds=1200,
+        phase2_lifetime_seconds=900,
+        rekey_margin_time_seconds=120,
+        dpd_timeout_action=DpdTimeoutAction.RESTART,
+    )
+    r = random.Random(seed)
+    holes = []
+    t = 50.0
+    while t < 4000:
+        s = t + r.uniform(50, 400)
+        e = s + r.uniform(5, 200)
+        holes.append((s, e))
+        t = e
+    beh = PROFILES["strongswan"] if seed % 2 else PROFILES["libreswan"]
+    net, aws, cgw = make_net(aws_config(options=opts), cgw_config(options=opts, behaviour=beh), seed=seed)
+    for a, b in ((AWS_IP, CGW_IP), (CGW_IP, AWS_IP)):
+        windows = tuple(h for i, h in enumerate(holes) if i % 3 or a == AWS_IP)  # every third one is one-way
+        plan = FaultPlan(delay=0.03, jitter=0.03, loss=0.05, duplicate=0.02, reorder=0.02, blackholes=windows)
+        net.set_faults(a, b, plan)
+    net.start_all()
+    net.run_until(4000)
+    assert sel(net, "dpd_timeout")  # the faults did bite
+    for a, b in ((AWS_IP, CGW_IP), (CGW_IP, AWS_IP)):
+        net.set_faults(a, b, FaultPlan(delay=0.03))
+    net.run_until(5500)
+    assert aws.status.status is Status.UP and cgw.status.status is Status.UP
+    assert len(aws.children) == len(cgw.children) == 1
+    assert aws.children[0].keys_in == cgw.children[0].keys_out and aws.ike_spis() == cgw.ike_spis()
+    assert not any("internal" in k for k in (*aws.counters, *cgw.counters))
