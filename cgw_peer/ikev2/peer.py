@@ -255,6 +255,8 @@ class IkeSa:
     pending: deque[Pending] = field(default_factory=deque)
     last_request: bytes = b""
     last_response: bytes = b""
+    last_response_kind: str = ""
+    """The ``kind`` of the cached response: a resend keeps it, so fault plans see the same label."""
     children: list[ChildSa] = field(default_factory=list)
     established_at: float | None = None
     rekey_at: float | None = None
@@ -575,7 +577,7 @@ class IkeV2Peer:
             self._count("response_retransmitted")
             self._alive(now)
             return [
-                self._tx(sa, sa.last_response, "retransmitted_response"),
+                self._tx(sa, sa.last_response, sa.last_response_kind),
                 Event("response_retransmitted", {"message_id": hdr.message_id}),
             ]
         if hdr.message_id != sa.peer_mid:
@@ -591,7 +593,7 @@ class IkeV2Peer:
             # The responder learns the initiator's (possibly floated) address from IKE_AUTH, and follows a
             # NAT mapping change on any authenticated request (§2.23).
             sa.remote, sa.local = src, dst
-        saved = (sa.peer_mid, sa.last_request, sa.last_response)
+        saved = (sa.peer_mid, sa.last_request, sa.last_response, sa.last_response_kind)
         sa.peer_mid += 1
         sa.last_request = data
         self._alive(now)
@@ -600,7 +602,7 @@ class IkeV2Peer:
         except DecodeError:
             # Authenticated but malformed inside: drop it as if never received (the window does not move, and
             # a retransmission is not answered with a stale cached response).
-            sa.peer_mid, sa.last_request, sa.last_response = saved
+            sa.peer_mid, sa.last_request, sa.last_response, sa.last_response_kind = saved
             raise
         if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
             out += self._send_next(sa, now)
@@ -653,6 +655,7 @@ class IkeV2Peer:
     def _respond(self, sa: IkeSa, msg: Message, payloads: Sequence[tuple[int, bytes]], kind: str) -> Transmit:
         raw = self._encrypt(sa, msg.header.exchange, msg.header.message_id, True, payloads)
         sa.last_response = raw
+        sa.last_response_kind = kind
         return self._tx(sa, raw, kind)
 
     def _queue(self, sa: IkeSa, p: Pending, now: float) -> list[Action]:
@@ -1042,7 +1045,7 @@ class IkeV2Peer:
         if old is not None and old.init_request == data and old.state is not SaState.DEAD:
             # A retransmitted IKE_SA_INIT: answer again from the cache (§2.1).
             self._count("response_retransmitted")
-            return [self._tx(old, old.init_response, "retransmitted_response")]
+            return [self._tx(old, old.init_response, "ike_sa_init_response")]
         chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
         msg = Message(hdr, chain, data)
         sa_body, ke_body, nonce = msg.first(Payload.SA), msg.first(Payload.KE), msg.first(Payload.NONCE)

@@ -159,6 +159,9 @@ def test_lost_response_is_answered_from_cache() -> None:
     acks = net.trace.select("dpd_ack_received", node="aws")
     assert times(acks) == [20.0] and acks[0].fields["message_id"] == 0
     assert cgw.counters["response_retransmitted"] == 1
+    # The resent response keeps its label (a fault plan dropping "liveness_response" drops it too).
+    resent = [r for r in net.trace.select("datagram_sent", node="cgw") if r.t == 20.0]
+    assert [r.fields["kind"] for r in resent] == ["liveness_response"]
     assert aws.status.status.value == "UP"
 
 
