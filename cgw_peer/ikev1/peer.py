@@ -1381,6 +1381,8 @@ class IkeV1Peer:
             self._restart_at = None
             if self._current is None and not self._negotiating_fresh():
                 self._initiate_mm(now, rekey=False)
+            elif self._current is not None and not self._children and not self._qms:
+                self._initiate_qm(now, None)  # phase 1 is up, only Quick Mode failed: retry it
         for sa in list(self._sas.values()):
             if sa.icookie not in self._sas:
                 continue

@@ -284,3 +284,21 @@ def test_strongswan_profile_skips_probes_while_rekeying() -> None:
     assert times(net, "rekey_started", "cgw")[0] == 840.0
     assert cgw.counters.get("dpd:probe_skipped_rekey", 0) >= 1
     assert sel(net, "dpd_timeout") == [] and cgw.status.status is Status.UP
+
+
+def test_quick_mode_given_up_is_retried_by_restart() -> None:
+    from emulator.link import FaultPlan
+    from tests.ikev1.helpers import AWS_IP, CGW_IP
+
+    net, aws, cgw = make_net()
+    # AWS never sees Quick Mode for 300 s: the CGW gives up (165 s budget) and retries with backoff.
+    net.set_faults(CGW_IP, AWS_IP, FaultPlan(drop_kinds=frozenset({"quick_mode_1"}), drop_kinds_window=(0, 300)))
+    net.start_all()
+    net.run_until(600)
+    assert next(r.fields for r in sel(net, "negotiation_failed", "cgw")) == {
+        "exchange": "quick_mode",
+        "reason": "peer_not_responding",
+    }
+    assert sel(net, "restart_scheduled", "cgw")
+    assert cgw.status.status is Status.UP and aws.status.status is Status.UP
+    assert len(sel(net, "ike_sa_established", "cgw")) == 1  # phase 1 was kept, only Quick Mode was redone
