@@ -54,6 +54,7 @@ import functools
 import hashlib
 import ipaddress
 import random
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -518,6 +519,10 @@ class IkeV2Peer:
             return self._receive(data, src, dst, now)
         except DecodeError as e:
             return self._drop(e.reason, e.detail)
+        except (ValueError, KeyError, IndexError, struct.error) as e:
+            # Defence in depth: content that passed the codec but that a handler could not use (an
+            # authenticated peer sending nonsense). Counted and dropped like any other bad input.
+            return self._drop("invalid_content", f"{type(e).__name__}: {e}")
 
     def _drop(self, reason: str, detail: str = "") -> list[Action]:
         key = f"dropped:{reason}"
@@ -1356,8 +1361,13 @@ class IkeV2Peer:
         suite = suite_from_response(props[0]) if len(props) == 1 else None
         if not isinstance(suite, ChildSuite) or len(props[0].spi) != 4:
             raise DecodeError("bad_proposal_choice", "child SA")
-        if (suite.encr, suite.key_bits) not in self._esp_offer.encrs:
-            raise DecodeError("bad_proposal_choice", "child SA encryption")
+        o = self._esp_offer
+        if (
+            (suite.encr, suite.key_bits) not in o.encrs
+            or (not suite.aead and suite.integ_id not in o.integs)
+            or (suite.dh and suite.dh not in o.dhs)
+        ):
+            raise DecodeError("bad_proposal_choice", "child SA transforms we did not offer")
         return self._make_child(
             sa,
             spi_in,

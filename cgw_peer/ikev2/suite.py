@@ -4,8 +4,7 @@
 primitives from :mod:`cgw_peer.crypto`; :func:`protect` / :func:`unprotect` build and open SK payloads.
 :class:`ChildSuite` is the ESP side (only key lengths and names matter here: ESP itself is elsewhere).
 
-The transform-ID <-> algorithm and Wireshark-name tables are kept here (a private table) because the IKEv2
-rows of ``cgw_peer.crypto.algorithms`` were not available when this was written.
+Transform IDs map to algorithms and Wireshark names through ``cgw_peer.crypto.algorithms``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from hmac import compare_digest
 
+from cgw_peer.crypto.algorithms import HASH_BY_IKEV2_INTEG, HASH_BY_IKEV2_PRF, WIRESHARK_INTEG_NONE, enc_by_ikev2
 from cgw_peer.crypto.cipher import AesCbc, AesGcm16
 from cgw_peer.crypto.dh import DhGroup, get_group
 from cgw_peer.crypto.prf import Integ as IntegAlg
@@ -24,34 +24,6 @@ from cgw_peer.errors import DecodeError
 from cgw_peer.ikev2.codec import HEADER_LEN, Header
 from cgw_peer.ikev2.constants import Encr, Integ, Prf
 
-PRF_HASH = {
-    Prf.HMAC_SHA1: "sha1",
-    Prf.HMAC_SHA2_256: "sha256",
-    Prf.HMAC_SHA2_384: "sha384",
-    Prf.HMAC_SHA2_512: "sha512",
-}
-INTEG_ALG = {
-    Integ.HMAC_SHA1_96: "sha1_96",
-    Integ.HMAC_SHA2_256_128: "sha256_128",
-    Integ.HMAC_SHA2_384_192: "sha384_192",
-    Integ.HMAC_SHA2_512_256: "sha512_256",
-}
-# Wireshark's IKEv2 decryption-table algorithm names (epan/dissectors/packet-isakmp.c; real-peers.md §4).
-WS_ENCR = {
-    (Encr.AES_CBC, 128): "AES-CBC-128 [RFC3602]",
-    (Encr.AES_CBC, 192): "AES-CBC-192 [RFC3602]",
-    (Encr.AES_CBC, 256): "AES-CBC-256 [RFC3602]",
-    (Encr.AES_GCM_16, 128): "AES-GCM-128 with 16 octet ICV [RFC5282]",
-    (Encr.AES_GCM_16, 192): "AES-GCM-192 with 16 octet ICV [RFC5282]",
-    (Encr.AES_GCM_16, 256): "AES-GCM-256 with 16 octet ICV [RFC5282]",
-}
-WS_INTEG = {
-    Integ.NONE: "NONE [RFC4306]",
-    Integ.HMAC_SHA1_96: "HMAC_SHA1_96 [RFC2404]",
-    Integ.HMAC_SHA2_256_128: "HMAC_SHA2_256_128 [RFC4868]",
-    Integ.HMAC_SHA2_384_192: "HMAC_SHA2_384_192 [RFC4868]",
-    Integ.HMAC_SHA2_512_256: "HMAC_SHA2_512_256 [RFC4868]",
-}
 # strongSwan-style names, for events and logs.
 SW_ENCR = {Encr.AES_CBC: "aes{bits}", Encr.AES_GCM_16: "aes{bits}gcm16"}
 SW_INTEG = {
@@ -100,11 +72,11 @@ class IkeSuite:
 
     @property
     def prf(self) -> PrfAlg:
-        return get_prf(PRF_HASH[Prf(self.prf_id)])
+        return get_prf(HASH_BY_IKEV2_PRF[self.prf_id].prf)
 
     @property
     def integ(self) -> IntegAlg | None:
-        return None if self.aead else get_integ(INTEG_ALG[Integ(self.integ_id)])
+        return None if self.aead else get_integ(HASH_BY_IKEV2_INTEG[self.integ_id].integ)
 
     @property
     def enc_key_len(self) -> int:
@@ -121,11 +93,14 @@ class IkeSuite:
 
     @property
     def ws_encr(self) -> str:
-        return WS_ENCR[(Encr(self.encr), self.key_bits)]
+        """Wireshark's ``ikev2_decryption_table`` encryption column (``cgw_peer.crypto.algorithms``)."""
+        enc = enc_by_ikev2(self.encr, self.key_bits)
+        assert enc is not None
+        return enc.wireshark_name
 
     @property
     def ws_integ(self) -> str:
-        return WS_INTEG[Integ(0 if self.aead else self.integ_id)]
+        return WIRESHARK_INTEG_NONE if self.aead else HASH_BY_IKEV2_INTEG[self.integ_id].wireshark_integ
 
     def describe(self) -> str:
         """strongSwan-style proposal string, e.g. ``aes128-sha256-prfsha256-modp2048``."""
@@ -157,7 +132,7 @@ class ChildSuite:
 
     @property
     def integ_key_len(self) -> int:
-        return 0 if self.aead or not self.integ_id else get_integ(INTEG_ALG[Integ(self.integ_id)]).key_len
+        return 0 if self.aead or not self.integ_id else HASH_BY_IKEV2_INTEG[self.integ_id].integ_key_len
 
     def describe(self) -> str:
         parts = [SW_ENCR[Encr(self.encr)].format(bits=self.key_bits)]

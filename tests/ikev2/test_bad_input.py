@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,25 @@ def test_unexpected_response_and_esp_on_encap_port() -> None:
     esp = aws.receive_datagram(b"\x00\x00\x10\x00" + b"x" * 40, (CGW_ADDR[0], 4500), (AWS_ADDR[0], 4500), 1.2)
     assert [e.fields["reason"] for e in events(esp, "datagram_dropped")] == ["not_ike"]
     _still_up(aws, cgw, 2.0)
+
+
+def test_authenticated_peer_choosing_unoffered_transform_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A (misbehaving) authenticated responder picks an ESP integrity algorithm we never offered: the IKE_AUTH
+    response is dropped with a typed reason; nothing raises."""
+    from cgw_peer.ikev2 import peer as peer_mod
+    from cgw_peer.ikev2.constants import Integ
+    from cgw_peer.ikev2.suite import ChildSuite
+
+    real = peer_mod.select_child
+
+    def evil(*a: object, **kw: object) -> object:
+        got = real(*a, **kw)  # type: ignore[arg-type]
+        assert got is not None
+        num, spi, suite = got
+        return num, spi, ChildSuite(suite.encr, suite.key_bits, Integ.HMAC_SHA2_384_192, suite.dh)
+
+    aws, cgw = pair()
+    monkeypatch.setattr(peer_mod, "select_child", evil)
+    log = establish(aws, cgw)
+    assert cgw.counters["dropped:bad_proposal_choice"] == 1
+    assert "tunnel_up" not in [x.name for w, x in log if w == "a" and isinstance(x, Event)]
