@@ -309,7 +309,6 @@ class IkeV2Peer:
         self._last_inbound: float | None = None
         self._restart_at: float | None = None
         self._restart_attempt = 0
-        self._restart_pending = False
         self._closed = False
         self._up = False
         if b.dpd_delay <= 0 and b.dpd_enabled:
