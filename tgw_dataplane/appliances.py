@@ -75,7 +75,9 @@ class StatefulFirewall:
         now_ms = int(now * 1000)
         v = ct.get(key)
         proto = pkt.proto
-        if v is not None and now_ms - (v >> 4) > self._idle_ms(proto):
+        if v is not None and now_ms - (v >> 4) > (
+            self._tcp_ms if proto == PROTO_TCP else self._udp_ms if proto == PROTO_UDP else self._icmp_ms
+        ):
             del ct[key]  # idle expiry: the next non-SYN is state-less (NFW FlowTimeouts semantics, §1.15)
             v = None
         if proto == PROTO_TCP:

@@ -1,9 +1,11 @@
-"""Per-hop captures: a capture sink for :class:`~tgw_dataplane.dataplane.Dataplane` that keeps records per
-node in memory and writes classic pcap files (raw IP, link type 101) in one go.
+"""Per-hop captures: a capture sink for :class:`~tgw_dataplane.dataplane.Dataplane` that keeps each node's
+capture in memory as ready-to-join pcap pieces and writes classic pcap files (raw IP, link type 101).
 
-Appending a record is a dict lookup and a list append; the pcap bytes are packed when written (perf-facts §12:
-joining records and writing once is the fastest way in pure Python). The format is the same as
-:class:`emulator.pcap.PcapWriter` (little-endian, microsecond timestamps).
+Each record is stored as two pieces, its 16-byte record header and the frame, so a capture file is one
+``b"".join`` (perf-facts §12: joining records and writing once is the fastest way in pure Python). A frame's
+length does not change from hop to hop (only the TTL does), so the dataplane builds a packet's record header
+once and shares it between hops. The format is that of :class:`emulator.pcap.PcapWriter` (little-endian,
+microsecond timestamps).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 LINKTYPE_RAW = 101
 _GLOBAL_HDR = struct.Struct("<IHHiIII")
-_REC_HDR = struct.Struct("<IIII")
+_PAIR = struct.Struct("<II")  # a record header is (ts_sec, ts_usec) + (incl_len, orig_len)
+_REC = struct.Struct("<IIII")
 
 
 def _safe(name: str) -> str:
@@ -21,35 +24,56 @@ def _safe(name: str) -> str:
 
 
 class HopCaptures:
-    """Callable sink ``(node, ts, frame)``; ``records[node]`` holds ``(ts, frame)`` in arrival order."""
+    """Callable sink ``(node, ts, frame)``. ``records[node]`` is the flat list of pcap pieces
+    ``[header, frame, header, frame, ...]``; :meth:`frames` decodes it."""
 
-    __slots__ = ("records", "ts_origin")
+    __slots__ = ("_last_ts", "_last_tsb", "records", "ts_origin")
 
     def __init__(self, ts_origin: float = 0.0) -> None:
-        self.records: dict[str, list[tuple[float, bytes]]] = {}
+        self.records: dict[str, list[bytes]] = {}
         self.ts_origin = ts_origin
+        self._last_ts: float | None = None
+        self._last_tsb = b""
+
+    def header(self, ts: float, n: int) -> bytes:
+        """The pcap record header for an ``n``-byte frame captured at ``ts`` (timestamps cached: packets
+        arrive in bursts with the same virtual time)."""
+        if ts != self._last_ts:
+            t = ts + self.ts_origin
+            sec = int(t)
+            usec = int((t - sec) * 1_000_000 + 0.5)
+            if usec >= 1_000_000:
+                sec, usec = sec + 1, usec - 1_000_000
+            self._last_ts = ts
+            self._last_tsb = _PAIR.pack(sec, usec)
+        return self._last_tsb + _PAIR.pack(n, n)
+
+    def pieces(self, node: str) -> list[bytes]:
+        """The (created on demand) piece list of ``node``; the dataplane appends to it directly."""
+        r = self.records.get(node)
+        if r is None:
+            r = self.records[node] = []
+        return r
 
     def __call__(self, node: str, ts: float, frame: bytes) -> None:
         r = self.records.get(node)
         if r is None:
             r = self.records[node] = []
-        r.append((ts, frame))
+        r.append(self.header(ts, len(frame)))
+        r.append(frame)
+
+    def frames(self, node: str) -> list[tuple[float, bytes]]:
+        """The records of ``node`` as (timestamp, frame), timestamps including ``ts_origin``."""
+        r = self.records.get(node, [])
+        out = []
+        for i in range(0, len(r), 2):
+            sec, usec, _n, _o = _REC.unpack(r[i])
+            out.append((sec + usec / 1e6, r[i + 1]))
+        return out
 
     def pcap_bytes(self, node: str) -> bytes:
         """The capture of ``node`` as a pcap file image."""
-        parts = [_GLOBAL_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, 262144, LINKTYPE_RAW)]
-        pack = _REC_HDR.pack
-        origin = self.ts_origin
-        for ts, frame in self.records.get(node, ()):
-            t = ts + origin
-            sec = int(t)
-            usec = int((t - sec) * 1_000_000 + 0.5)
-            if usec >= 1_000_000:
-                sec, usec = sec + 1, usec - 1_000_000
-            n = len(frame)
-            parts.append(pack(sec, usec, n, n))
-            parts.append(frame)
-        return b"".join(parts)
+        return _GLOBAL_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, 262144, LINKTYPE_RAW) + b"".join(self.records.get(node, ()))
 
     def file_names(self) -> dict[str, str]:
         """node -> the file name used by :meth:`write` (node ids with unsafe characters replaced)."""

@@ -378,6 +378,7 @@ class Dataplane:
         self._enis: dict[str, _Eni] = {}
         self._az_down: set[str] = set()
         self._sources: dict[str, tuple[str, Any]] = {}
+        self._instances: dict[str, _Node] = {}
         self._compile()
 
     # ------------------------------------------------------------------------------------------------------
@@ -416,6 +417,7 @@ class Dataplane:
                 self._nodes[i.id] = n
                 self._nodes[i.eni] = n
                 self._sources[i.id] = ("instance", n)
+                self._instances[i.id] = n
             for ge in v.gwlb_endpoints.values():
                 self._nodes[ge.id] = _Node(ge.id, "gwlb-endpoint", ge.id, self._places[ge.subnet])
         self._compile_attachments()
@@ -670,34 +672,38 @@ class Dataplane:
     # ------------------------------------------------------------------------------------------------------
     def send(self, data: bytes, source: str, now: float, trace: bool = False) -> Result:
         """Forward one packet sent by ``source`` (instance id, IGW id, or VPN attachment id) at ``now``."""
+        p = parse(data, self._protocols)
+        cap = self.capture_sink
+        if not trace and p.__class__ is Packet and self.flow_cache and self.flow_logs is None:
+            # Flow plan cache (see _Plan): replay the dynamic steps of a path already walked for this flow.
+            node = self._instances.get(source)
+            if node is not None:
+                plan = node.plans.get((p.key << 1) | p.forward)
+                if plan is not None and plan.gen == self._gen and plan.cap == (cap is not None) and node.up:
+                    res = self._run_plan(plan, p, now)
+                    if res is not None:
+                        return res
+        src = self._sources.get(source)
         hops: list[dict[str, Any]] | None = [] if trace else None
         self._hops = hops
         self.tracing = trace
-        p = parse(data, self._protocols)
         if isinstance(p, str):
             return self._drop(p, source, None)
         pkt: Packet = p
-        src = self._sources.get(source)
         if src is None:
             return self._drop(DropReason.UNKNOWN_SOURCE, source, pkt)
         what, obj = src
-        cap = self.capture_sink
         if what == "instance":
-            node: _Node = obj
+            node = obj
+            assert node is not None
             if not node.up:
                 return self._drop(DropReason.INSTANCE_FAILED, node.id, pkt)
             if hops is not None or self.flow_logs is not None or not self.flow_cache:
                 if cap is not None:
                     cap(node.id, now, data)
                 return self._walk(pkt, node.place, node.id, node.kind, node.eni, "", now)
-            # Flow plan cache (see _Plan): replay the dynamic steps of a path already walked for this flow.
             fk = (pkt.key << 1) | pkt.forward
             plans = node.plans
-            plan = plans.get(fk)
-            if plan is not None and plan.gen == self._gen and plan.cap == (cap is not None):
-                res = self._run_plan(plan, pkt, now)
-                if res is not None:
-                    return res
             rec: list[Any] = []
             self._rec = rec
             if cap is not None:
@@ -711,9 +717,7 @@ class Dataplane:
                 if len(plans) >= _CACHE_MAX:
                     plans.clear()
                 if isinstance(cap, HopCaptures):
-                    rec = [
-                        (_OP_CAPL, cap.records.setdefault(op[1], []), op[2]) if op[0] == _OP_CAP else op for op in rec
-                    ]
+                    rec = [(_OP_CAPL, cap.pieces(op[1]), op[2]) if op[0] == _OP_CAP else op for op in rec]
                 plans[fk] = _Plan(self._gen, cap is not None, rec, res.node, pkt.ttl0 - pkt.ttl)
             return res
         if what == "igw":
@@ -748,14 +752,17 @@ class Dataplane:
         ttl0 = pkt.ttl
         dec = 0
         frame = pkt.data
+        hdr = b""
         for op in plan.ops:
             k = op[0]
-            if k == _OP_CAPL:  # HopCaptures: append to the node's record list directly
+            if k == _OP_CAPL:  # HopCaptures: append header and frame to the node's pieces directly
+                if not hdr:
+                    hdr = self.capture_sink.header(now, pkt.length)  # type: ignore[union-attr]
                 if op[2] != dec:
                     dec = op[2]
                     pkt.ttl = ttl0 - dec
                     frame = pkt.wire()
-                op[1].append((now, frame))
+                op[1].extend((hdr, frame))
             elif k == _OP_PIN:
                 op[1][key] = (now_ms << 12) | op[2]
             elif k == _OP_MB:

@@ -23,6 +23,8 @@ _V4 = struct.Struct("!BBHHHBBHII")
 # IPv6 fixed header, RFC 8200 §3: ver/class/label, payload length, next header, hop limit (addresses apart).
 _V6 = struct.Struct("!IHBB")
 _PORTS = struct.Struct("!HH")
+_TTL_PROTO_CSUM = struct.Struct("!BBH")
+_BYTE = struct.Struct("!B")
 _TCP_FLAGS_OFF = 13  # RFC 9293 §3.1: the flags byte (CWR ECE URG ACK PSH RST SYN FIN)
 _U64 = (1 << 64) - 1
 
@@ -105,23 +107,18 @@ class Packet:
             return self.data
         if ttl == self._wttl:
             return self._wire
-        b = bytearray(self.data)
+        d = self.data
         if self.version == 4:
             # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), over the 16-bit word holding TTL and protocol.
-            old = (self.ttl0 << 8) | self.proto
-            new = (self.ttl << 8) | self.proto
-            hc = (b[10] << 8) | b[11]
-            s = (~hc & 0xFFFF) + (~old & 0xFFFF) + new
+            proto = self.proto
+            s = (~((d[10] << 8) | d[11]) & 0xFFFF) + (~((self.ttl0 << 8) | proto) & 0xFFFF) + ((ttl << 8) | proto)
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            c = ~s & 0xFFFF
-            b[8] = self.ttl
-            b[10] = c >> 8
-            b[11] = c & 0xFF
+            w = d[:8] + _TTL_PROTO_CSUM.pack(ttl, proto, ~s & 0xFFFF) + d[12:]
         else:
-            b[7] = self.ttl
+            w = d[:7] + _BYTE.pack(ttl) + d[8:]
         self._wttl = ttl
-        self._wire = w = bytes(b)
+        self._wire = w
         return w
 
 
