@@ -9,6 +9,7 @@ SK, whose body (IV | ciphertext | ICV) runs to the end of the message by definit
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Sequence
@@ -350,9 +351,13 @@ class Ts:
         return Ts(self.version, start, end, self.ip_proto or other.ip_proto, lo, hi)
 
     def __str__(self) -> str:
-        cls = ipaddress.IPv4Address if self.version == 4 else ipaddress.IPv6Address
-        a, b = cls(self.start), cls(self.end)
-        return f"{a}-{b}[{self.ip_proto}/{self.port_low}-{self.port_high}]"
+        return _ts_str(self.version, self.start, self.end, self.ip_proto, self.port_low, self.port_high)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ts_str(version: int, start: int, end: int, proto: int, lo: int, hi: int) -> str:
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return f"{cls(start)}-{cls(end)}[{proto}/{lo}-{hi}]"
 
 
 def encode_ts(selectors: list[Ts]) -> bytes:

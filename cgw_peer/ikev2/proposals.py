@@ -9,6 +9,8 @@ peer proposals, we pick the one whose (encryption, integrity, DH) ranks in *our*
 
 from __future__ import annotations
 
+import functools
+
 from cgw_peer.config import (
     PHASE1_DH_GROUPS,
     PHASE2_DH_GROUPS,
@@ -96,7 +98,9 @@ class Offer:
         return out
 
 
+@functools.lru_cache(maxsize=64)
 def ike_offer(config: PeerConfig) -> Offer:
+    """What we offer/accept for IKE SAs (cached per configuration; treat the result as read-only)."""
     if config.proposals:
         return _parse_sw(config.proposals, "proposals", ike=True)
     o = config.options
@@ -108,7 +112,9 @@ def ike_offer(config: PeerConfig) -> Offer:
     return Offer([(int(e), b) for e, b in encrs], integs, prfs, dhs)
 
 
+@functools.lru_cache(maxsize=64)
 def esp_offer(config: PeerConfig) -> Offer:
+    """What we offer/accept for Child SAs (cached per configuration; treat the result as read-only)."""
     if config.esp_proposals:
         return _parse_sw(config.esp_proposals, "esp_proposals", ike=False)
     o = config.options
