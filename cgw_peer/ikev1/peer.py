@@ -351,10 +351,14 @@ class IkeV1Peer:
         if self.config.role is Role.AWS:
             self._out.append(Event("aws_log", {"message": message}))
 
+    def _marked(self, local_port: int) -> bool:
+        """Whether IKE messages on this local port carry the RFC 3948 §2.2 non-ESP marker: on the NAT-T port,
+        and on every port when either side is configured off 500 (charon does so even for MM1,
+        real-peers.md §1.7). A source port rewritten by a NAT does not count: the peer still sits on 500."""
+        return local_port != IKE_PORT or self.remote[1] != IKE_PORT
+
     def _send(self, data: bytes, kind: str, local: Address, remote: Address) -> None:
-        # real-peers.md §1.7 / RFC 3948 §2.2: on any port pair other than 500/500 every IKE message carries
-        # the 4-byte zero non-ESP marker (charon adds it even for MM1 on a custom port).
-        if local[1] != IKE_PORT or remote[1] != IKE_PORT:
+        if self._marked(local[1]):
             data = NON_ESP_MARKER + data
         self._out.append(Transmit(data, local, remote, kind))
 
@@ -374,11 +378,11 @@ class IkeV1Peer:
     # ========================================================================================= receive
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> None:
-        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
-            if data == NAT_KEEPALIVE:
-                # RFC 3948 §2.3: a NAT keepalive is not a liveness proof and gets no reply.
-                self._count("nat_keepalive_received")
-                return
+        if data == NAT_KEEPALIVE:
+            # RFC 3948 §2.3: a NAT keepalive is not a liveness proof and gets no reply.
+            self._count("nat_keepalive_received")
+            return
+        if self._marked(dst[1]):
             if len(data) < 4:
                 raise DecodeError("truncated_marker")
             if data[:4] != NON_ESP_MARKER:
@@ -715,9 +719,10 @@ class IkeV1Peer:
             raise DecodeError("id_mismatch")
         sa.iv = data[-sa.block :]
         # NAT-T: the initiator floated; answer where MM5 came from (RFC 3947 §4).
+        floated = dst[1] != sa.local[1]
         sa.remote, sa.local = src, dst
-        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
-            sa.natt = sa.natt or self.config.force_encap or sa.peer_natt
+        if floated:
+            sa.natt = True
         my_id = _id_payload(self.config.local_id, sa.local)
         myb = encode_body(my_id)
         hr = km.hash_r(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, myb)
@@ -834,7 +839,7 @@ class IkeV1Peer:
         """Handle a well-formed R-U-THERE / ACK without the generic parser; False hands the datagram over to
         the generic path (which also produces the precise drop reason for anything malformed)."""
         off = 0
-        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
+        if dst[1] != IKE_PORT or self.remote[1] != IKE_PORT:
             if data[:4] != NON_ESP_MARKER:
                 return False
             off = 4
