@@ -10,6 +10,12 @@ The dataplane walks a packet from route table to route table. When a VPC route s
 * It may add trace hops and per-hop captures through ``ctx`` (e.g. a GWLB adds its own hop and the target
   appliance's, and captures the GENEVE-encapsulated frames).
 
+Flow plans: after a packet of a flow has been walked once, the dataplane replays later packets of that flow
+along the recorded path (``Dataplane`` docs, ``_Plan``), still calling ``process`` of every middlebox on it.
+A middlebox whose decisions can change the path itself (not just pass/drop) must set a class attribute
+``replayable = False``; its flows then always take the full walk. Middleboxes without the attribute are
+replayable.
+
 One middlebox object exists per node. The dataplane creates it with the factory registered for the node's
 kind (:func:`register_middlebox`):
 

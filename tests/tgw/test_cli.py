@@ -199,3 +199,13 @@ def test_tshark_reads_hop_captures_without_malformed_packets(tmp_path: Path) -> 
             assert not r[3], (f, r)  # not malformed
             # no expert info at warning (0x600000) or error (0x800000) severity, e.g. bad checksums
             assert all(int(x) < 0x600000 for x in r[4].split(",") if x), (f, r)
+
+
+def test_json_topology_goes_to_the_aws_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file starting with '{' is AWS API JSON (tgw_dataplane.aws_import), not YAML: as YAML this document
+    would be rejected for its unknown top-level key; as AWS JSON it is an empty topology."""
+    p = tmp_path / "empty.json"
+    p.write_text('{"Vpcs": []}\n')
+    assert main(["tgw", "trace", str(p), "--flow", FLOW]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key" not in err and "no instance owns it" in err
