@@ -870,7 +870,7 @@ class IkeV1Peer:
         else:
             credit = self._on_dpd_ack(sa, seq)
         if credit:
-            self._authenticated(sa, now)
+            self._authenticated(sa, now, src)
         return True
 
     # ====================================================================================== Quick Mode
@@ -1199,7 +1199,14 @@ class IkeV1Peer:
 
     def _authenticated(self, sa: IsakmpSa, now: float, src: Address | None = None) -> None:
         """An authenticated IKE message arrived: liveness (RFC 3706 §5.4: traffic proves the peer alive). Any of
-        our ISAKMP SAs counts: during a rekey overlap the peer may still be talking on the old one."""
+        our ISAKMP SAs counts: during a rekey overlap the peer may still be talking on the old one.
+
+        With NAT-T, a protected message from a new address/port means the NAT mapping changed: answer there
+        from now on (RFC 3947 §5.2 leaves this to implementations; strongSwan and libreswan update on any
+        authenticated message). An unauthenticated one (a keepalive) never moves the peer."""
+        if src is not None and sa.natt and src != sa.remote:
+            sa.remote = src
+            self._count("nat_mapping_changed")
         self._liveness(now)
 
     def _liveness(self, now: float) -> None:
