@@ -15,6 +15,7 @@ Rows (all measured in this run; CPU time of this process):
 from __future__ import annotations
 
 import gc
+import os
 import random
 import struct
 import time
@@ -172,6 +173,7 @@ def _memory(quick: bool) -> Row:
 
 
 def run(quick: bool) -> list[Row]:
+    load = os.getloadavg()[0]  # other processes on a 2-core box slow every row; say so next to the figure
     t = 0.6 if quick else 3.0
     pkts = _traffic(400 if quick else 2000)
     e2e, dp = _e2e(pkts, t, captures=False)
@@ -185,7 +187,7 @@ def run(quick: bool) -> list[Row]:
             "packets/s",
             ">= 300,000",
             e2e >= 300_000,
-            "parse, 6 lookups, AZ choice, flow table, firewall; appliance mode on",
+            f"parse, 6 lookups, AZ choice, flow table, firewall; appliance mode on; load avg {load:.1f}",
         ),
         Row(
             "seed e2e (per-hop pcaps)",

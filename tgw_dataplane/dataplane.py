@@ -187,7 +187,7 @@ class _Plan:
     Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
     """
 
-    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "ttl_dec")
+    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "simple", "ttl_dec")
 
     def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int) -> None:
         self.gen = gen
@@ -197,6 +197,11 @@ class _Plan:
         self.mtu = min((op[1] for op in rec if op[0] == _OP_MTU), default=1 << 30)
         self.pins = tuple((op[1], op[2], op[3]) for op in rec if op[0] == _OP_PIN)
         self.ops = tuple(op for op in rec if op[0] in (_OP_PIN, _OP_MB, _OP_CAP, _OP_CAPL))
+        kinds = [op[0] for op in self.ops]
+        # simple: no captures and every pin before every middlebox -> (node, ttl_dec) pairs
+        self.simple: tuple[tuple[Any, int], ...] | None = None
+        if all(k in (_OP_PIN, _OP_MB) for k in kinds) and kinds == sorted(kinds):
+            self.simple = tuple((op[1], op[2]) for op in self.ops if op[0] == _OP_MB)
 
 
 class _Place:
@@ -750,6 +755,18 @@ class Dataplane:
             if v is None or (v & 0xFFF) != idx or now_ms - (v >> 12) > idle:
                 return None  # pin expired or moved: re-decide on the slow path
         ttl0 = pkt.ttl
+        if plan.simple is not None:
+            # Common shape without captures: pins, then middleboxes (no per-op dispatch).
+            for flows, idx, _idle in plan.pins:
+                flows[key] = (now_ms << 12) | idx
+            for sn, d in plan.simple:
+                pkt.ttl = ttl0 - d
+                verdict = sn.mb.process(pkt, sn.ctx, now)
+                if verdict is not None:
+                    return self._drop(verdict, sn.id, pkt)
+            pkt.ttl = ttl0 - plan.ttl_dec
+            self.delivered += 1
+            return Result(DELIVERED, "", plan.node, None, pkt)
         dec = 0
         frame = pkt.data
         hdr = b""
