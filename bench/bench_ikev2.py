@@ -24,10 +24,10 @@ AWS = ("203.0.113.1", 500)
 CGW = ("198.51.100.1", 500)
 
 
-def _cfg(role: Role, group: int) -> PeerConfig:
+def _cfg(role: Role, group: int, encr: str = "AES128") -> PeerConfig:
     opts = TunnelOptions(
         ike_versions=(IkeVersion.IKEV2,),
-        phase1_encryption_algorithms=("AES128",),
+        phase1_encryption_algorithms=(encr,),
         phase1_integrity_algorithms=("SHA2-256",),
         phase1_dh_group_numbers=(group,),
         phase2_encryption_algorithms=("AES128",),
@@ -99,20 +99,8 @@ def run(quick: bool) -> list[Row]:
         rows.append(_setup_row(group, target, t))
 
     # Liveness in virtual time: the AWS timer fires, one exchange, the CGW answers.
-    rng = random.Random(2)
-    aws, cgw = _setup(19, rng, _cfg(Role.AWS, 19), _cfg(Role.CGW, 19))
-    state = {"now": 0.0}
-
-    def exchange() -> None:
-        now = aws.next_deadline()
-        assert now is not None
-        state["now"] = now
-        req = aws.handle_timer(now)
-        resp = _deliver(req, cgw, now)
-        _deliver(resp, aws, now)
-
-    r = rate(exchange, t, min_iter=100)
-    assert aws.counters.get("liveness_ok", 0) > 100 and aws.status.status.value == "UP"
+    r = _liveness_rate("AES128", t)
+    gcm = _liveness_rate("AES128-GCM-16", t)
     suite = IkeSuite(Encr.AES_CBC, 128, Prf.HMAC_SHA2_256, Integ.HMAC_SHA2_256_128, 19)
     ka = SkKeys(suite, bytes(16), bytes(32), bytes(range(16)), bytes(range(32)))
     kb = SkKeys(suite, bytes(range(16)), bytes(range(32)), bytes(16), bytes(32))
@@ -131,7 +119,33 @@ def run(quick: bool) -> list[Row]:
             "exch/s",
             ">= 20,000/s",
             r >= 20000.0,
-            f"virtual {state['now']:,.0f} s covered; SK crypto alone {base:,.0f}/s (ratio {r / base:.2f})",
+            f"SK crypto alone {base:,.0f}/s (ratio {r / base:.2f})",
+        )
+    )
+    rows.append(
+        Row(
+            "IKEv2 liveness exchanges/s (virtual time, AES-GCM-16-128)",
+            gcm,
+            "exch/s",
+            ">= 20,000/s",
+            gcm >= 20000.0,
+            "57-octet messages",
         )
     )
     return rows
+
+
+def _liveness_rate(encr: str, t: float) -> float:
+    """One AWS liveness exchange per call, driven by the AWS peer's own timer (10 s of virtual time each)."""
+    rng = random.Random(2)
+    aws, cgw = _setup(19, rng, _cfg(Role.AWS, 19, encr), _cfg(Role.CGW, 19, encr))
+
+    def exchange() -> None:
+        now = aws.next_deadline()
+        assert now is not None
+        req = aws.handle_timer(now)
+        _deliver(_deliver(req, cgw, now), aws, now)
+
+    r = rate(exchange, t, min_iter=100)
+    assert aws.counters.get("liveness_ok", 0) >= 100 and aws.status.status.value == "UP"
+    return r
