@@ -623,6 +623,22 @@ class Dataplane:
             n += len(dead)
         return n
 
+    def expire(self, now: float) -> int:
+        """Expire idle state everywhere: appliance-mode pins and every middlebox that has ``expire(now)``
+        (the firewall's conntrack, a GWLB's flow table). Lookups ignore idle entries anyway; this frees memory.
+        Returns how many entries were removed."""
+        n = self.expire_flows(now)
+        seen: set[int] = set()
+        for node in self._nodes.values():
+            mb = node.mb
+            if mb is not None and id(mb) not in seen:
+                seen.add(id(mb))
+                exp = getattr(mb, "expire", None)
+                if callable(exp):
+                    r = exp(now)
+                    n += r if isinstance(r, int) else 0
+        return n
+
     def _att(self, aid: str) -> _Att:
         ca = self._atts.get(aid)
         if ca is None:

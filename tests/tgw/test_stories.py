@@ -333,3 +333,13 @@ def test_ttl_expires_at_the_tgw() -> None:
     assert isinstance(out, Packet) and out.ttl == 1
     assert dp.flow_logs is not None
     assert sum(int(x["packets-lost-ttl-expired"]) for x in dp.flow_logs.records()) == 1
+
+
+def test_expire_frees_pins_and_firewall_state() -> None:
+    dp = Dataplane(topo("story_az_failure"))
+    _pinned_flows(dp, 10)
+    fw_entries = sum(len(getattr(dp.middlebox(f), "conntrack", {})) for f in ("i-fw1", "i-fw2", "i-fw3"))
+    assert fw_entries == 10
+    assert dp.expire(100.0) == 0
+    assert dp.expire(1000.0) == 20  # 10 pins + 10 conntrack entries (TCP idle 350 s)
+    assert dp.flow_table("tgw-attach-c") == {}
