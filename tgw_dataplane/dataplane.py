@@ -187,7 +187,7 @@ class _Plan:
     Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
     """
 
-    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "simple", "ttl_dec")
+    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "segs", "simple", "ttl_dec")
 
     def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int) -> None:
         self.gen = gen
@@ -202,6 +202,23 @@ class _Plan:
         self.simple: tuple[tuple[Any, int], ...] | None = None
         if all(k in (_OP_PIN, _OP_MB) for k in kinds) and kinds == sorted(kinds):
             self.simple = tuple((op[1], op[2]) for op in self.ops if op[0] == _OP_MB)
+        # segs: direct captures, pins and middleboxes only -> ((captures, pins, middlebox, ttl_dec), ...),
+        # each segment ending at a middlebox (or at the end of the path)
+        self.segs: tuple[tuple[Any, ...], ...] | None = None
+        if self.simple is None and all(k in (_OP_PIN, _OP_MB, _OP_CAPL) for k in kinds):
+            segs: list[tuple[Any, ...]] = []
+            caps: list[tuple[Any, int]] = []
+            pins: list[tuple[Any, int]] = []
+            for op in self.ops:
+                if op[0] == _OP_CAPL:
+                    caps.append((op[1], op[2]))
+                elif op[0] == _OP_PIN:
+                    pins.append((op[1], op[2]))
+                else:
+                    segs.append((tuple(caps), tuple(pins), op[1], op[2]))
+                    caps, pins = [], []
+            segs.append((tuple(caps), tuple(pins), None, 0))
+            self.segs = tuple(segs)
 
 
 class _Place:
@@ -780,6 +797,29 @@ class Dataplane:
                 verdict = sn.mb.process(pkt, sn.ctx, now)
                 if verdict is not None:
                     return self._drop(verdict, sn.id, pkt)
+            pkt.ttl = ttl0 - plan.ttl_dec
+            self.delivered += 1
+            return Result(DELIVERED, "", plan.node, None, pkt)
+        if plan.segs is not None:
+            # HopCaptures without generic sinks: segments of (captures, pins, then one middlebox).
+            hdr = self.capture_sink.header(now, pkt.length)  # type: ignore[union-attr]
+            dec = 0
+            frame = pkt.data
+            for caps, pins, sn, mdec in plan.segs:
+                for pieces, d in caps:
+                    if d != dec:
+                        dec = d
+                        pkt.ttl = ttl0 - d
+                        frame = pkt.wire()
+                    pieces.append(hdr)
+                    pieces.append(frame)
+                for flows, idx in pins:
+                    flows[key] = (now_ms << 12) | idx
+                if sn is not None:
+                    pkt.ttl = ttl0 - mdec
+                    verdict = sn.mb.process(pkt, sn.ctx, now)
+                    if verdict is not None:
+                        return self._drop(verdict, sn.id, pkt)
             pkt.ttl = ttl0 - plan.ttl_dec
             self.delivered += 1
             return Result(DELIVERED, "", plan.node, None, pkt)
