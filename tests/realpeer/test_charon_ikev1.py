@@ -165,7 +165,9 @@ def test_charon_killed_our_dpd_timeout_actions(tmp_path: Path) -> None:
             labs[action] = _dead_lab(tmp_path, action)
         for _, charon, ours in labs.values():
             check_established(charon, ours, "aes128-sha1-modp2048")
-        time.sleep(1.0)
+        # let DPD run (both sides probe after 2 s idle) so the last inbound message is a DPD one
+        for _, _, ours in labs.values():
+            wait_until(lambda o=ours: o.events("dpd_ack_received") or o.events("dpd_ack_sent"), 6, "DPD traffic")
         for _, charon, _ in labs.values():
             charon.kill()
         timeouts: dict[str, dict[str, Any]] = {}
@@ -176,6 +178,8 @@ def test_charon_killed_our_dpd_timeout_actions(tmp_path: Path) -> None:
             assert ev["action"] == action
             # the last datagram charon sent us, from our own capture (an oracle independent of the engine)
             last_in = max(t for t, src, *_ in ours.datagrams() if src == CHARON_IP and t < ev["t"])
+            established = ours.wait_event("tunnel_up")["t"]
+            assert last_in > established + 1.0  # a DPD message, not the end of Quick Mode
             assert abs(ev["t"] - (last_in + 30.0)) < 0.5, (action, ev, last_in)
         # clear: down, routes withdrawn, and no re-initiation
         _, _, ours = labs["clear"]
@@ -187,14 +191,20 @@ def test_charon_killed_our_dpd_timeout_actions(tmp_path: Path) -> None:
         # restart: re-initiates with backoff; bring charon back as a pure responder and watch it come up
         lab, charon, ours_r = labs["restart"]
         t_dead_r = timeouts["restart"]["t"]
-        sched = ours_r.wait_event("restart_scheduled", 3, after=t_dead_r - 0.01)
+        sched = ours_r.wait_event("restart_scheduled", 3, after=t_dead_r - 0.01, attempt=0)
         assert sched["at"] > t_dead_r  # backoff: not immediately
+        # charon is still dead: the first attempt (Main Mode 1 and its retransmissions) fails, and the next
+        # one is scheduled further out
+        sched1 = ours_r.wait_event("restart_scheduled", 15, after=t_dead_r - 0.01, attempt=1)
+        assert sched1["at"] - sched1["t"] > 1.0 >= sched["at"] - sched["t"]  # 1 s then 2 s, minus jitter
+        mm1 = [d for d in ours_r.datagrams() if d[1] == OUR_IP and sched["at"] <= d[0] < sched1["t"]]
+        assert len(mm1) >= 2 and all(d[5][18] == 2 for d in mm1)  # exchange type 2: Main Mode, retransmitted
         charon.restart(conf(start_action="none", dpd_delay="2s", dpd_timeout="60s"))
-        up = ours_r.wait_event("tunnel_up", 25, after=t_dead_r)
+        up = ours_r.wait_event("tunnel_up", 25, after=sched1["t"])
         charon.wait_state("ESTABLISHED", 5)
         # our side initiated the new SA (charon is now only a responder)
         assert charon.list_sas()["vpn"].get("initiator") != "yes"
-        assert up["t"] > sched["at"]
+        assert up["t"] > sched1["t"]
         time.sleep(0.5)
         out_after = [d for d in labs["clear"][2].datagrams() if d[1] == OUR_IP and d[0] > t_dead + 0.01]
         assert out_after == [], "clear must not re-initiate"
@@ -267,3 +277,20 @@ def test_ike_scan_sees_main_mode_and_dpd_vendor_id(lab: Lab) -> None:
     assert ours.events("datagram_dropped") == [] or all(
         e.get("reason") != "internal_error" for e in ours.events("datagram_dropped")
     )
+
+
+def test_fault_plan_dropping_our_acks_makes_charon_declare_us_dead(lab: Lab) -> None:
+    """Real-time fault injection (``--faults``): our R-U-THERE-ACKs never leave, so charon, probing every
+    second, declares us dead after its 4 s dpd_timeout although our process is alive and answering."""
+    charon = lab.start_charon(conf(start_action="none", dpd_delay="1s", dpd_timeout="4s", dpd_action="clear"))
+    ours = lab.start_emulator(
+        emulator_args("cgw", extra=["--dpd-delay", "30", "--dpd-interval", "30", "--dpd-timeout", "60",
+                                    "--faults", '{"drop_kinds": ["dpd_ack"]}'])
+    )  # fmt: skip
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    charon.wait_log(r"DPD check timed out, enforcing DPD action", 10)
+    charon.wait_down(3)
+    acked = ours.events("dpd_ack_sent")
+    dropped = ours.events("fault_dropped", kind="dpd_ack")
+    assert len(acked) >= 3 and len(dropped) == len(acked)
+    assert "N(DPD_ACK)" not in charon.log()  # charon never saw a single ACK
