@@ -89,7 +89,8 @@ class TunnelOptions:
 
     dpd_timeout_seconds: int = 40
     """``DPDTimeoutSeconds``, >= 30. Default 40: the current API/User Guide value. The older API page and
-    the archived guide say 30 (``ike-dpd.md`` §1.1); use ``Behaviour.dpd_timeout_default`` to switch."""
+    the archived guide say 30 (``ike-dpd.md`` §1.1); give ``DPDTimeoutSeconds: 30`` to model the older default.
+    The effective value is always reported by :meth:`to_aws` (terraform-aws-vpn-gateway#107: report it)."""
     dpd_timeout_action: DpdTimeoutAction = DpdTimeoutAction.CLEAR
     startup_action: StartupAction = StartupAction.ADD
     ike_versions: tuple[IkeVersion, ...] = (IkeVersion.IKEV1, IkeVersion.IKEV2)
@@ -403,8 +404,6 @@ class Behaviour:
     rekey_initiator: bool = True
     """Whether this side starts rekeys (AWS: yes; a CGW may leave it to AWS)."""
     retransmit: Retransmit = field(default_factory=Retransmit)
-    dpd_timeout_default: int = 40
-    """Default for DPDTimeoutSeconds when a config does not give one (40 current docs, 30 archived docs)."""
     nat_keepalive: float = 20.0
     """NAT keepalive interval (0xFF single byte on 4500); not a liveness proof."""
     ikev2_liveness: IkeV2Liveness = IkeV2Liveness.AWS
@@ -456,7 +455,7 @@ def _coerce_behaviour(name: str, value: Any, where: str) -> Any:
     if value is None:
         return None
     try:
-        return int(value) if name in ("dup_answer_limit", "dpd_timeout_default") else float(value)
+        return int(value) if name == "dup_answer_limit" else float(value)
     except (TypeError, ValueError):
         raise ConfigError(where, f"expected a number, got {value!r}") from None
 
