@@ -69,21 +69,29 @@ def _e2e(pkts: list[tuple[bytes, str]], min_time: float, captures: bool) -> tupl
     order = {TCP_SYN: 0, TCP_SYN | TCP_ACK: 1}
     for d, s in sorted(pkts, key=lambda x: order.get(x[0][33], 2) if x[0][9] == PROTO_TCP else 2):
         send(d, s, 0.0)
-    n = 0
+    # Best of several windows of CPU time (as timeit takes the minimum): other processes on the 2 cores
+    # only ever slow a window down; the calibration row shows how busy the machine was.
     now = 1.0
-    t0 = time.process_time()
+    best = 0.0
+    end = time.process_time() + min_time
     while True:
-        for d, s in pkts:
-            send(d, s, now)
-        n += len(pkts)
-        now += 0.5
-        if sink is not None:  # serialise every hop's pcap (the cost counts), then start afresh
-            for node in sink.records:
-                sink.pcap_bytes(node)
-            sink.clear()
-        dt = time.process_time() - t0
-        if dt >= min_time:
-            return n / dt, dp
+        n = 0
+        t0 = time.process_time()
+        while True:
+            for d, s in pkts:
+                send(d, s, now)
+            n += len(pkts)
+            now += 0.5
+            if sink is not None:  # serialise every hop's pcap (the cost counts), then start afresh
+                for node in sink.records:
+                    sink.pcap_bytes(node)
+                sink.clear()
+            dt = time.process_time() - t0
+            if dt >= min_time / 5:
+                break
+        best = max(best, n / dt)
+        if time.process_time() >= end:
+            return best, dp
 
 
 def _scapy_baseline(pkts: list[tuple[bytes, str]], min_time: float) -> float:
@@ -172,9 +180,24 @@ def _memory(quick: bool) -> Row:
     return Row("memory 1,000,000 flows", total_1m / 1e6, "MB", "<= 400", total_1m <= 400e6, note)
 
 
+def _calibration() -> Row:
+    """The struct parse perf-facts §10 timed at 0.24 µs on this machine type; a larger figure here means
+    the machine is busier now (other processes on the 2 cores) and every other row is slowed alike."""
+    st = struct.Struct("!BBHHHBBHII")
+    d = build("10.0.1.10", "10.1.2.20", PROTO_TCP, 1, 2)
+    u = st.unpack_from
+    best = 1e9
+    for _ in range(5):
+        t0 = time.process_time()
+        for _ in range(200_000):
+            u(d)
+        best = min(best, (time.process_time() - t0) / 200_000)
+    return Row("calibration: struct parse", best * 1e6, "us", "", None, "perf-facts §10: 0.24 us unloaded")
+
+
 def run(quick: bool) -> list[Row]:
     load = os.getloadavg()[0]  # other processes on a 2-core box slow every row; say so next to the figure
-    t = 0.6 if quick else 3.0
+    t = 1.0 if quick else 3.0
     pkts = _traffic(400 if quick else 2000)
     e2e, dp = _e2e(pkts, t, captures=False)
     assert not dp.drops, dp.drops  # the workload must be all-delivered, or the figure means nothing
@@ -201,5 +224,6 @@ def run(quick: bool) -> list[Row]:
         Row("seed e2e / scapy baseline", e2e / base, "x", ">= 20", e2e / base >= 20),
     ]
     rows.extend(_lpm(quick))
+    rows.append(_calibration())
     rows.append(_memory(quick))
     return rows
