@@ -31,6 +31,8 @@ API (all paths are under the lab's work directory; every process is started by P
 * ``Emulator``: ``events(name=None, **match)``, ``wait_event(name, timeout, after=..., **match)``,
   ``datagrams()`` (our own ``--pcap`` as ``(t, src, sport, dst, dport, payload)`` on the events' clock),
   ``stop()`` (SIGTERM, returns the exit code), ``kill()`` (SIGKILL), ``stderr()``, ``pcap``, ``keys_dir``.
+* ``emulator_args(role, proposal=..., esp_proposal=..., version=1, extra=[...])``: the usual flags for our
+  peer facing the lab's charon; ``conf(**overrides)``: a :class:`CharonConf` with overrides.
 * ``tshark_fields(pcap, fields, display_filter, keys_dir=None)`` -> rows of strings;
   ``tshark_count(pcap, display_filter, keys_dir=None)``. With ``keys_dir`` tshark runs with
   ``WIRESHARK_CONFIG_DIR=keys_dir`` (our own ``--keys`` output).
@@ -615,11 +617,12 @@ def emulator_args(
     *,
     proposal: str = "aes128-sha1-modp2048",
     esp_proposal: str | None = None,
+    version: int = 1,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The usual flags for our peer facing the lab's charon (addresses, PSK, selectors, one proposal)."""
     args = [
-        "--role", role, "--local", OUR_IP, "--remote", CHARON_IP, "--ike-version", "1", "--psk", PSK,
+        "--role", role, "--local", OUR_IP, "--remote", CHARON_IP, "--ike-version", str(version), "--psk", PSK,
         "--proposal", proposal, "--esp-proposal", esp_proposal or proposal,
         "--local-ts", OUR_NET, "--remote-ts", CHARON_NET,
     ]  # fmt: skip
