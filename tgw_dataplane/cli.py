@@ -161,6 +161,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     t0 = packets[0][0] if packets else 0.0
     sink = HopCaptures(ts_origin=t0)
     dp = _dataplane(args, flow_logs=True, capture_sink=sink)
+    assert dp.flow_logs is not None
+    dp.flow_logs.ts_origin = t0  # flow-log start/end in the capture's Unix time
     sources: dict[int, str | None] = {}
     flows: dict[str, dict[str, Any]] = {}
     for ts, frame in packets:

@@ -32,7 +32,9 @@ _LOST = {"no_route": 0, "no_association": 0, "blackhole": 1, "mtu_exceeded": 2, 
 class FlowLogs:
     """Collects TGW flow-log records; :meth:`lines` renders them in the default format."""
 
-    def __init__(self) -> None:
+    def __init__(self, ts_origin: float = 0.0) -> None:
+        self.ts_origin = ts_origin
+        """Added to the dataplane's virtual ``now`` to give Unix seconds in ``start``/``end``."""
         # key (static fields) -> [packets, bytes, start, end, lost_no_route, lost_bh, lost_mtu, lost_ttl, flags]
         self._recs: dict[tuple[Any, ...], list[int]] = {}
 
@@ -68,9 +70,9 @@ class FlowLogs:
             pkt.dport if ports else "-",
             pkt.proto,
             tgw.region,
-            int(now // AGGREGATION_INTERVAL),
+            int((now + self.ts_origin) // AGGREGATION_INTERVAL),
         )
-        t = int(now)
+        t = int(now + self.ts_origin)
         lost = _LOST.get(reason, -1) if reason else -1
         self._add(
             (in_att.id, out_att.id if out_att is not None and not reason else "-", "ingress", *common), pkt, t, lost, fl

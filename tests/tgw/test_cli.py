@@ -138,6 +138,8 @@ def test_replay_writes_captures_flowlogs_summary(
     lines = (out / "flowlogs.txt").read_text().splitlines()
     assert lines[0].split()[:3] == ["version", "resource-type", "account-id"] and len(lines[0].split()) == 36
     assert all(len(line.split()) == 36 for line in lines[1:])
+    starts = {int(line.split()[23]) for line in lines[1:]}
+    assert starts == {1_700_000_000}  # the capture's own Unix time
     assert "replay" not in capsys.readouterr().err
 
 
