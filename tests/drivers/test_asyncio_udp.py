@@ -323,3 +323,25 @@ async def test_deadline_moved_later_is_honoured_without_early_calls() -> None:
     assert p.timer_calls == [p.timer_calls[0]] and p.timer_calls[0] >= later[-1]
     assert fired[0] >= later[-1]
     await d.aclose()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding UDP 500 needs root")
+async def test_ike_port_500_also_listens_on_4500_for_the_same_peer() -> None:
+    """A peer on port 500 gets the NAT-T port too (RFC 3947 §4 float); datagrams on either port reach it,
+    with the port they arrived on as ``dst``."""
+    d = UdpDriver()
+    ip = "127.0.0.77"
+    p = FakePeer((ip, 500), ("127.0.0.78", 500), b"N" * 8)
+    try:
+        h = d.add_peer(p, name="p", local=(ip, 500), remote=("127.0.0.78", 500))
+    except OSError as e:  # port 500 on this address taken by something else on this machine
+        pytest.skip(f"cannot bind {ip}:500: {e}")
+    d.start_peer(h)
+    assert sorted(d.bound) == [(ip, 500), (ip, 4500)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.78", 0))
+        s.sendto(ike_header(b"x" * 8, body=b"mm1"), (ip, 500))  # new exchange: routed by address
+        s.sendto(b"\0\0\0\0" + ike_header(b"y" * 8, b"N" * 8, body=b"float"), (ip, 4500))  # by SPI
+    await wait_for(lambda: len(p.received) == 2)
+    assert sorted(r[2] for r in p.received) == [(ip, 500), (ip, 4500)]
+    await d.aclose()
