@@ -102,10 +102,12 @@ class DpdMonitor:
         return self.last_inbound_at + self.timeout
 
     def deadline(self) -> float | None:
-        d = self.dead_at
+        """The earlier of :attr:`dead_at` and :attr:`probe_at` (None: nothing scheduled)."""
         p = self.probe_at
-        if d is None:
-            return p
+        first = self.first_probe_at
+        if first is None or self.dead_reported:
+            return p  # no dead verdict armed (as dead_at, inlined: this runs for every DPD timer)
+        d = (first if self.reference == DeadReference.FIRST_PROBE else self.last_inbound_at) + self.timeout
         if p is None:
             return d
         return d if d < p else p
@@ -113,10 +115,14 @@ class DpdMonitor:
     def poll(self, now: float) -> DpdDecision:
         """What is due at ``now``. Dead wins over a probe due at the same instant (AWS: three probes at
         t0+10/20/30 then dead at t0+40, no fourth probe)."""
-        d = self.dead_at
-        if d is not None and now >= d:
-            return DpdDecision.PEER_DEAD
-        if self.probe_at is not None and now >= self.probe_at:
+        first = self.first_probe_at
+        if first is not None and not self.dead_reported:
+            # dead_at, inlined (hot path)
+            d = (first if self.reference == DeadReference.FIRST_PROBE else self.last_inbound_at) + self.timeout
+            if now >= d:
+                return DpdDecision.PEER_DEAD
+        p = self.probe_at
+        if p is not None and now >= p:
             return DpdDecision.SEND_PROBE
         return DpdDecision.IDLE
 

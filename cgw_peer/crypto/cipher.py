@@ -3,9 +3,9 @@
 These are raw transforms: no padding logic (the IKE/ESP codecs own padding), no IV generation (IVs come from
 the caller, which draws them from its injected ``random.Random``).
 
-Speed (perf-facts.md §4): building ``algorithms.AES(key)`` costs about a third of a small CBC operation, so
-long-lived users should keep an :class:`AesCbc` per key; :func:`aes_cbc_encrypt` / :func:`aes_cbc_decrypt` are
-convenience wrappers. :class:`AesGcm16` keeps its ``AESGCM`` object for the same reason.
+Speed (perf-facts.md §4): building ``algorithms.AES(key)`` and a cipher context costs more than a small CBC
+operation, so long-lived users should keep an :class:`AesCbc` per key; :func:`aes_cbc_encrypt` /
+:func:`aes_cbc_decrypt` are convenience wrappers. :class:`AesGcm16` keeps its ``AESGCM`` object for the same reason.
 """
 
 from __future__ import annotations
@@ -24,23 +24,33 @@ AES_BLOCK = 16
 class AesCbc:
     """AES-CBC with a fixed key; the IV is given per call (RFC 3602).
 
-    Speed: one ECB context per direction is kept for the key. Decryption runs ECB over the whole buffer and
-    XORs it with ``IV | C[:-1]`` as one big integer (CBC decryption is parallel), about 4x faster than a new
-    ``Cipher(CBC(iv))`` per message. Short messages (up to :attr:`ECB_CHAIN_MAX_BLOCKS` blocks) are encrypted
-    by chaining the ECB context block by block; longer ones use a fresh CBC context, which is faster there.
+    Speed: creating a ``Cipher(CBC(iv))`` per message costs about three times the work itself
+    (perf-facts.md §4), so the contexts are created once per key and kept:
+
+    * Encryption keeps one persistent CBC context. After each call its chaining value is the last ciphertext
+      block it produced (``_chain``). CBC computes ``C_1 = E(P_1 xor chain)``; feeding
+      ``P_1 xor IV xor chain`` instead yields ``E(P_1 xor IV)``, i.e. the message encrypted under its own IV,
+      in one ``update()`` call of any length (RFC 3602 §2: the later blocks chain on the message's own
+      ciphertext either way).
+    * Decryption runs one ECB context over the whole buffer and XORs it with ``IV | C[:-1]`` as one big
+      integer (CBC decryption is parallel); it keeps no state.
+
     Not thread-safe (the contexts are shared); keep one object per SA and thread.
     """
 
-    __slots__ = ("_aes", "_dec", "_enc")
+    __slots__ = ("_aes", "_cbc", "_chain", "_dec")
 
-    ECB_CHAIN_MAX_BLOCKS = 5  # measured break-even against a fresh CBC context (5-6 blocks)
+    ECB_CHAIN_MAX_BLOCKS = 5
+    """Kept for compatibility; encryption no longer switches strategy by length."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
             raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
         self._aes = algorithms.AES(key)
-        # ECB on whole blocks keeps no state between update() calls, so the contexts can be reused forever.
-        self._enc = Cipher(self._aes, modes.ECB()).encryptor()
+        # Whole blocks only go in, so neither context ever buffers a partial block between calls.
+        self._cbc = Cipher(self._aes, modes.CBC(bytes(AES_BLOCK))).encryptor()
+        self._chain = 0
+        """The persistent CBC context's chaining value (its last output block; the zero IV at first), as an int."""
         self._dec = Cipher(self._aes, modes.ECB()).decryptor()
 
     def encrypt(self, iv: bytes, data: bytes) -> bytes:
@@ -50,17 +60,12 @@ class AesCbc:
             raise ValueError(f"plaintext length {n} is not a multiple of {AES_BLOCK}")
         if len(iv) != AES_BLOCK:
             raise ValueError(f"IV must be {AES_BLOCK} bytes, got {len(iv)}")
-        if n > self.ECB_CHAIN_MAX_BLOCKS * AES_BLOCK:
-            enc = Cipher(self._aes, modes.CBC(iv)).encryptor()
-            return enc.update(data) + enc.finalize()
-        update = self._enc.update
-        out = []
-        prev = iv
-        for i in range(0, n, AES_BLOCK):
-            x = int.from_bytes(data[i : i + AES_BLOCK], "big") ^ int.from_bytes(prev, "big")
-            prev = update(x.to_bytes(AES_BLOCK, "big"))
-            out.append(prev)
-        return b"".join(out)
+        if not n:
+            return b""
+        first = int.from_bytes(data[:AES_BLOCK], "big") ^ int.from_bytes(iv, "big") ^ self._chain
+        out: bytes = self._cbc.update(first.to_bytes(AES_BLOCK, "big") + data[AES_BLOCK:])
+        self._chain = int.from_bytes(out[-AES_BLOCK:], "big")
+        return out
 
     def decrypt(self, iv: bytes, data: bytes) -> bytes:
         """Decrypt wire data; ``DecodeError("bad_ciphertext_length")`` unless it is whole blocks."""

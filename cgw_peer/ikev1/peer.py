@@ -825,6 +825,8 @@ class IkeV1Peer:
         used = 4 + plen + 32
         sa.dpd_pad = bytes(-used % sa.block)
         sa.dpd_ct_len = used + len(sa.dpd_pad)
+        sa.dpd_len = _MID.pack(HEADER_LEN + sa.dpd_ct_len)
+        sa.dpd_hl = 4 + plen
         sa.dpd_hdr_prefix = cookies + bytes(
             (PayloadType.HASH, ISAKMP_VERSION, ExchangeType.INFORMATIONAL, Flags.ENCRYPTION)
         )
@@ -837,40 +839,44 @@ class IkeV1Peer:
 
     def _fast_dpd(self, data: bytes, src: Address, dst: Address, now: float) -> bool:
         """Handle a well-formed R-U-THERE / ACK without the generic parser; False hands the datagram over to
-        the generic path (which also produces the precise drop reason for anything malformed)."""
+        the generic path (which also produces the precise drop reason for anything malformed).
+
+        Checked here, on the bytes: header prefix (cookies, HASH first, version, Informational, encrypted),
+        length, HASH payload header, notify header up to the SPI size, notify type, HASH(1) (RFC 2409 §5.7)."""
         off = 0
         if dst[1] != IKE_PORT or self.remote[1] != IKE_PORT:
             if data[:4] != NON_ESP_MARKER:
                 return False
             off = 4
         sa = self._sas.get(data[off : off + 8])
-        if sa is None or sa.iv_hash is None or sa.mac_a is None or sa.cipher is None:
-            return False  # iv_hash is set only once the SA is established
-        n = HEADER_LEN + sa.dpd_ct_len
-        if len(data) - off != n or data[off : off + 20] != sa.dpd_hdr_prefix:
+        if sa is None:
             return False
-        if _MID.unpack_from(data, off + 24)[0] != n:
+        iv_hash = sa.iv_hash
+        mac_a = sa.mac_a
+        cipher = sa.cipher
+        if iv_hash is None or mac_a is None or cipher is None:
+            return False  # iv_hash is set only once the SA is established
+        if len(data) - off != HEADER_LEN + sa.dpd_ct_len or data[off : off + 20] != sa.dpd_hdr_prefix:
+            return False
+        if data[off + 24 : off + 28] != sa.dpd_len:
             return False
         mp = data[off + 20 : off + 24]
-        iv = sa.iv_hash(sa.last_p1_block + mp).digest()[:16]
-        plain = sa.cipher.decrypt(iv, data[off + HEADER_LEN :])
-        hl = n - HEADER_LEN - len(sa.dpd_pad) - 32  # 4 + prf length: the HASH payload
+        plain = cipher.decrypt(iv_hash(sa.last_p1_block + mp).digest()[:16], data[off + HEADER_LEN :])
+        hl = sa.dpd_hl  # the HASH payload: 4 + prf length
         if plain[:4] != sa.dpd_hash_hdr:
             return False
         notify = plain[hl : hl + 32]
         ntype = notify[10:12]
-        if notify[:10] != sa.dpd_req_prefix[:10] or ntype not in (_R_U_THERE, _R_U_THERE_ACK):
+        if notify[:10] != sa.dpd_req_prefix[:10] or (ntype != _R_U_THERE and ntype != _R_U_THERE_ACK):
             return False
-        if sa.mac_a(mp + notify) != plain[4:hl]:
+        if mac_a(mp + notify) != plain[4:hl]:
             return False
         seq = _SEQ.unpack_from(notify, 28)[0]
         if ntype == _R_U_THERE:
             self._on_r_u_there(sa, seq)
-            credit = True
-        else:
-            credit = self._on_dpd_ack(sa, seq)
-        if credit:
-            self._authenticated(sa, now, src)
+        elif not self._on_dpd_ack(sa, seq):
+            return True
+        self._authenticated(sa, now, src)
         return True
 
     # ====================================================================================== Quick Mode
@@ -1144,12 +1150,25 @@ class IkeV1Peer:
     def _send_dpd(self, sa: IsakmpSa, ntype: int, seq: int, kind: str) -> None:
         """The DPD fast path: the 32-byte notify of RFC 3706 §5.3 behind HASH(1) (RFC 2409 §5.7), encrypted
         under a fresh message ID with its own phase-2 IV."""
-        assert sa.mac_a is not None and sa.cipher is not None
-        mp = _MID.pack(self._new_mid())
+        mac_a = sa.mac_a
+        cipher = sa.cipher
+        iv_hash = sa.iv_hash
+        assert mac_a is not None and cipher is not None and iv_hash is not None
+        # As _new_mid(): the same draws from the rng.
+        rng, qms = self.rng, self._qms
+        mid = rng.getrandbits(32)
+        while not mid or mid in qms:
+            mid = rng.getrandbits(32)
+        mp = _MID.pack(mid)
         notify = (sa.dpd_req_prefix if ntype == NotifyType.R_U_THERE else sa.dpd_ack_prefix) + _SEQ.pack(seq)
-        plain = sa.dpd_hash_hdr + sa.mac_a(mp + notify) + notify + sa.dpd_pad
-        ct = sa.cipher.encrypt(sa.iv_hash(sa.last_p1_block + mp).digest()[:16], plain)  # type: ignore[misc]
-        self._send(sa.dpd_hdr_prefix + mp + _MID.pack(HEADER_LEN + len(ct)) + ct, kind, sa.local, sa.remote)
+        ct = cipher.encrypt(
+            iv_hash(sa.last_p1_block + mp).digest()[:16], sa.dpd_hash_hdr + mac_a(mp + notify) + notify + sa.dpd_pad
+        )
+        data = sa.dpd_hdr_prefix + mp + sa.dpd_len + ct
+        local = sa.local
+        if local[1] != IKE_PORT or self.remote[1] != IKE_PORT:  # _marked()
+            data = NON_ESP_MARKER + data
+        self._out.append(Transmit(data, local, sa.remote, kind))
 
     def _send_plain_notify(self, icky: bytes, rcky: bytes, ntype: int, src: Address, dst: Address) -> None:
         """Unprotected notify (before any key exists), e.g. NO_PROPOSAL_CHOSEN in answer to MM1."""

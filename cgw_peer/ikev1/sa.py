@@ -61,6 +61,8 @@ class IsakmpSa:
         "dpd_expect",
         "dpd_hash_hdr",
         "dpd_hdr_prefix",
+        "dpd_hl",
+        "dpd_len",
         "dpd_pad",
         "dpd_recv",
         "dpd_req_prefix",
@@ -163,6 +165,10 @@ class IsakmpSa:
         self.dpd_hdr_prefix = b""
         self.dpd_pad = b""
         self.dpd_ct_len = 0
+        self.dpd_len = b""
+        """The packed ISAKMP length field of a DPD message (constant per SA)."""
+        self.dpd_hl = 0
+        """Length of the HASH payload of a DPD message (4 + prf output)."""
 
     @property
     def established(self) -> bool:
