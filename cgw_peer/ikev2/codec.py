@@ -41,6 +41,7 @@ _TS = struct.Struct("!BBHHH")
 
 # Payloads we understand; an unknown payload with the critical bit set is an error (§2.5).
 KNOWN_PAYLOADS = frozenset(int(p) for p in Payload if p is not Payload.NONE)
+_SK = int(Payload.SK)
 
 
 @dataclass(slots=True)
@@ -107,23 +108,25 @@ def parse_chain(first: int, data: bytes, off: int = 0, end: int | None = None) -
     end = len(data) if end is None else end
     out: list[RawPayload] = []
     np = first
-    while np != 0:
+    unpack = GENERIC.unpack_from
+    known = KNOWN_PAYLOADS
+    while np:
         if off + 4 > end:
             raise DecodeError("truncated_payload", f"type {np} at {off}")
-        nxt, crit, plen = GENERIC.unpack_from(data, off)
-        if plen < 4 or off + plen > end:
+        nxt, crit, plen = unpack(data, off)
+        nend = off + plen
+        if plen < 4 or nend > end:
             raise DecodeError("bad_payload_length", f"type {np} length {plen}")
-        critical = bool(crit & 0x80)
-        if np not in KNOWN_PAYLOADS and critical:
+        critical = crit >= 0x80
+        if critical and np not in known:
             raise DecodeError("unsupported_critical_payload", f"type {np}")
-        body = data[off + 4 : off + plen]
-        if np == Payload.SK:
-            if off + plen != end:
+        if np == _SK:
+            if nend != end:
                 raise DecodeError("sk_not_last", "data after the SK payload")
-            out.append(RawPayload(np, body, critical, nxt))
+            out.append(RawPayload(np, data[off + 4 : nend], critical, nxt))
             return out
-        out.append(RawPayload(np, body, critical))
-        off += plen
+        out.append(RawPayload(np, data[off + 4 : nend], critical))
+        off = nend
         np = nxt
     if off != end:
         raise DecodeError("trailing_data", f"{end - off} octets after the last payload")
@@ -135,10 +138,12 @@ def encode_chain(payloads: Sequence[tuple[int, bytes]], last_np: int = 0) -> tup
     Payload of the last one (0, except inside SK where the caller never needs it)."""
     if not payloads:
         return last_np, b""
+    pack = GENERIC.pack
     parts: list[bytes] = []
-    for i, (_ptype, body) in enumerate(payloads):
-        nxt = payloads[i + 1][0] if i + 1 < len(payloads) else last_np
-        parts.append(GENERIC.pack(nxt, 0, 4 + len(body)))
+    n = len(payloads)
+    for i in range(n):
+        body = payloads[i][1]
+        parts.append(pack(payloads[i + 1][0] if i + 1 < n else last_np, 0, 4 + len(body)))
         parts.append(body)
     return payloads[0][0], b"".join(parts)
 
@@ -175,44 +180,88 @@ class Proposal:
         return [t for t in self.transforms if t.ttype == ttype]
 
 
-def encode_sa(proposals: list[Proposal]) -> bytes:
-    out: list[bytes] = []
+def _encode_transforms(transforms: Sequence[Transform]) -> bytes:
+    tparts: list[bytes] = []
+    last = len(transforms) - 1
+    for j, t in enumerate(transforms):
+        more = 3 if j < last else 0
+        if t.key_length is None:
+            tparts.append(_TRANSFORM.pack(more, 0, 8, t.ttype, 0, t.tid))
+        else:
+            tparts.append(
+                _TRANSFORM.pack(more, 0, 12, t.ttype, 0, t.tid) + _ATTR_TV.pack(0x8000 | ATTR_KEY_LENGTH, t.key_length)
+            )
+    return b"".join(tparts)
+
+
+def encode_sa_template(proposals: Sequence[Proposal]) -> tuple[bytes, ...]:
+    """The SA payload body cut at each proposal's SPI: ``spi.join(template)`` equals :func:`encode_sa` of the
+    same proposals carrying ``spi``. Every proposal must have an SPI of the length it will be sent with (the
+    SPI octets themselves are ignored). Lets a sender encode its offer once and splice in a fresh SPI."""
+    pieces: list[bytes] = []
+    tail = b""
+    last = len(proposals) - 1
     for i, p in enumerate(proposals):
-        tparts: list[bytes] = []
-        for j, t in enumerate(p.transforms):
-            attrs = b"" if t.key_length is None else _ATTR_TV.pack(0x8000 | ATTR_KEY_LENGTH, t.key_length)
-            more = 3 if j + 1 < len(p.transforms) else 0
-            tparts.append(_TRANSFORM.pack(more, 0, 8 + len(attrs), t.ttype, 0, t.tid) + attrs)
-        tbytes = b"".join(tparts)
-        more = 2 if i + 1 < len(proposals) else 0
-        hdr = _PROPOSAL.pack(more, 0, 8 + len(p.spi) + len(tbytes), p.num, p.protocol, len(p.spi), len(p.transforms))
-        out.append(hdr + p.spi + tbytes)
+        tbytes = _encode_transforms(p.transforms)
+        hdr = _PROPOSAL.pack(
+            2 if i < last else 0, 0, 8 + len(p.spi) + len(tbytes), p.num, p.protocol, len(p.spi), len(p.transforms)
+        )
+        pieces.append(tail + hdr)
+        tail = tbytes
+    pieces.append(tail)
+    return tuple(pieces)
+
+
+def encode_sa(proposals: list[Proposal]) -> bytes:
+    pieces = encode_sa_template(proposals)
+    out = [pieces[0]]
+    for p, piece in zip(proposals, pieces[1:], strict=True):
+        out.append(p.spi)
+        out.append(piece)
     return b"".join(out)
+
+
+# Transforms are immutable and few distinct ones exist: parse_sa hands out shared instances.
+_TRANSFORM_CACHE: dict[tuple[int, int, int | None], Transform] = {}
+
+
+def _transform(ttype: int, tid: int, key_length: int | None) -> Transform:
+    key = (ttype, tid, key_length)
+    t = _TRANSFORM_CACHE.get(key)
+    if t is None:
+        t = Transform(ttype, tid, key_length)
+        if len(_TRANSFORM_CACHE) < 4096:  # bounded: arbitrary wire input must not grow it forever
+            _TRANSFORM_CACHE[key] = t
+    return t
 
 
 def parse_sa(body: bytes) -> list[Proposal]:
     props: list[Proposal] = []
     off = 0
+    blen = len(body)
+    unpack_t = _TRANSFORM.unpack_from
     while True:
-        if off + 8 > len(body):
+        if off + 8 > blen:
             raise DecodeError("bad_sa", "truncated proposal")
         more, _r, plen, num, proto, spisize, ntrans = _PROPOSAL.unpack_from(body, off)
-        if plen < 8 + spisize or off + plen > len(body) or more not in (0, 2):
-            raise DecodeError("bad_sa", "proposal length")
-        spi = body[off + 8 : off + 8 + spisize]
-        toff = off + 8 + spisize
         pend = off + plen
+        if plen < 8 + spisize or pend > blen or (more != 0 and more != 2):
+            raise DecodeError("bad_sa", "proposal length")
+        toff = off + 8 + spisize
+        spi = body[off + 8 : toff]
         transforms: list[Transform] = []
+        last = ntrans - 1
         for k in range(ntrans):
             if toff + 8 > pend:
                 raise DecodeError("bad_sa", "truncated transform")
-            tmore, _r2, tlen, ttype, _r3, tid = _TRANSFORM.unpack_from(body, toff)
-            if tlen < 8 or toff + tlen > pend or tmore not in (0, 3) or (tmore == 0) != (k == ntrans - 1):
+            tmore, _r2, tlen, ttype, _r3, tid = unpack_t(body, toff)
+            tend = toff + tlen
+            if tlen < 8 or tend > pend or (tmore != 0 and tmore != 3) or (tmore == 0) != (k == last):
                 raise DecodeError("bad_sa", "transform length")
             key_length: int | None = None
             aoff = toff + 8
-            while aoff < toff + tlen:
-                if aoff + 4 > toff + tlen:
+            while aoff < tend:
+                if aoff + 4 > tend:
                     raise DecodeError("bad_sa", "truncated attribute")
                 atype, aval = _ATTR_TV.unpack_from(body, aoff)
                 if atype & 0x8000:
@@ -221,17 +270,17 @@ def parse_sa(body: bytes) -> list[Proposal]:
                     aoff += 4
                 else:  # TLV: aval is the length
                     aoff += 4 + aval
-            if aoff != toff + tlen:
+            if aoff != tend:
                 raise DecodeError("bad_sa", "attribute overrun")
-            transforms.append(Transform(ttype, tid, key_length))
-            toff += tlen
+            transforms.append(_transform(ttype, tid, key_length))
+            toff = tend
         if toff != pend:
             raise DecodeError("bad_sa", "proposal trailing data")
         props.append(Proposal(num, proto, spi, transforms))
         off = pend
         if more == 0:
             break
-    if off != len(body):
+    if off != blen:
         raise DecodeError("bad_sa", "trailing data after last proposal")
     return props
 
@@ -370,6 +419,9 @@ def encode_ts(selectors: list[Ts]) -> bytes:
     return b"".join(parts)
 
 
+_TS_ADDR_LEN = {int(TsType.IPV4_ADDR_RANGE): 4, int(TsType.IPV6_ADDR_RANGE): 16}
+
+
 def parse_ts(body: bytes) -> list[Ts]:
     if len(body) < 4:
         raise DecodeError("bad_ts", "short")
@@ -380,7 +432,7 @@ def parse_ts(body: bytes) -> list[Ts]:
         if off + 8 > len(body):
             raise DecodeError("bad_ts", "truncated")
         t, proto, slen, lo, hi = _TS.unpack_from(body, off)
-        alen = {TsType.IPV4_ADDR_RANGE: 4, TsType.IPV6_ADDR_RANGE: 16}.get(t)
+        alen = _TS_ADDR_LEN.get(t)
         if alen is None or slen != 8 + 2 * alen or off + slen > len(body):
             raise DecodeError("bad_ts", f"type {t} length {slen}")
         start = int.from_bytes(body[off + 8 : off + 8 + alen], "big")

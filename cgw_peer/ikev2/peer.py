@@ -85,7 +85,7 @@ from cgw_peer.ikev2.proposals import (
     select_child,
     select_ike,
     suite_from_response,
-    suite_proposal,
+    suite_sa_payload,
 )
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite, SkKeys, gcm_iv
 from cgw_peer.rekey import backoff_delay, rekey_delay
@@ -913,7 +913,7 @@ class IkeV2Peer:
         if sa.cookie:
             payloads.append((Payload.NOTIFY, NotifyPayload(Notify.COOKIE, sa.cookie).encode()))
         payloads += [
-            (Payload.SA, codec.encode_sa(self._ike_offer.proposals(Protocol.IKE, b""))),
+            (Payload.SA, self._ike_offer.sa_payload(Protocol.IKE, b"")),
             (Payload.KE, codec.encode_ke(sa.ke_group, sa.dh.public)),
             (Payload.NONCE, sa.ni),
         ]
@@ -1104,7 +1104,7 @@ class IkeV2Peer:
         sa.init_request = data
         sa.nat_detected = self._check_nat(sa, msg, bytes(8), dst, src)
         payloads: list[tuple[int, bytes]] = [
-            (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.IKE, b"", suite)])),
+            (Payload.SA, suite_sa_payload(num, Protocol.IKE, b"", suite)),
             (Payload.KE, codec.encode_ke(group, dh.public)),
             (Payload.NONCE, sa.nr),
         ]
@@ -1148,7 +1148,7 @@ class IkeV2Peer:
             (Payload.AUTH, codec.encode_auth(AuthMethod.PSK, auth)),
             (
                 Payload.SA,
-                codec.encode_sa(self._esp_offer.proposals(Protocol.ESP, sa.child_spi, esn=True, with_dh=False)),
+                self._esp_offer.sa_payload(Protocol.ESP, sa.child_spi, esn=True, with_dh=False),
             ),
             (Payload.TSI, codec.encode_ts(self._ts_local())),
             (Payload.TSR, codec.encode_ts(self._ts_remote())),
@@ -1335,7 +1335,7 @@ class IkeV2Peer:
             sa, spi, peer_spi, suite, tsr, tsi, ni, nr, shared, created_by_us=False, we_initiated=False
         )
         payloads: list[tuple[int, bytes]] = [
-            (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.ESP, spi, suite)])),
+            (Payload.SA, suite_sa_payload(num, Protocol.ESP, spi, suite)),
             (Payload.TSI, codec.encode_ts(tsi)),
             (Payload.TSR, codec.encode_ts(tsr)),
         ]
@@ -1445,7 +1445,7 @@ class IkeV2Peer:
                 (Payload.NOTIFY, NotifyPayload(Notify.REKEY_SA, b"", Protocol.ESP, child.spi_in).encode()),
                 (
                     Payload.SA,
-                    codec.encode_sa(self._esp_offer.proposals(Protocol.ESP, new_spi, esn=True, with_dh=dh is not None)),
+                    self._esp_offer.sa_payload(Protocol.ESP, new_spi, esn=True, with_dh=dh is not None),
                 ),
                 (Payload.NONCE, ni),
             ]
@@ -1557,7 +1557,7 @@ class IkeV2Peer:
 
         def build(s: IkeSa) -> list[tuple[int, bytes]]:
             return [
-                (Payload.SA, codec.encode_sa(self._ike_offer.proposals(Protocol.IKE, new_spi))),
+                (Payload.SA, self._ike_offer.sa_payload(Protocol.IKE, new_spi)),
                 (Payload.NONCE, ni),
                 (Payload.KE, codec.encode_ke(group, dh.public)),
             ]
@@ -1794,7 +1794,7 @@ class IkeV2Peer:
             sa,
             msg,
             [
-                (Payload.SA, codec.encode_sa([suite_proposal(num, Protocol.IKE, new_spi, suite)])),
+                (Payload.SA, suite_sa_payload(num, Protocol.IKE, new_spi, suite)),
                 (Payload.NONCE, nr),
                 (Payload.KE, codec.encode_ke(group, mine.public)),
             ],

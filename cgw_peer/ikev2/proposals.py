@@ -19,7 +19,7 @@ from cgw_peer.config import (
     PeerConfig,
 )
 from cgw_peer.errors import ConfigError
-from cgw_peer.ikev2.codec import Proposal, Transform
+from cgw_peer.ikev2.codec import Proposal, Transform, encode_sa_template
 from cgw_peer.ikev2.constants import Encr, Integ, Prf, Protocol, TransformType
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite
 
@@ -77,6 +77,16 @@ class Offer:
         self.integs = integs
         self.prfs = prfs
         self.dhs = dhs
+        self._sa_templates: dict[tuple[int, int, bool, bool], tuple[bytes, ...]] = {}
+
+    def sa_payload(self, protocol: int, spi: bytes, esn: bool = False, with_dh: bool = True) -> bytes:
+        """``encode_sa(self.proposals(...))``: encoded once per shape, then only the SPI is spliced in."""
+        key = (protocol, len(spi), esn, with_dh)
+        template = self._sa_templates.get(key)
+        if template is None:
+            template = encode_sa_template(self.proposals(protocol, bytes(len(spi)), esn, with_dh))
+            self._sa_templates[key] = template
+        return spi.join(template)
 
     def proposals(self, protocol: int, spi: bytes, esn: bool = False, with_dh: bool = True) -> list[Proposal]:
         """Up to two proposals: CBC+HMAC, then GCM (RFC 7296 §3.3: AEAD proposals carry no INTEG)."""
@@ -256,6 +266,16 @@ def suite_proposal(num: int, protocol: int, spi: bytes, suite: IkeSuite | ChildS
             ts.append(Transform(TransformType.DH, suite.dh))
         ts.append(Transform(TransformType.ESN, suite.esn))
     return Proposal(num, protocol, spi, ts)
+
+
+def suite_sa_payload(num: int, protocol: int, spi: bytes, suite: IkeSuite | ChildSuite) -> bytes:
+    """``encode_sa([suite_proposal(num, protocol, spi, suite)])``, the encoding cached per suite."""
+    return spi.join(_suite_template(num, protocol, len(spi), suite))
+
+
+@functools.lru_cache(maxsize=256)
+def _suite_template(num: int, protocol: int, spi_len: int, suite: IkeSuite | ChildSuite) -> tuple[bytes, ...]:
+    return encode_sa_template([suite_proposal(num, protocol, bytes(spi_len), suite)])
 
 
 def suite_from_response(p: Proposal) -> IkeSuite | ChildSuite | None:
