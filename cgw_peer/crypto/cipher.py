@@ -10,6 +10,8 @@ operation, so long-lived users should keep an :class:`AesCbc` per key; :func:`ae
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,11 +49,13 @@ class AesCbc:
         if len(key) not in (16, 24, 32):
             raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
         self._aes = algorithms.AES(key)
-        # Whole blocks only go in, so neither context ever buffers a partial block between calls.
-        self._cbc = Cipher(self._aes, modes.CBC(bytes(AES_BLOCK))).encryptor()
+        # Whole blocks only go in, so neither context ever buffers a partial block between calls. Each context
+        # is created on first use: a context costs more than a short message, and many users only ever go one
+        # way with a key (an IKEv2 SK_e is used for sending or for receiving, never both).
+        self._cbc: Any = None
         self._chain = 0
         """The persistent CBC context's chaining value (its last output block; the zero IV at first), as an int."""
-        self._dec = Cipher(self._aes, modes.ECB()).decryptor()
+        self._dec: Any = None
 
     def encrypt(self, iv: bytes, data: bytes) -> bytes:
         """Encrypt ``data`` (a multiple of 16 bytes; the caller pads)."""
@@ -62,8 +66,11 @@ class AesCbc:
             raise ValueError(f"IV must be {AES_BLOCK} bytes, got {len(iv)}")
         if not n:
             return b""
+        cbc = self._cbc
+        if cbc is None:
+            cbc = self._cbc = Cipher(self._aes, modes.CBC(bytes(AES_BLOCK))).encryptor()
         first = int.from_bytes(data[:AES_BLOCK], "big") ^ int.from_bytes(iv, "big") ^ self._chain
-        out: bytes = self._cbc.update(first.to_bytes(AES_BLOCK, "big") + data[AES_BLOCK:])
+        out: bytes = cbc.update(first.to_bytes(AES_BLOCK, "big") + data[AES_BLOCK:])
         self._chain = int.from_bytes(out[-AES_BLOCK:], "big")
         return out
 
@@ -76,8 +83,11 @@ class AesCbc:
             raise ValueError(f"IV must be {AES_BLOCK} bytes, got {len(iv)}")
         if not n:
             return b""
+        dec = self._dec
+        if dec is None:
+            dec = self._dec = Cipher(self._aes, modes.ECB()).decryptor()
         # P_i = D(C_i) xor C_(i-1), with C_0 = IV (RFC 3602 §2), for all blocks at once.
-        x = int.from_bytes(self._dec.update(data), "big") ^ int.from_bytes(iv + data[:-AES_BLOCK], "big")
+        x = int.from_bytes(dec.update(data), "big") ^ int.from_bytes(iv + data[:-AES_BLOCK], "big")
         return x.to_bytes(n, "big")
 
 
