@@ -24,10 +24,11 @@ API (all paths are under the lab's work directory; every process is started by P
   - ``lab.cleanup()``: kill what is still running (SIGKILL, by PID), delete both namespaces.
 * ``CharonConf``: one swanctl connection ``vpn`` with child ``tun1`` (IKEv1 or IKEv2; ``version=2`` works the
   same), DPD, retransmission, kernel backend (``libipsec`` with ``encap = yes``, or ``netlink``).
-* ``Charon``: ``list_sas()`` (vici, dict keyed by connection name), ``ike_state()``/``child_state()``,
-  ``wait_state(state, timeout)``, ``wait_down(timeout)``, ``log()``, ``wait_log(regex, timeout)``,
-  ``initiate()``, ``terminate()``, ``stop()`` (SIGTERM: charon sends Deletes), ``kill()`` (SIGKILL),
-  ``restart(conf=None)``.
+* ``Charon``: ``dpd_notifies()`` (DPD type and sequence number of every R-U-THERE/ACK charon parsed or
+  generated, from its log at ``enc_log=4``), ``list_sas()`` (vici, dict keyed by connection name),
+  ``ike_state()``/``child_state()``, ``wait_state(state, timeout)``, ``wait_down(timeout)``, ``log()``,
+  ``wait_log(regex, timeout)``, ``initiate()``, ``terminate()``, ``stop()`` (SIGTERM: charon sends
+  Deletes), ``kill()`` (SIGKILL), ``restart(conf=None)``.
 * ``Emulator``: ``events(name=None, **match)``, ``wait_event(name, timeout, after=..., **match)``,
   ``datagrams()`` (our own ``--pcap`` as ``(t, src, sport, dst, dport, payload)`` on the events' clock),
   ``stop()`` (SIGTERM, returns the exit code), ``kill()`` (SIGKILL), ``stderr()``, ``pcap``, ``keys_dir``.
@@ -161,6 +162,8 @@ class CharonConf:
     retransmit_base: float = 1.4
     rekey_time: str = "8h"
     extra_conn: str = ""
+    enc_log: int = 1
+    """filelog level of charon's ``enc`` subsystem (3+ dumps parsed payloads, e.g. DPD sequence numbers)."""
 
     def strongswan_conf(self, d: Path) -> str:
         kp = "kernel-libipsec kernel-netlink" if self.kernel == "libipsec" else "kernel-netlink"
@@ -188,6 +191,7 @@ socket-default vici updown
       default = 1
       ike = 4
       knl = 1
+      enc = {self.enc_log}
       net = 2
       cfg = 1
     }}
@@ -348,6 +352,46 @@ class Charon:
         rx = re.compile(pattern)
         m: re.Match[str] = wait_until(lambda: rx.search(self.log(), start), timeout, f"charon log /{pattern}/", 0.05)
         return m
+
+    def dpd_notifies(self) -> list[tuple[str, int, int]]:
+        """IKEv1 DPD notifies in charon's log as ``(direction, type, seq)``: direction ``"in"`` (parsed) or
+        ``"out"`` (generated), type 36136 (R-U-THERE) or 36137 (ACK). Needs ``CharonConf(enc_log=4)``, where
+        charon dumps every payload field it parses or generates (rule 13 = notify type, rule 15 = data)."""
+        line_rx = re.compile(r"^\S+ (\d+)\[ENC\] <[^>]*> (.*)$")
+        state: dict[str, dict[str, Any]] = {}
+        out: list[tuple[str, int, int]] = []
+        for line in self.log().splitlines():
+            m = line_rx.match(line)
+            if not m:
+                continue
+            th, text = m.group(1), m.group(2).strip()
+            st = state.setdefault(th, {})
+            if re.match(r"(parsing \S+ payload, |generating payload of type )", text):
+                st.clear()  # a new payload: forget the previous one's fields
+                continue
+            rule = re.match(r"(parsing|generating) rule (13 U_INT_16|15 CHUNK_DATA)", text)
+            if rule:
+                st["dir"] = "in" if rule.group(1) == "parsing" else "out"
+                st["want"] = "type" if rule.group(2).startswith("13") else "data"
+                continue
+            want = st.get("want")
+            if want is None:
+                continue
+            if text.startswith("=>"):
+                v = text[2:].strip()
+                if want == "type" and v.isdigit():  # parsed: the value itself
+                    st["type"] = int(v)
+                    st["want"] = None
+                continue
+            hexm = re.match(r"0: ((?:[0-9A-F]{2} ?)+)", text)
+            if hexm:
+                raw = bytes.fromhex(hexm.group(1).replace(" ", "")[:16])
+                if want == "type":  # generated: two bytes, network order
+                    st["type"] = int.from_bytes(raw[:2], "big")
+                elif st.get("type") in (36136, 36137) and len(raw) >= 4:
+                    out.append((st["dir"], st["type"], int.from_bytes(raw[:4], "big")))
+                st["want"] = None
+        return out
 
     def initiate(self, child: str = "tun1", timeout: int = 10) -> subprocess.CompletedProcess[str]:
         return self.swanctl("--initiate", "--child", child, "--timeout", str(timeout))

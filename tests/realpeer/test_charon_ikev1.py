@@ -103,7 +103,7 @@ def test_dpd_charon_probes_we_ack(lab: Lab) -> None:
     its own sequence number, as our events, charon's log and the decrypted capture all show."""
     cap = lab.start_capture()
     ours = lab.start_emulator(emulator_args("aws", extra=["--dpd-delay", "10", "--dpd-interval", "10"]))
-    charon = lab.start_charon(conf(start_action="start", dpd_delay="1s", dpd_timeout="20s"))
+    charon = lab.start_charon(conf(start_action="start", dpd_delay="1s", dpd_timeout="20s", enc_log=4))
     check_established(charon, ours, "aes128-sha1-modp2048")
     wait_until(lambda: len(ours.events("dpd_ack_sent")) >= 2, 8, "two DPD ACKs sent by us")
     charon.wait_log(r"parsed INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]", 3)
@@ -113,13 +113,17 @@ def test_dpd_charon_probes_we_ack(lab: Lab) -> None:
     assert acked[:2] == received[:2]
     assert not ours.events("dpd_request_sent")  # our probes were never due
     assert "invalid DPD sequence number" not in charon.log()
+    # charon's log: it generated R-U-THEREs with the numbers we received and parsed our ACKs with them
+    notes = charon.dpd_notifies()
+    for seq in acked[:2]:
+        assert ("out", 36136, seq) in notes and ("in", 36137, seq) in notes, (seq, notes)
     assert_dpd_exchange(cap.path, ours.keys_dir, CHARON_IP, acked[:2])
 
 
 def test_dpd_we_probe_charon_acks(lab: Lab) -> None:
     """Our CGW probes every second while idle; charon (dpd_delay 30 s, so it never probes) acknowledges."""
     cap = lab.start_capture()
-    charon = lab.start_charon(conf(start_action="none", dpd_delay="30s", dpd_timeout="90s"))
+    charon = lab.start_charon(conf(start_action="none", dpd_delay="30s", dpd_timeout="90s", enc_log=4))
     ours = lab.start_emulator(
         emulator_args("cgw", extra=["--dpd-delay", "1", "--dpd-interval", "1", "--dpd-timeout", "10"])
     )
@@ -132,6 +136,9 @@ def test_dpd_we_probe_charon_acks(lab: Lab) -> None:
     log = charon.log()
     assert log.count("[ HASH N(DPD) ]") >= 2 and "N(DPD_ACK)" in log
     assert "sending DPD request" not in log
+    notes = charon.dpd_notifies()
+    for seq in acked[:2]:
+        assert ("in", 36136, seq) in notes and ("out", 36137, seq) in notes, (seq, notes)
     assert_dpd_exchange(cap.path, ours.keys_dir, OUR_IP, acked[:2])
 
 
