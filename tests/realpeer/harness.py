@@ -161,6 +161,9 @@ class CharonConf:
     retransmit_timeout: float = 1.0
     retransmit_base: float = 1.4
     rekey_time: str = "8h"
+    """IKE SA rekey time (IKEv1: charon re-authenticates with a new Main Mode)."""
+    child_rekey_time: str = "1h"
+    """CHILD_SA rekey time (IKEv1: a new Quick Mode)."""
     extra_conn: str = ""
     enc_log: int = 1
     """filelog level of charon's ``enc`` subsystem (3+ dumps parsed payloads, e.g. DPD sequence numbers)."""
@@ -231,6 +234,7 @@ socket-default vici updown
         start_action = {self.start_action}
         dpd_action = {self.dpd_action}
         close_action = {self.close_action}
+        rekey_time = {self.child_rekey_time}
       }}
     }}
   }}
