@@ -325,3 +325,15 @@ def test_charon_rekeys_child_sa_every_few_seconds_tunnel_stays_up(lab: Lab) -> N
     assert not ours.events("tunnel_down")
     states = [c["state"] for c in (charon.list_sas()["vpn"].get("child-sas") or {}).values()]
     assert "INSTALLED" in states, states
+
+
+def test_force_encap_makes_charon_see_nat_and_float(lab: Lab) -> None:
+    """``--force-encap`` (strongSwan's ``encap = yes`` on our side): charon, configured without encap, sees
+    our faked NAT-D (RFC 3947 §3.2), reports us behind NAT and runs ESP in UDP on 4500."""
+    charon = lab.start_charon(conf(start_action="none", encap=False))
+    ours = lab.start_emulator(emulator_args("cgw", extra=["--force-encap"]))
+    sa = check_established(charon, ours, "aes128-sha1-modp2048")
+    assert sa["remote-port"] == "4500" and sa["local-port"] == "4500"
+    assert "remote host is behind NAT" in charon.log()
+    dports = {d[4] for d in ours.datagrams() if d[1] == OUR_IP}
+    assert dports == {500, 4500}  # Main Mode 1-4 on 500, the rest floated
