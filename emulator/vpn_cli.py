@@ -10,6 +10,9 @@ Defaults that are the emulator's own choices (named here so they are never silen
   template is strongSwan's: dpddelay 10 s, dpdtimeout 30 s).
 * ``--local``/``--remote`` ports default to 500; when the local port is 500 the NAT-T port 4500 is bound too.
 * ``--local-ts``/``--remote-ts`` default to ``0.0.0.0/0`` (AWS's default traffic selectors).
+* ``--psk`` is checked against AWS's PreSharedKey rules for ``--role aws`` only (a CGW may use any key).
+* ``--faults JSON`` applies an :class:`emulator.link.FaultPlan` to what this peer sends (real-time fault
+  injection; windows count from start; seeded by ``--seed``).
 
 Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
 first line is the driver's ``listening`` event with ``wall_clock_start``, the Unix time of ``t = 0``; the last
