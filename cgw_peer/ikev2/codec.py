@@ -423,6 +423,12 @@ _TS_ADDR_LEN = {int(TsType.IPV4_ADDR_RANGE): 4, int(TsType.IPV6_ADDR_RANGE): 16}
 
 
 def parse_ts(body: bytes) -> list[Ts]:
+    return list(_parse_ts(body))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_ts(body: bytes) -> tuple[Ts, ...]:
+    # Cached per body: a peer proposes the same selectors in every exchange (DecodeErrors are not cached).
     if len(body) < 4:
         raise DecodeError("bad_ts", "short")
     n = body[0]
@@ -441,4 +447,4 @@ def parse_ts(body: bytes) -> list[Ts]:
         off += slen
     if off != len(body) or n == 0:
         raise DecodeError("bad_ts", "trailing data or no selectors")
-    return out
+    return tuple(out)

@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from cgw_peer.config import DpdTimeoutAction, IkeV2Liveness, LivenessTraffic, PeerConfig, Role
+from cgw_peer.config import DpdTimeoutAction, IkeV2Liveness, LivenessTraffic, PeerConfig, Role, TrafficSelector
 from cgw_peer.crypto.dh import DhKeyPair, get_group
 from cgw_peer.crypto.keymat_v2 import child_keymat, derive_ike_keys, psk_auth, rekey_skeyseed, skeyseed
 from cgw_peer.errors import ConfigError, DecodeError
@@ -101,6 +101,7 @@ from cgw_peer.status import (
 from emulator.actions import Action, Address, Event, Transmit
 
 NONCE_LEN = 32
+_INITIAL_CONTACT = NotifyPayload(Notify.INITIAL_CONTACT).encode()
 IKE_PORT = 500
 NAT_T_PORT = 4500
 INF = float("inf")
@@ -295,8 +296,7 @@ class IkeV2Peer:
         self._status = TunnelStatus()
         self._sas: dict[bytes, IkeSa] = {}
         self._init_by_spi_i: dict[bytes, IkeSa] = {}
-        self._ike_offer: Offer = ike_offer(config)
-        self._esp_offer: Offer = esp_offer(config)
+        self._ike_offer, self._esp_offer = _offers(config)
         self._cookie_secret = rng.randbytes(32)
         self._liveness_pending: Pending | None = None
         self._request_handlers: dict[int, Callable[[IkeSa, Message, float], list[Action]]] = {
@@ -306,6 +306,8 @@ class IkeV2Peer:
         }
         b = config.behaviour
         self._liveness = b.ikev2_liveness
+        self._waits = b.retransmit.waits()
+        """The retransmission waits without jitter (the same for every request; never mutated)."""
         self._last_inbound: float | None = None
         self._restart_at: float | None = None
         self._restart_attempt = 0
@@ -694,7 +696,7 @@ class IkeV2Peer:
             req.fixed_wait = b.dpd_interval
             req.give_up_at = INF
         else:
-            req.waits = b.retransmit.waits()
+            req.waits = self._waits
             if b.retransmit.jitter > 0:
                 # strongSwan retransmit_jitter: each wait may only be shortened, by up to this fraction.
                 j = b.retransmit.jitter
@@ -1056,7 +1058,9 @@ class IkeV2Peer:
         if sa_body is None or ke_body is None or nonce is None:
             raise DecodeError("missing_payload", "IKE_SA_INIT request needs SA, KE and Ni")
         ni = codec.check_nonce(nonce)
-        props = codec.parse_sa(sa_body)
+        # The proposal choice is a pure function of the SA payload and the KE group: cached per offer (it also
+        # checks the SA payload, before the KE payload as always).
+        choice = self._ike_offer.choose_ike(sa_body, int.from_bytes(ke_body[:2], "big") if len(ke_body) >= 4 else None)
         group, pub = codec.parse_ke(ke_body)
         marker = NON_ESP_MARKER if self._needs_marker(dst, src) else b""
         if self.config.behaviour.ikev2_require_cookie:
@@ -1069,7 +1073,6 @@ class IkeV2Peer:
                     hdr, bytes(8), [(Payload.NOTIFY, NotifyPayload(Notify.COOKIE, expected).encode())]
                 )
                 return [Transmit(marker + raw, dst, src, "ike_sa_init_response"), Event("cookie_sent", {})]
-        choice = select_ike(self._ike_offer, props, group)
         if choice is None:
             self._count("no_proposal_chosen")
             raw = self._plain_response(
@@ -1126,14 +1129,6 @@ class IkeV2Peer:
     def _id_payload(self, ident: str | None, addr: Address) -> bytes:
         return _id_payload(ident if ident is not None else addr[0])
 
-    def _ts_local(self) -> list[Ts]:
-        t = self.config.local_ts
-        return _ts(t.cidr, t.protocol, t.port_low, t.port_high)
-
-    def _ts_remote(self) -> list[Ts]:
-        t = self.config.remote_ts
-        return _ts(t.cidr, t.protocol, t.port_low, t.port_high)
-
     def _send_auth(self, sa: IkeSa, now: float) -> list[Action]:
         assert sa.suite is not None
         id_body = self._id_payload(self.config.local_id, self.local)
@@ -1141,7 +1136,7 @@ class IkeV2Peer:
         sa.child_spi = self._new_child_spi()
         payloads: list[tuple[int, bytes]] = [(Payload.IDI, id_body)]
         if sa.initial_contact:
-            payloads.append((Payload.NOTIFY, NotifyPayload(Notify.INITIAL_CONTACT).encode()))
+            payloads.append((Payload.NOTIFY, _INITIAL_CONTACT))
         if self.config.remote_id is not None:
             payloads.append((Payload.IDR, self._id_payload(self.config.remote_id, self.remote)))
         payloads += [
@@ -1150,8 +1145,8 @@ class IkeV2Peer:
                 Payload.SA,
                 self._esp_offer.sa_payload(Protocol.ESP, sa.child_spi, esn=True, with_dh=False),
             ),
-            (Payload.TSI, codec.encode_ts(self._ts_local())),
-            (Payload.TSR, codec.encode_ts(self._ts_remote())),
+            (Payload.TSI, _ts_payload(*_ts_key(self.config.local_ts))),
+            (Payload.TSR, _ts_payload(*_ts_key(self.config.remote_ts))),
         ]
         sa.state = SaState.AUTH_SENT
         mid = sa.my_mid
@@ -1325,8 +1320,9 @@ class IkeV2Peer:
             self._count("no_proposal_chosen")
             return [(Payload.NOTIFY, NotifyPayload(Notify.NO_PROPOSAL_CHOSEN).encode())], None, "no_proposal_chosen"
         num, peer_spi, suite = choice
-        tsi = self._narrow(codec.parse_ts(tsi_b), self._ts_remote())
-        tsr = self._narrow(codec.parse_ts(tsr_b), self._ts_local())
+        tsi_t, tsi_payload = _narrowed(tsi_b, *_ts_key(self.config.remote_ts))
+        tsr_t, tsr_payload = _narrowed(tsr_b, *_ts_key(self.config.local_ts))
+        tsi, tsr = list(tsi_t), list(tsr_t)
         if not tsi or not tsr:
             self._count("ts_unacceptable")
             return [(Payload.NOTIFY, NotifyPayload(Notify.TS_UNACCEPTABLE).encode())], None, "ts_unacceptable"
@@ -1336,19 +1332,10 @@ class IkeV2Peer:
         )
         payloads: list[tuple[int, bytes]] = [
             (Payload.SA, suite_sa_payload(num, Protocol.ESP, spi, suite)),
-            (Payload.TSI, codec.encode_ts(tsi)),
-            (Payload.TSR, codec.encode_ts(tsr)),
+            (Payload.TSI, tsi_payload),
+            (Payload.TSR, tsr_payload),
         ]
         return payloads, child, ""
-
-    def _narrow(self, offered: list[Ts], ours: list[Ts]) -> list[Ts]:
-        out: list[Ts] = []
-        for a in offered:
-            for b in ours:
-                n = a.intersect(b)
-                if n is not None and n not in out:
-                    out.append(n)
-        return out
 
     def _child_from_response(
         self, sa: IkeSa, msg: Message, spi_in: bytes, ni: bytes, nr: bytes, shared: bytes | None, now: float
@@ -1881,6 +1868,22 @@ def _id_payload(value: str) -> bytes:
     return codec.encode_id(IdType.FQDN, value.encode())
 
 
+_OFFERS: dict[int, tuple[PeerConfig, Offer, Offer]] = {}
+
+
+def _offers(config: PeerConfig) -> tuple[Offer, Offer]:
+    """``(ike_offer(config), esp_offer(config))`` looked up by identity first: the lru_cache behind those hashes
+    the whole (frozen, nested) configuration on every call, which costs more than a peer's other set-up."""
+    hit = _OFFERS.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1], hit[2]
+    offers = (ike_offer(config), esp_offer(config))
+    if len(_OFFERS) >= 256:
+        _OFFERS.clear()
+    _OFFERS[id(config)] = (config, *offers)
+    return offers
+
+
 @functools.lru_cache(maxsize=256)
 def _packed_ip(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
@@ -1891,8 +1894,33 @@ def _ts_cached(cidr: str, protocol: int, low: int, high: int) -> tuple[Ts, ...]:
     return (Ts.from_cidr(cidr, protocol, low, high),)
 
 
-def _ts(cidr: str, protocol: int, low: int, high: int) -> list[Ts]:
-    return list(_ts_cached(cidr, protocol, low, high))
+def _ts_key(t: TrafficSelector) -> tuple[str, int, int, int]:
+    return t.cidr, t.protocol, t.port_low, t.port_high
+
+
+@functools.lru_cache(maxsize=256)
+def _ts_payload(cidr: str, protocol: int, low: int, high: int) -> bytes:
+    """The TS payload body for one configured selector (encoded once)."""
+    return codec.encode_ts(list(_ts_cached(cidr, protocol, low, high)))
+
+
+@functools.lru_cache(maxsize=512)
+def _narrowed(body: bytes, cidr: str, protocol: int, low: int, high: int) -> tuple[tuple[Ts, ...], bytes]:
+    """The peer's TS payload ``body`` narrowed to our configured selector (RFC 7296 §2.9) and its encoding
+    (empty if nothing is left), cached: the same proposal arrives in every exchange. Raises DecodeError for a
+    malformed body (not cached)."""
+    narrowed = _narrow(codec.parse_ts(body), list(_ts_cached(cidr, protocol, low, high)))
+    return tuple(narrowed), codec.encode_ts(narrowed) if narrowed else b""
+
+
+def _narrow(offered: list[Ts], ours: list[Ts]) -> list[Ts]:
+    out: list[Ts] = []
+    for a in offered:
+        for b in ours:
+            n = a.intersect(b)
+            if n is not None and n not in out:
+                out.append(n)
+    return out
 
 
 def _no_payloads(sa: IkeSa) -> list[tuple[int, bytes]]:

@@ -19,7 +19,7 @@ from cgw_peer.config import (
     PeerConfig,
 )
 from cgw_peer.errors import ConfigError
-from cgw_peer.ikev2.codec import Proposal, Transform, encode_sa_template
+from cgw_peer.ikev2.codec import Proposal, Transform, encode_sa_template, parse_sa
 from cgw_peer.ikev2.constants import Encr, Integ, Prf, Protocol, TransformType
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite
 
@@ -69,6 +69,9 @@ SW_DH = {
 }
 
 
+_CHOICE_CACHE_MAX = 256
+
+
 class Offer:
     """What one side offers/accepts for one SA kind, in preference order (lowest configured value first)."""
 
@@ -78,6 +81,22 @@ class Offer:
         self.prfs = prfs
         self.dhs = dhs
         self._sa_templates: dict[tuple[int, int, bool, bool], tuple[bytes, ...]] = {}
+        self._ike_choices: dict[tuple[bytes, int | None], tuple[int, IkeSuite] | None] = {}
+
+    def choose_ike(self, sa_body: bytes, ke_group: int | None) -> tuple[int, IkeSuite] | None:
+        """``select_ike(self, parse_sa(sa_body), ke_group)``, remembered per SA payload body: an initiator sends
+        the same IKE_SA_INIT offer every time, so it is parsed and judged once. Raises ``DecodeError`` as
+        :func:`~cgw_peer.ikev2.codec.parse_sa` does (failures are not remembered)."""
+        key = (sa_body, ke_group)
+        try:
+            return self._ike_choices[key]
+        except KeyError:
+            pass
+        choice = select_ike(self, parse_sa(sa_body), ke_group)
+        if len(self._ike_choices) >= _CHOICE_CACHE_MAX:  # bounded: arbitrary peers must not grow it forever
+            self._ike_choices.clear()
+        self._ike_choices[key] = choice
+        return choice
 
     def sa_payload(self, protocol: int, spi: bytes, esn: bool = False, with_dh: bool = True) -> bytes:
         """``encode_sa(self.proposals(...))``: encoded once per shape, then only the SPI is spliced in."""

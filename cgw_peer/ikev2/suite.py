@@ -9,6 +9,7 @@ Transform IDs map to algorithms and Wireshark names through ``cgw_peer.crypto.al
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,12 +105,7 @@ class IkeSuite:
 
     def describe(self) -> str:
         """strongSwan-style proposal string, e.g. ``aes128-sha256-prfsha256-modp2048``."""
-        parts = [SW_ENCR[Encr(self.encr)].format(bits=self.key_bits)]
-        if not self.aead:
-            parts.append(SW_INTEG[Integ(self.integ_id)])
-        parts.append(SW_PRF[Prf(self.prf_id)])
-        parts.append(dh_name(self.dh))
-        return "-".join(parts)
+        return _describe_ike(self.encr, self.key_bits, self.integ_id, self.prf_id, self.dh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +131,28 @@ class ChildSuite:
         return 0 if self.aead or not self.integ_id else HASH_BY_IKEV2_INTEG[self.integ_id].integ_key_len
 
     def describe(self) -> str:
-        parts = [SW_ENCR[Encr(self.encr)].format(bits=self.key_bits)]
-        if not self.aead and self.integ_id:
-            parts.append(SW_INTEG[Integ(self.integ_id)])
-        if self.dh:
-            parts.append(dh_name(self.dh))
-        return "-".join(parts)
+        return _describe_child(self.encr, self.key_bits, self.integ_id, self.dh)
+
+
+# Cached on the plain field values (hashing the frozen dataclass itself costs more than building the string).
+@functools.lru_cache(maxsize=256)
+def _describe_ike(encr: int, key_bits: int, integ_id: int, prf_id: int, dh: int) -> str:
+    parts = [SW_ENCR[Encr(encr)].format(bits=key_bits)]
+    if encr != Encr.AES_GCM_16:
+        parts.append(SW_INTEG[Integ(integ_id)])
+    parts.append(SW_PRF[Prf(prf_id)])
+    parts.append(dh_name(dh))
+    return "-".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _describe_child(encr: int, key_bits: int, integ_id: int, dh: int) -> str:
+    parts = [SW_ENCR[Encr(encr)].format(bits=key_bits)]
+    if encr != Encr.AES_GCM_16 and integ_id:
+        parts.append(SW_INTEG[Integ(integ_id)])
+    if dh:
+        parts.append(dh_name(dh))
+    return "-".join(parts)
 
 
 class SkKeys:
