@@ -83,14 +83,25 @@ class Prf:
         return digest
 
     def keyed(self, key: bytes) -> Callable[[bytes], bytes]:
-        """Return ``f(data) == prf(key, data)`` with the HMAC key schedule computed once (fast path)."""
-        base = HMAC(key, self._algo())
-        copy = base.copy
+        """Return ``f(data) == prf(key, data)`` with the HMAC key schedule computed once (fast path).
+
+        The inner and outer hash states after the padded key (RFC 2104 §2) are computed here and copied per
+        call: about as fast per call as a copied ``cryptography`` HMAC, and about half the set-up cost, which
+        matters for the one-key-few-messages uses (SKEYID chain, KEYMAT)."""
+        new, block = self._new, self._block
+        if len(key) > block:
+            key = new(key).digest()
+        key = key.ljust(block, b"\0")
+        inner_copy = new(key.translate(_IPAD)).copy
+        outer_copy = new(key.translate(_OPAD)).copy
 
         def mac(data: bytes) -> bytes:
-            h = copy()
-            h.update(data)
-            return h.finalize()
+            inner = inner_copy()
+            inner.update(data)
+            outer = outer_copy()
+            outer.update(inner.digest())
+            digest: bytes = outer.digest()
+            return digest
 
         return mac
 
@@ -111,9 +122,12 @@ def get_prf(name: str) -> Prf:
 
 def hash_digest(name: str, data: bytes) -> bytes:
     """Plain hash of ``data`` (``name`` as for :func:`get_prf`)."""
-    if name not in _HASHES:
-        raise ConfigError("hash", f"unknown hash {name!r}; allowed: {', '.join(PRF_NAMES)}")
-    return hashlib.new(name, data).digest()
+    try:
+        new = _HASHLIB[name][0]
+    except KeyError:
+        raise ConfigError("hash", f"unknown hash {name!r}; allowed: {', '.join(PRF_NAMES)}") from None
+    digest: bytes = new(data).digest()  # the constructor directly: hashlib.new(name) looks the name up per call
+    return digest
 
 
 # name -> (hash, key length, ICV length). Key length = hash output length for all four (RFC 2404 §3, RFC 4868 §2.1.1).
