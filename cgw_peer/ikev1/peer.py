@@ -34,7 +34,6 @@ import hashlib
 import ipaddress
 import random
 import struct
-from collections.abc import Sequence
 
 from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Role, SeqOnRetry
 from cgw_peer.crypto import keymat_v1 as km
@@ -66,6 +65,7 @@ from cgw_peer.wire.constants import (
 from cgw_peer.wire.header import HEADER, HEADER_LEN, parse_header
 from cgw_peer.wire.payloads import (
     DeletePayload,
+    GenericPayload,
     HashPayload,
     IdPayload,
     KePayload,
@@ -75,11 +75,12 @@ from cgw_peer.wire.payloads import (
     Payload,
     Proposal,
     SaPayload,
+    Transform,
     VendorIdPayload,
     dpd_notify,
     encode_body,
     encode_chain,
-    encode_sa_body,
+    encode_raw_chain,
     parse_payload,
     split_chain,
 )
@@ -152,8 +153,8 @@ class IkeV1Peer:
         "_last_p1",
         "_last_p2",
         "_out",
-        "_p1_cands",
-        "_p2_cands",
+        "_p1",
+        "_p2",
         "_pending_child_rekey",
         "_qms",
         "_restart_at",
@@ -182,9 +183,10 @@ class IkeV1Peer:
         self.rng = rng
         self.counters: dict[str, int] = {}
         self._status = TunnelStatus()
-        # Parsing the proposals here makes a bad proposal string a ConfigError at construction.
-        self._p1_cands = pr.p1_candidates(config)
-        self._p2_cands = pr.p2_candidates(config)
+        # Parsing the proposals here makes a bad proposal string a ConfigError at construction. The policies
+        # (candidates plus memoised SA payloads and selections) are shared by every peer with this configuration.
+        self._p1 = pr.p1_policy(config)
+        self._p2 = pr.p2_policy(config)
         self._sas: dict[bytes, IsakmpSa] = {}
         self._current: IsakmpSa | None = None
         self._qms: dict[int, QmExchange] = {}
@@ -430,17 +432,18 @@ class IkeV1Peer:
 
     # ====================================================================================== Main Mode
 
-    def _vids(self) -> list[Payload]:
-        out: list[Payload] = []
+    def _vids(self) -> list[tuple[int, bytes]]:
+        """Our vendor IDs as (payload type, body) for :func:`encode_raw_chain`."""
+        out: list[tuple[int, bytes]] = []
         if self.beh.send_dpd_vendor_id:
-            out.append(VendorIdPayload(DPD_VENDOR_ID))
+            out.append((PayloadType.VENDOR_ID, DPD_VENDOR_ID))
         if self.config.nat_t:
-            out.append(VendorIdPayload(NATT_RFC3947_VENDOR_ID))
+            out.append((PayloadType.VENDOR_ID, NATT_RFC3947_VENDOR_ID))
         return out
 
     def _initiate_mm(self, now: float, *, rekey: bool) -> None:
         """Send MM1: HDR, SA, VID(DPD), VID(RFC 3947)."""
-        if not self._p1_cands:
+        if not self._p1.cands:
             return
         sa = IsakmpSa(self._cookie(), ZERO_COOKIE, True, self.local, self.remote)
         sa.rekey = rekey
@@ -450,12 +453,8 @@ class IkeV1Peer:
         sa.expire_at = now + HALF_OPEN_TIMEOUT + self._waits_total
         # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
         # selected proposal on rekey); the rest of the configured list follows.
-        cands: Sequence[pr.P1Suite] = self._p1_cands
-        if self._last_p1 is not None and self._last_p1 in cands and cands[0] != self._last_p1:
-            cands = [self._last_p1] + [c for c in cands if c != self._last_p1]
-        sa_payload = pr.build_p1_sa(cands, self.config.options.phase1_lifetime_seconds)
-        sa.sai_b = encode_sa_body(sa_payload)
-        np, chain = encode_chain([sa_payload, *self._vids()])
+        sa.sai_b = self._p1.offer_body(self.config.options.phase1_lifetime_seconds, self._last_p1)
+        np, chain = encode_raw_chain([(PayloadType.SA, sa.sai_b), *self._vids()])
         msg = HEADER.pack(sa.icookie, ZERO_COOKIE, np, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
         msg += chain
         self._sas[sa.icookie] = sa
@@ -497,16 +496,21 @@ class IkeV1Peer:
     def _on_mm1(self, icky: bytes, np: int, data: bytes, src: Address, dst: Address, now: float) -> None:
         raw, _ = split_chain(np, data[HEADER_LEN:])
         sa_body = b""
-        sa_p: SaPayload | None = None
+        selected: tuple[SaPayload, tuple[pr.P1Suite, int, Transform] | None, bytes] | None = None
         vids: list[bytes] = []
         for t, body in raw:
+            if t == PayloadType.SA:
+                # Parsed, verified and selected once per distinct offer (P1Policy.select).
+                sel = self._p1.select(body)
+                if selected is None:
+                    selected, sa_body = sel, body
+                continue
             p = parse_payload(t, body)
-            if isinstance(p, SaPayload) and sa_p is None:
-                sa_p, sa_body = p, body
-            elif isinstance(p, VendorIdPayload):
+            if isinstance(p, VendorIdPayload):
                 vids.append(p.data)
-        if sa_p is None:
+        if selected is None:
             raise DecodeError("missing_sa")
+        _sa_p, chosen, reply_body = selected
         # A crossing fresh Main Mode of ours (both sides restarting): the lower initiator cookie wins, so both
         # sides make the same choice and exactly one ISAKMP SA survives.
         for mine in list(self._sas.values()):
@@ -516,14 +520,13 @@ class IkeV1Peer:
                 self._count("mm_collision_yielded")
                 del self._sas[mine.icookie]
         self._restart_at = None  # the peer is bringing the tunnel up: no need for our own restart
-        chosen = pr.select_p1(sa_p, self._p1_cands)
         rcky = self._cookie()
         if chosen is None:
             self._send_plain_notify(icky, rcky, NotifyType.NO_PROPOSAL_CHOSEN, src, dst)
             self._count("ike:no_proposal_chosen")
             self._emit("negotiation_failed", exchange="main_mode", reason="no_proposal_chosen")
             return
-        suite, life, transform = chosen
+        suite, life, _transform = chosen
         sa = IsakmpSa(icky, rcky, False, dst, src)
         sa.suite = suite
         sa.lifetime = min(life, self.config.options.phase1_lifetime_seconds)
@@ -532,9 +535,8 @@ class IkeV1Peer:
         sa.peer_natt = NATT_RFC3947_VENDOR_ID in vids
         sa.expire_at = now + HALF_OPEN_TIMEOUT
         self._setup_prf(sa)
-        prop = sa_p.proposals[0]
-        reply = SaPayload((Proposal(prop.number, ProtocolId.ISAKMP, b"", (transform,)),))
-        np2, chain = encode_chain([reply, *self._vids()])
+        # reply_body: our SA payload, the chosen transform inside the initiator's first proposal number.
+        np2, chain = encode_raw_chain([(PayloadType.SA, reply_body), *self._vids()])
         msg = HEADER.pack(icky, rcky, np2, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain)) + chain
         self._sas[icky] = sa
         sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_2"
@@ -551,15 +553,12 @@ class IkeV1Peer:
         life = self.config.options.phase1_lifetime_seconds
         vids: list[bytes] = []
         for t, body in raw:
-            p = parse_payload(t, body)
-            if isinstance(p, SaPayload):
-                if len(p.proposals) != 1 or len(p.proposals[0].transforms) != 1:
-                    raise DecodeError("bad_proposal_choice", "responder must choose one transform")
-                got = pr.p1_from_transform(p.proposals[0].transforms[0])
-                if got is None or got[0] not in self._p1_cands:
-                    raise DecodeError("bad_proposal_choice", "not one we offered")
+            if t == PayloadType.SA:
+                got = self._p1.accept(body)  # parsed and checked once per distinct answer
                 chosen, life = got[0], min(life, got[1])
-            elif isinstance(p, VendorIdPayload):
+                continue
+            p = parse_payload(t, body)
+            if isinstance(p, VendorIdPayload):
                 vids.append(p.data)
         if chosen is None:
             raise DecodeError("missing_sa")
@@ -899,10 +898,7 @@ class IkeV1Peer:
         sa = self._current
         if sa is None or not sa.established:
             return
-        cands: Sequence[pr.P2Suite] = self._p2_cands
-        if self._last_p2 is not None and self._last_p2 in cands and cands[0] != self._last_p2:
-            cands = [self._last_p2] + [c for c in cands if c != self._last_p2]
-        offer = pr.initiator_p2_offer(cands)
+        offer = self._p2.offer(self._last_p2)
         if not offer:
             return
         qm = QmExchange(sa, self._new_mid(), True)
@@ -912,7 +908,8 @@ class IkeV1Peer:
         qm.ni = self.rng.randbytes(NONCE_LEN)
         qm.encap = EncapMode.UDP_TUNNEL if sa.natt else EncapMode.TUNNEL
         lifetime = self.config.options.phase2_lifetime_seconds
-        payloads: list[Payload] = [pr.build_p2_sa(offer, qm.spi_in, lifetime, qm.encap), NoncePayload(qm.ni)]
+        sa_body = self._p2.offer_body(self._last_p2, qm.spi_in, lifetime, qm.encap)
+        payloads: list[Payload] = [GenericPayload(PayloadType.SA, sa_body), NoncePayload(qm.ni)]
         group = offer[0].group
         if group:
             qm.dh = get_group(group).generate(self.rng)
@@ -1002,7 +999,7 @@ class IkeV1Peer:
         raw, _rest = self._verify_hash_first(sa, plain, np, _MID.pack(mid))
         self._authenticated(sa, now)
         sa_p, ni, ke, ids = self._parse_qm(raw)
-        chosen = pr.select_p2(sa_p, self._p2_cands)
+        chosen = pr.select_p2(sa_p, self._p2.cands)
         if chosen is None:
             self._count("child:no_proposal_chosen")
             spi = sa_p.proposals[0].spi if sa_p.proposals else b""

@@ -21,11 +21,12 @@ import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cgw_peer.config import PHASE_ENCRYPTION, PHASE_INTEGRITY, PeerConfig, Role, TunnelOptions
-from cgw_peer.errors import ConfigError
+from cgw_peer.errors import ConfigError, DecodeError
 from cgw_peer.wire.constants import AUTH_PSK, KEY_IKE, LIFE_SECONDS, EncapMode, P1Attr, P2Attr, ProtocolId
-from cgw_peer.wire.payloads import Attribute, Proposal, SaPayload, Transform
+from cgw_peer.wire.payloads import Attribute, Proposal, SaPayload, Transform, encode_sa_body, parse_sa_body, verify
 
 AWS_SELECTION_ORDER = ("encryption", "integrity", "dh_group")
 """Significance of the algorithm classes when AWS sorts its candidates lowest-first (an assumption: AWS
@@ -383,3 +384,153 @@ def select_p2(sa: SaPayload, candidates: Sequence[P2Suite]) -> tuple[P2Suite, in
 
 def is_aws(config: PeerConfig) -> bool:
     return config.role is Role.AWS
+
+
+# -- per-configuration memoisation --------------------------------------------------------------------------
+
+_CACHE_MAX = 256
+"""Entries per memo table; a full table is cleared (the keys are configuration-sized, so it rarely fills)."""
+
+
+def _put(table: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(table) >= _CACHE_MAX:
+        table.clear()
+    table[key] = value
+
+
+class P1Policy:
+    """One configuration's phase-1 candidates, with the Main Mode SA work memoised.
+
+    Every peer with the same proposals (or AWS tunnel options) shares one instance (:func:`p1_policy`), so the
+    SA payload bytes are built once per configuration, and a responder parses and selects each distinct offer
+    once (the AWS role facing many CGWs with one configuration sees the same SAi_b again and again). All
+    entries are pure functions of the candidates and the bytes; malformed input raises and is never stored.
+    """
+
+    __slots__ = ("_accepted", "_offers", "_selected", "cands")
+
+    def __init__(self, cands: tuple[P1Suite, ...]) -> None:
+        self.cands = cands
+        self._offers: dict[tuple[int, P1Suite | None], bytes] = {}
+        self._selected: dict[bytes, tuple[SaPayload, tuple[P1Suite, int, Transform] | None, bytes]] = {}
+        self._accepted: dict[bytes, tuple[P1Suite, int]] = {}
+
+    def ordered(self, first: P1Suite | None) -> Sequence[P1Suite]:
+        """The candidates with ``first`` (what was negotiated last time) moved to the front, if configured
+        (strongSwan reuses the selected proposal on rekey and restart)."""
+        cands: Sequence[P1Suite] = self.cands
+        if first is not None and first in cands and cands[0] != first:
+            cands = [first] + [c for c in cands if c != first]
+        return cands
+
+    def offer_body(self, lifetime: int, first: P1Suite | None = None) -> bytes:
+        """SAi_b of MM1: the body of the SA payload offering :meth:`ordered` ``(first)``."""
+        key = (lifetime, first)
+        body = self._offers.get(key)
+        if body is None:
+            body = encode_sa_body(build_p1_sa(self.ordered(first), lifetime))
+            _put(self._offers, key, body)
+        return body
+
+    def select(self, sa_body: bytes) -> tuple[SaPayload, tuple[P1Suite, int, Transform] | None, bytes]:
+        """Responder: ``(parsed SA, select_p1() result, body of the SA payload answering it or b"")`` for the
+        received SA payload body. Raises :class:`~cgw_peer.errors.DecodeError` on a malformed payload."""
+        hit = self._selected.get(sa_body)
+        if hit is None:
+            sa_p = parse_sa_body(sa_body)
+            verify(sa_p)
+            chosen = select_p1(sa_p, self.cands)
+            reply = b""
+            if chosen is not None:
+                number = sa_p.proposals[0].number
+                reply = encode_sa_body(SaPayload((Proposal(number, ProtocolId.ISAKMP, b"", (chosen[2],)),)))
+            hit = (sa_p, chosen, reply)
+            _put(self._selected, sa_body, hit)
+        return hit
+
+    def accept(self, sa_body: bytes) -> tuple[P1Suite, int]:
+        """Initiator: the (suite, lifetime) the responder chose in MM2's SA payload body. Raises
+        ``DecodeError`` when it is malformed, chooses more than one transform, or one we did not offer."""
+        hit = self._accepted.get(sa_body)
+        if hit is None:
+            p = parse_sa_body(sa_body)
+            verify(p)
+            if len(p.proposals) != 1 or len(p.proposals[0].transforms) != 1:
+                raise DecodeError("bad_proposal_choice", "responder must choose one transform")
+            got = p1_from_transform(p.proposals[0].transforms[0])
+            if got is None or got[0] not in self.cands:
+                raise DecodeError("bad_proposal_choice", "not one we offered")
+            hit = got
+            _put(self._accepted, sa_body, hit)
+        return hit
+
+
+class P2Policy:
+    """One configuration's ESP candidates, with the Quick Mode offer encoding memoised (see :class:`P1Policy`)."""
+
+    __slots__ = ("_bodies", "_offers", "cands")
+
+    def __init__(self, cands: tuple[P2Suite, ...]) -> None:
+        self.cands = cands
+        self._offers: dict[P2Suite | None, tuple[P2Suite, ...]] = {}
+        self._bodies: dict[tuple[P2Suite | None, int, int], tuple[bytes, bytes]] = {}
+
+    def offer(self, first: P2Suite | None = None) -> tuple[P2Suite, ...]:
+        """What Quick Mode offers: :func:`initiator_p2_offer` of the candidates with ``first`` (what was
+        negotiated last time) moved to the front, if configured."""
+        hit = self._offers.get(first)
+        if hit is None:
+            cands: Sequence[P2Suite] = self.cands
+            if first is not None and first in cands and cands[0] != first:
+                cands = [first] + [c for c in cands if c != first]
+            hit = tuple(initiator_p2_offer(cands))
+            _put(self._offers, first, hit)
+        return hit
+
+    def offer_body(self, first: P2Suite | None, spi: bytes, lifetime: int, encap: int) -> bytes:
+        """Body of QM1's SA payload: ``encode_sa_body(build_p2_sa(offer(first), spi, lifetime, encap))``."""
+        key = (first, lifetime, encap)
+        hit = self._bodies.get(key)
+        if hit is None:
+            body = encode_sa_body(build_p2_sa(self.offer(first), b"\0\0\0\0", lifetime, encap))
+            # RFC 2408 §3.4/3.5: DOI, situation, proposal header (4), proposal fields (4), then the 4-byte SPI.
+            hit = (body[:16], body[20:])
+            _put(self._bodies, key, hit)
+        head, tail = hit
+        if len(spi) != 4:
+            return encode_sa_body(build_p2_sa(self.offer(first), spi, lifetime, encap))
+        return head + spi + tail
+
+
+@functools.lru_cache(maxsize=256)
+def _p1_policy_texts(texts: tuple[str, ...]) -> P1Policy:
+    return P1Policy(_parsed_p1(texts))
+
+
+@functools.lru_cache(maxsize=64)
+def _p1_policy_opts(opts: TunnelOptions) -> P1Policy:
+    return P1Policy(_aws_p1(opts))
+
+
+@functools.lru_cache(maxsize=256)
+def _p2_policy_texts(texts: tuple[str, ...]) -> P2Policy:
+    return P2Policy(_parsed_p2(texts))
+
+
+@functools.lru_cache(maxsize=64)
+def _p2_policy_opts(opts: TunnelOptions) -> P2Policy:
+    return P2Policy(_aws_p2(opts))
+
+
+def p1_policy(config: PeerConfig) -> P1Policy:
+    """The shared :class:`P1Policy` of ``config`` (its ``cands`` are :func:`p1_candidates`)."""
+    if config.proposals:
+        return _p1_policy_texts(tuple(config.proposals))
+    return _p1_policy_opts(config.options)
+
+
+def p2_policy(config: PeerConfig) -> P2Policy:
+    """The shared :class:`P2Policy` of ``config`` (its ``cands`` are :func:`p2_candidates`)."""
+    if config.esp_proposals:
+        return _p2_policy_texts(tuple(config.esp_proposals))
+    return _p2_policy_opts(config.options)

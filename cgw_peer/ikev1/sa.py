@@ -7,7 +7,7 @@ temporaries (DH key pairs, nonces, SAi_b, cached messages) are dropped once an e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -228,7 +228,7 @@ class QmExchange:
         self.spi_in = b""
         self.spi_out = b""
         self.suite: P2Suite | None = None
-        self.offer: list[P2Suite] = []
+        self.offer: Sequence[P2Suite] = ()
         self.lifetime = 3600
         self.encap = 1
         self.id_ci = b""

@@ -15,7 +15,9 @@ Every payload starts with the RFC 2408 §3.2 generic header::
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cgw_peer.errors import DecodeError
 from cgw_peer.wire.constants import DOI_IPSEC, SIT_IDENTITY_ONLY, NotifyType, PayloadType, ProtocolId
@@ -179,6 +181,9 @@ Payload = (
 
 
 def payload_type(p: Payload) -> int:
+    t = _TYPE_NUMBERS.get(type(p))
+    if t is not None:
+        return t
     if isinstance(p, GenericPayload):
         return p.payload_type
     return int(p.TYPE)
@@ -291,6 +296,13 @@ def parse_sa_body(body: bytes) -> SaPayload:
 
 def encode_body(p: Payload) -> bytes:
     """The payload body (without the 4-byte generic header)."""
+    enc = _BODY_ENCODERS.get(type(p))
+    if enc is not None:
+        return enc(p)
+    return _encode_body_any(p)
+
+
+def _encode_body_any(p: Payload) -> bytes:
     if isinstance(p, SaPayload):
         return encode_sa_body(p)
     if isinstance(p, (KePayload, HashPayload, NoncePayload, VendorIdPayload, NatDPayload)):
@@ -302,6 +314,55 @@ def encode_body(p: Payload) -> bytes:
     if isinstance(p, DeletePayload):
         return _DELETE_HDR.pack(p.doi, p.protocol, p.spi_size, len(p.spis)) + b"".join(p.spis)
     return p.body
+
+
+def _data_body(p: KePayload | HashPayload | NoncePayload | VendorIdPayload | NatDPayload) -> bytes:
+    return p.data
+
+
+def _id_body(p: IdPayload) -> bytes:
+    return _ID_HDR.pack(p.id_type, p.protocol, p.port) + p.data
+
+
+def _notify_body(p: NotifyPayload) -> bytes:
+    return _NOTIFY_HDR.pack(p.doi, p.protocol, len(p.spi), p.notify_type) + p.spi + p.data
+
+
+def _delete_body(p: DeletePayload) -> bytes:
+    return _DELETE_HDR.pack(p.doi, p.protocol, p.spi_size, len(p.spis)) + b"".join(p.spis)
+
+
+def _generic_body(p: GenericPayload) -> bytes:
+    return p.body
+
+
+# Exact-type dispatch (the hot path); encode_body() falls back to isinstance checks for anything else.
+_BODY_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    SaPayload: encode_sa_body,
+    KePayload: _data_body,
+    HashPayload: _data_body,
+    NoncePayload: _data_body,
+    VendorIdPayload: _data_body,
+    NatDPayload: _data_body,
+    IdPayload: _id_body,
+    NotifyPayload: _notify_body,
+    DeletePayload: _delete_body,
+    GenericPayload: _generic_body,
+}
+_TYPE_NUMBERS: dict[type, int] = {
+    cls: int(cls.TYPE)
+    for cls in (
+        SaPayload,
+        KePayload,
+        IdPayload,
+        HashPayload,
+        NoncePayload,
+        NotifyPayload,
+        DeletePayload,
+        VendorIdPayload,
+        NatDPayload,
+    )
+}
 
 
 def _parse_id(body: bytes) -> IdPayload:
@@ -343,41 +404,78 @@ _PARSERS = {
 }
 
 
+def _verify_nonce(p: NoncePayload) -> None:
+    if not NONCE_MIN <= len(p.data) <= NONCE_MAX:
+        raise DecodeError("bad_nonce_length", f"{len(p.data)}")
+
+
+def _verify_data(p: KePayload | HashPayload | VendorIdPayload | NatDPayload) -> None:
+    if not p.data:
+        raise DecodeError(f"empty_{p.TYPE.name.lower()}")
+
+
+def _verify_notify(p: NotifyPayload) -> None:
+    if p.notify_type in (NotifyType.R_U_THERE, NotifyType.R_U_THERE_ACK):
+        # RFC 3706 §5.3 / strongSwan notify_payload.c: SPI = CKY-I|CKY-R, data = 32-bit sequence.
+        if len(p.spi) != 16:
+            raise DecodeError("bad_dpd_spi_size", f"{len(p.spi)}")
+        if len(p.data) != 4:
+            raise DecodeError("bad_dpd_data_length", f"{len(p.data)}")
+    else:
+        allowed = _NOTIFY_SPI_SIZES.get(p.protocol)
+        if allowed is not None and len(p.spi) not in allowed:
+            raise DecodeError("bad_notify_spi_size", f"{len(p.spi)}")
+
+
+def _verify_delete(p: DeletePayload) -> None:
+    # RFC 2408 §3.15: ISAKMP SPI = the cookie pair (16); IPsec SPIs are 4 bytes (RFC 2407 §4.6.3.3).
+    if p.protocol == ProtocolId.ISAKMP and p.spi_size != 16:
+        raise DecodeError("bad_delete_spi_size", f"{p.spi_size}")
+    if p.protocol in (ProtocolId.ESP, ProtocolId.AH) and p.spi_size != 4:
+        raise DecodeError("bad_delete_spi_size", f"{p.spi_size}")
+    if not p.spis:
+        raise DecodeError("empty_delete")
+
+
+def _verify_sa(p: SaPayload) -> None:
+    for prop in p.proposals:
+        if prop.protocol == ProtocolId.ISAKMP and len(prop.spi) not in (0, 8, 16):
+            raise DecodeError("bad_proposal_spi_size", f"{len(prop.spi)}")
+        if prop.protocol in (ProtocolId.ESP, ProtocolId.AH) and len(prop.spi) != 4:
+            raise DecodeError("bad_proposal_spi_size", f"{len(prop.spi)}")
+        if not prop.transforms:
+            raise DecodeError("no_transforms")
+
+
+def _verify_nothing(p: Payload) -> None:
+    return None
+
+
+_VERIFIERS: dict[type, Callable[[Any], None]] = {
+    NoncePayload: _verify_nonce,
+    KePayload: _verify_data,
+    HashPayload: _verify_data,
+    VendorIdPayload: _verify_data,
+    NatDPayload: _verify_data,
+    NotifyPayload: _verify_notify,
+    DeletePayload: _verify_delete,
+    SaPayload: _verify_sa,
+    IdPayload: _verify_nothing,
+    GenericPayload: _verify_nothing,
+}
+
+
 def verify(p: Payload) -> None:
     """Per-type length rules (strongSwan ``verify()`` per payload). Raises :class:`DecodeError`."""
-    if isinstance(p, NoncePayload):
-        if not NONCE_MIN <= len(p.data) <= NONCE_MAX:
-            raise DecodeError("bad_nonce_length", f"{len(p.data)}")
-    elif isinstance(p, (KePayload, HashPayload, VendorIdPayload, NatDPayload)):
-        if not p.data:
-            raise DecodeError(f"empty_{p.TYPE.name.lower()}")
-    elif isinstance(p, NotifyPayload):
-        if p.notify_type in (NotifyType.R_U_THERE, NotifyType.R_U_THERE_ACK):
-            # RFC 3706 §5.3 / strongSwan notify_payload.c: SPI = CKY-I|CKY-R, data = 32-bit sequence.
-            if len(p.spi) != 16:
-                raise DecodeError("bad_dpd_spi_size", f"{len(p.spi)}")
-            if len(p.data) != 4:
-                raise DecodeError("bad_dpd_data_length", f"{len(p.data)}")
-        else:
-            allowed = _NOTIFY_SPI_SIZES.get(p.protocol)
-            if allowed is not None and len(p.spi) not in allowed:
-                raise DecodeError("bad_notify_spi_size", f"{len(p.spi)}")
-    elif isinstance(p, DeletePayload):
-        # RFC 2408 §3.15: ISAKMP SPI = the cookie pair (16); IPsec SPIs are 4 bytes (RFC 2407 §4.6.3.3).
-        if p.protocol == ProtocolId.ISAKMP and p.spi_size != 16:
-            raise DecodeError("bad_delete_spi_size", f"{p.spi_size}")
-        if p.protocol in (ProtocolId.ESP, ProtocolId.AH) and p.spi_size != 4:
-            raise DecodeError("bad_delete_spi_size", f"{p.spi_size}")
-        if not p.spis:
-            raise DecodeError("empty_delete")
-    elif isinstance(p, SaPayload):
-        for prop in p.proposals:
-            if prop.protocol == ProtocolId.ISAKMP and len(prop.spi) not in (0, 8, 16):
-                raise DecodeError("bad_proposal_spi_size", f"{len(prop.spi)}")
-            if prop.protocol in (ProtocolId.ESP, ProtocolId.AH) and len(prop.spi) != 4:
-                raise DecodeError("bad_proposal_spi_size", f"{len(prop.spi)}")
-            if not prop.transforms:
-                raise DecodeError("no_transforms")
+    check = _VERIFIERS.get(type(p))
+    if check is not None:
+        check(p)
+        return
+    # Subclasses of the payload classes: the first matching rule, in the order of the table.
+    for cls, fn in _VERIFIERS.items():
+        if isinstance(p, cls):
+            fn(p)
+            return
 
 
 def parse_payload(ptype: int, body: bytes) -> Payload:
@@ -387,7 +485,7 @@ def parse_payload(ptype: int, body: bytes) -> Payload:
             raise DecodeError("unexpected_payload", f"type {ptype}")
         return GenericPayload(ptype, body)
     p: Payload = parser(body)
-    verify(p)
+    _VERIFIERS[type(p)](p)
     return p
 
 
@@ -434,11 +532,21 @@ def encode_chain(payloads: list[Payload]) -> tuple[int, bytes]:
     """``(type of the first payload, encoded chain)``; Next Payload fields are filled in."""
     if not payloads:
         return 0, b""
-    parts = []
-    for i, p in enumerate(payloads):
-        nxt = payload_type(payloads[i + 1]) if i + 1 < len(payloads) else 0
-        parts.append(encode_payload(p, nxt))
-    return payload_type(payloads[0]), b"".join(parts)
+    return encode_raw_chain([(payload_type(p), encode_body(p)) for p in payloads])
+
+
+def encode_raw_chain(parts: list[tuple[int, bytes]]) -> tuple[int, bytes]:
+    """As :func:`encode_chain` for payloads given as ``(payload type, body)`` (bodies encoded, or cached,
+    by the caller): ``(type of the first payload, encoded chain)``."""
+    if not parts:
+        return 0, b""
+    out = []
+    pack = GENERIC.pack
+    last = len(parts) - 1
+    for i, (_t, body) in enumerate(parts):
+        out.append(pack(parts[i + 1][0] if i < last else 0, 0, 4 + len(body)))
+        out.append(body)
+    return parts[0][0], b"".join(out)
 
 
 def dpd_notify(notify_type: int, icookie: bytes, rcookie: bytes, seq: int) -> bytes:
