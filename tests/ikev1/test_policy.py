@@ -108,3 +108,14 @@ def test_engine_phase2_iv_matches_keymat(mid: int) -> None:
     sa = aws.current_isakmp
     assert sa is not None
     assert aws._phase2_iv(sa, mid.to_bytes(4, "big")) == phase2_iv(sa.hash_name, sa.last_p1_block, mid)
+
+
+def test_rekey_delay_with_a_short_negotiated_lifetime() -> None:
+    # A peer may negotiate a lifetime far below the configured margin (charon with rekey_time=3s answers 3 s):
+    # the rekey then lands between a third and two thirds of it, never at once.
+    rng = random.Random(3)
+    vals = [rekey_delay(3.3, 270, 100, rng) for _ in range(500)]
+    assert min(vals) >= 3.3 / 3 - 1e-9 and max(vals) <= 3.3 * 2 / 3 + 1e-9
+    assert max(vals) - min(vals) > 0.8  # still fuzzed
+    # Ordinary AWS values are untouched by the clamp.
+    assert rekey_delay(3600, 270, 0, rng) == 3330
