@@ -63,6 +63,7 @@ from typing import Any
 from emulator.cli import ConfigError
 from tgw_dataplane.model import (
     DEFAULT_ACCOUNT,
+    SEED_LIMIT,
     ApplianceKind,
     Gwlb,
     GwlbEndpoint,
@@ -640,6 +641,8 @@ class _Importer:
                 seed = int(seed_tag) if seed_tag is not None else None
             except ValueError:
                 raise ConfigError(f"{where}: tag {SEED_TAG}={seed_tag!r} is not an integer") from None
+            if seed is not None and not 0 <= seed < SEED_LIMIT:
+                raise ConfigError(f"{where}: tag {SEED_TAG}={seed_tag!r} is out of range (0 .. 2**128-1)")
             opts = _obj(t, "Options", where)
             self.topo.tgws[tid] = TransitGateway(
                 id=tid,

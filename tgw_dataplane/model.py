@@ -355,6 +355,8 @@ class Topology:
         for t in self.tgws.values():
             if t.region not in self.regions:
                 raise ConfigError(f"transit gateway {t.id}: region {t.region!r} is not in regions")
+            if t.seed is not None and not 0 <= t.seed < SEED_LIMIT:
+                raise ConfigError(f"transit gateway {t.id}: seed {t.seed} is out of range (0 .. 2**128-1)")
             for a in t.attachments.values():
                 if isinstance(a, VpcAttachment):
                     if a.vpc_id not in self.vpcs:
@@ -641,6 +643,24 @@ def _vpc(topo: Topology, vid: str, vd: Mapping[str, Any]) -> Vpc:
     return v
 
 
+SEED_LIMIT = 1 << 128
+"""A TGW flow-hash seed is an integer in ``[0, SEED_LIMIT)`` (the dataplane keys its hash with 16 bytes)."""
+
+
+def _seed(v: object, where: str) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ConfigError(f"{where}: {v!r} is not an integer")
+    try:
+        seed = int(v)
+    except ValueError:
+        raise ConfigError(f"{where}: {v!r} is not an integer") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise ConfigError(f"{where}: {seed} is out of range (0 .. 2**128-1)")
+    return seed
+
+
 def _tgw(topo: Topology, tid: str, td: Mapping[str, Any]) -> TransitGateway:
     w = f"transit_gateways.{tid}"
     _check_keys(td, {"region", "account", "seed", "vpn_ecmp", "route_tables", "attachments"}, w)
@@ -650,7 +670,7 @@ def _tgw(topo: Topology, tid: str, td: Mapping[str, Any]) -> TransitGateway:
         id=tid,
         region=str(td["region"]),
         account=str(td.get("account", DEFAULT_ACCOUNT)),
-        seed=int(td["seed"]) if td.get("seed") is not None else None,
+        seed=_seed(td.get("seed"), f"{w}.seed"),
         vpn_ecmp=bool(td.get("vpn_ecmp", True)),
     )
     for aid, ad in _map(td, "attachments", w).items():

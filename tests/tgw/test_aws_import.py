@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from emulator.cli import ConfigError
 from tgw_dataplane.aws_import import accepter_side_id, load_aws_json
+from tgw_dataplane.dataplane import Dataplane
 from tgw_dataplane.model import (
     ApplianceKind,
     PeeringAttachment,
@@ -858,9 +859,12 @@ _JUNK = st.one_of(
     st.integers(-5, 5),
     st.text(max_size=8),
     st.sampled_from(["10.0.0.0/33", "subnet-x", "vpc-x", "tgw-x", "enable", "blackhole", "propagated", "static"]),
-    st.just([]),
-    st.just({}),
-    st.just([1, "x", None]),
+    # Containers are built fresh for every draw: st.just() would hand out one shared object, which the damage
+    # loop below then mutates (a later path can lead into it), so the data drawn by one example would depend on
+    # the examples before it. Hypothesis reports such history-dependent tests as flaky.
+    st.builds(list),
+    st.builds(dict),
+    st.builds(lambda: [1, "x", None]),
 )
 
 
@@ -887,3 +891,23 @@ def test_damaged_json_raises_only_config_error(data: st.DataObject) -> None:
         assert str(e)  # a message (naming the object) and nothing but ConfigError
     else:
         topo.validate()  # what loads is a consistent model
+        Dataplane(topo)  # ... and compiles
+
+
+@pytest.mark.parametrize("value", ["-1", str(1 << 128)])
+def test_seed_tag_out_of_range_is_a_config_error(value: str) -> None:
+    doc = _mutate(lambda d: d["TransitGateways"][0]["Tags"].__setitem__(0, {"Key": "awsnetemu:seed", "Value": value}))
+    with pytest.raises(ConfigError, match=r"TransitGateways\[0\] \(tgw-.*tag awsnetemu:seed=.* out of range"):
+        load_aws_json(doc)
+
+
+@pytest.mark.parametrize("value", [-1, 1 << 128, "x", True, [1]])
+def test_yaml_seed_must_be_an_integer_in_range(value: Any) -> None:
+    import yaml
+
+    from tgw_dataplane.model import topology_from_dict
+
+    d = yaml.safe_load(SEED_YAML.read_text())
+    next(iter(d["transit_gateways"].values()))["seed"] = value
+    with pytest.raises(ConfigError, match=r"transit_gateways\.tgw-1\.seed: "):
+        topology_from_dict(d)
