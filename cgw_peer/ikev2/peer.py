@@ -101,6 +101,10 @@ from cgw_peer.status import (
 from emulator.actions import Action, Address, Event, Transmit
 
 NONCE_LEN = 32
+HEADER_LEN = codec.HEADER_LEN
+_HEADER = codec.HEADER
+_GENERIC = codec.GENERIC
+_ZERO_SPI = bytes(8)
 _INITIAL_CONTACT = NotifyPayload(Notify.INITIAL_CONTACT).encode()
 IKE_PORT = 500
 NAT_T_PORT = 4500
@@ -591,18 +595,26 @@ class IkeV2Peer:
             if len(data) < 4 or data[:4] != NON_ESP_MARKER:
                 raise DecodeError("not_ike", "no non-ESP marker on an encapsulation port (ESP?)")
             data = data[4:]
-        hdr = codec.parse_header(data)
-        if hdr.exchange == _EX_IKE_SA_INIT:
-            if hdr.is_response:
-                sa = self._sas.get(hdr.spi_i)
+        # The header (codec.parse_header, inlined: this runs for every datagram).
+        if len(data) < HEADER_LEN:
+            raise DecodeError("short_header", f"{len(data)} octets")
+        spi_i, spi_r, np, ver, exchange, flags, mid, length = _HEADER.unpack_from(data)
+        if ver >> 4 != 2:
+            raise DecodeError("bad_version", f"0x{ver:02x}")
+        if length != len(data):
+            raise DecodeError("bad_length", f"header says {length}, datagram has {len(data)}")
+        hdr = Header(spi_i, spi_r, np, exchange, flags, mid, length)
+        if exchange == _EX_IKE_SA_INIT:
+            if flags & _FL_RESPONSE:
+                sa = self._sas.get(spi_i)
                 if sa is None or not sa.initiator or sa.state is not _ST_INIT_SENT:
                     raise DecodeError("unexpected_ike_sa_init_response")
                 return self._on_init_response(sa, hdr, data, src, dst, now)
-            if hdr.spi_r != bytes(8) or hdr.message_id != 0:
+            if spi_r != _ZERO_SPI or mid != 0:
                 raise DecodeError("bad_ike_sa_init_request", "SPIr or message ID not zero")
             return self._on_init_request(hdr, data, src, dst, now)
-        from_initiator = bool(hdr.flags & _FL_INITIATOR)
-        local_spi, remote_spi = (hdr.spi_r, hdr.spi_i) if from_initiator else (hdr.spi_i, hdr.spi_r)
+        from_initiator = bool(flags & _FL_INITIATOR)
+        local_spi, remote_spi = (spi_r, spi_i) if from_initiator else (spi_i, spi_r)
         sa = self._sas.get(local_spi)
         if sa is None:
             raise DecodeError("unknown_spi", local_spi.hex())
@@ -610,45 +622,51 @@ class IkeV2Peer:
             raise DecodeError("wrong_spi")
         if sa.sk is None:
             raise DecodeError("no_keys_yet")
-        if hdr.flags & _FL_RESPONSE:
+        if flags & _FL_RESPONSE:
             req = sa.outstanding
-            if req is None or hdr.message_id != req.mid:
-                raise DecodeError("unexpected_response", f"message ID {hdr.message_id}")
-            if hdr.exchange != req.exchange:
-                raise DecodeError("wrong_exchange_type", f"{hdr.exchange}")
+            if req is None or mid != req.mid:
+                raise DecodeError("unexpected_response", f"message ID {mid}")
+            if exchange != req.exchange:
+                raise DecodeError("wrong_exchange_type", f"{exchange}")
             msg = self._decrypt(sa, hdr, data)
             sa.outstanding = None
-            self._alive(now)
+            last = self._last_inbound
+            if last is None or now > last:
+                self._last_inbound = now
             out = req.handler(sa, msg, now)
             if sa.pending and sa.outstanding is None and sa.state is not _ST_DEAD:
                 out += self._send_next(sa, now)
             return out
         # A request.
-        if hdr.message_id == sa.peer_mid - 1 and sa.last_response and data == sa.last_request:
+        peer_mid = sa.peer_mid
+        if mid == peer_mid - 1 and sa.last_response and data == sa.last_request:
             # RFC 7296 §2.1: a retransmitted request gets the same response again, unprocessed.
             self._count("response_retransmitted")
             self._alive(now)
             return [
                 self._tx(sa, sa.last_response, sa.last_response_kind),
-                Event("response_retransmitted", {"message_id": hdr.message_id}),
+                Event("response_retransmitted", {"message_id": mid}),
             ]
-        if hdr.message_id != sa.peer_mid:
-            reason = "old_message_id" if hdr.message_id < sa.peer_mid else "out_of_window"
-            raise DecodeError(reason, f"got {hdr.message_id}, expected {sa.peer_mid}")
-        handler = self._request_handlers.get(hdr.exchange)
+        if mid != peer_mid:
+            reason = "old_message_id" if mid < peer_mid else "out_of_window"
+            raise DecodeError(reason, f"got {mid}, expected {peer_mid}")
+        handler = self._request_handlers.get(exchange)
         if handler is None:
-            raise DecodeError("unknown_exchange", str(hdr.exchange))
-        if (hdr.exchange == _EX_IKE_AUTH) != (sa.state is _ST_INIT_DONE):
-            raise DecodeError("unexpected_ike_auth" if sa.state is not _ST_INIT_DONE else "not_authenticated_yet")
+            raise DecodeError("unknown_exchange", str(exchange))
+        state = sa.state
+        if (exchange == _EX_IKE_AUTH) != (state is _ST_INIT_DONE):
+            raise DecodeError("unexpected_ike_auth" if state is not _ST_INIT_DONE else "not_authenticated_yet")
         msg = self._decrypt(sa, hdr, data)
-        if sa.state is _ST_INIT_DONE or (sa.state is _ST_ESTABLISHED and src != sa.remote):
+        if state is _ST_INIT_DONE or (state is _ST_ESTABLISHED and src != sa.remote):
             # The responder learns the initiator's (possibly floated) address from IKE_AUTH, and follows a
             # NAT mapping change on any authenticated request (§2.23).
             sa.remote, sa.local = src, dst
-        saved = (sa.peer_mid, sa.last_request, sa.last_response, sa.last_response_kind)
-        sa.peer_mid += 1
+        saved = (peer_mid, sa.last_request, sa.last_response, sa.last_response_kind)
+        sa.peer_mid = peer_mid + 1
         sa.last_request = data
-        self._alive(now)
+        last = self._last_inbound
+        if last is None or now > last:
+            self._last_inbound = now
         try:
             out = handler(sa, msg, now)
         except DecodeError:
@@ -668,12 +686,13 @@ class IkeV2Peer:
     def _decrypt(self, sa: IkeSa, hdr: Header, data: bytes) -> Message:
         if hdr.next_payload != _PL_SK:
             raise DecodeError("unprotected_message", f"first payload {hdr.next_payload}")
-        if len(data) < codec.HEADER_LEN + 4:
+        n = len(data)
+        if n < HEADER_LEN + 4:
             raise DecodeError("truncated_payload", "SK")
         # We send and accept SK as the only payload (RFC 7296 §3.14: nothing may follow it; no other payload
         # of an exchange after IKE_SA_INIT may be outside it).
-        inner_np, _, plen = codec.GENERIC.unpack_from(data, codec.HEADER_LEN)
-        if codec.HEADER_LEN + plen != len(data):
+        inner_np, _, plen = _GENERIC.unpack_from(data, HEADER_LEN)
+        if HEADER_LEN + plen != n:
             raise DecodeError("bad_payload_length", f"SK length {plen}")
         assert sa.sk is not None
         inner = sa.sk.unprotect(data, plen - 4)
