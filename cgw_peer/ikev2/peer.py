@@ -176,7 +176,7 @@ _ROLE_AWS = Role.AWS
 _LV_AWS = IkeV2Liveness.AWS
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChildSa:
     """One ESP SA pair. ``spi_in`` is ours (the peer sends with it); ``spi_out`` the peer's."""
 
@@ -202,7 +202,7 @@ class ChildSa:
 Handler = Callable[["IkeSa", "Message", float], list[Action]]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Request:
     """Our outstanding request."""
 
@@ -227,7 +227,7 @@ class Request:
         return self.waits[n] if n < len(self.waits) else INF
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pending:
     """A request waiting for the window (built when it goes out: message ID and IV are fresh then)."""
 
@@ -240,7 +240,7 @@ class Pending:
     """Reported when the request actually goes out (e.g. ``delete_sent``)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Message:
     """A received, authenticated (or plain IKE_SA_INIT) message."""
 
@@ -276,7 +276,7 @@ class Message:
         return None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class IkeSa:
     """One IKE SA and its Child SAs."""
 
