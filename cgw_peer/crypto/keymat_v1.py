@@ -7,6 +7,7 @@ arguments are payload *bodies* (without the 4-byte generic payload header), as R
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from cgw_peer.crypto.prf import Prf, hash_digest
 
@@ -116,14 +117,18 @@ def qm_keymat(
     nr_b: bytes,
     length: int,
     g_qm: bytes | None = None,
+    *,
+    mac: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """Quick Mode KEYMAT for one direction (RFC 2409 §5.5), ``length`` bytes (encryption key first).
 
     K1 = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b), Ki = prf(SKEYID_d, K(i-1) | same seed).
     ``spi`` is the SPI chosen by the *destination* of the SA (RFC 2409 §5.5); ``g_qm`` is the PFS secret.
+    ``mac``: ``prf.keyed(skeyid_d)`` when the caller has it already (both directions share one key schedule).
     """
     seed = (g_qm or b"") + bytes((protocol,)) + spi + ni_b + nr_b
-    mac = prf.keyed(skeyid_d)
+    if mac is None:
+        mac = prf.keyed(skeyid_d)
     block = mac(seed)
     out = [block]
     total = len(block)

@@ -34,6 +34,8 @@ import hashlib
 import ipaddress
 import random
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Role, SeqOnRetry
 from cgw_peer.crypto import keymat_v1 as km
@@ -62,21 +64,16 @@ from cgw_peer.wire.constants import (
     PayloadType,
     ProtocolId,
 )
-from cgw_peer.wire.header import HEADER, HEADER_LEN, parse_header
+from cgw_peer.wire.header import HEADER, HEADER_LEN
 from cgw_peer.wire.payloads import (
     DeletePayload,
-    GenericPayload,
-    HashPayload,
     IdPayload,
-    KePayload,
-    NatDPayload,
-    NoncePayload,
     NotifyPayload,
     Payload,
-    Proposal,
     SaPayload,
     Transform,
     VendorIdPayload,
+    check_body,
     dpd_notify,
     encode_body,
     encode_chain,
@@ -85,6 +82,8 @@ from cgw_peer.wire.payloads import (
     split_chain,
 )
 from emulator.actions import Action, Address, Event, Transmit
+
+_T = TypeVar("_T")
 
 HALF_OPEN_TIMEOUT = 30.0
 """Seconds a Main Mode may stay unfinished before it is dropped (strongSwan ``half_open_timeout``)."""
@@ -95,6 +94,7 @@ REKEY_DELETE_DELAY = 5.0
 """Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
 NONCE_LEN = 32
 _MID = struct.Struct(">I")
+_PORT = struct.Struct(">H")
 _SEQ = struct.Struct(">I")
 _HASH_HDR = struct.Struct(">BBH")
 _R_U_THERE = struct.pack(">H", NotifyType.R_U_THERE)
@@ -125,6 +125,18 @@ def _ts_payload(cidr: str, protocol: int, port_low: int, port_high: int) -> IdPa
     port = port_low if port_low == port_high else 0
     t = IdType.IPV4_ADDR_SUBNET if net.version == 4 else IdType.IPV6_ADDR_SUBNET
     return IdPayload(t, protocol, port, net.network_address.packed + net.netmask.packed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_body(identity: str | None, addr: Address) -> bytes:
+    """IDii_b / IDir_b: the body of :func:`_id_payload` (what HASH_I / HASH_R cover, RFC 2409 §5)."""
+    return encode_body(_id_payload(identity, addr))
+
+
+@functools.lru_cache(maxsize=1024)
+def _ts_body(cidr: str, protocol: int, port_low: int, port_high: int) -> bytes:
+    """The body of :func:`_ts_payload`."""
+    return encode_body(_ts_payload(cidr, protocol, port_low, port_high))
 
 
 def _id_matches(expected: str, got: IdPayload) -> bool:
@@ -390,27 +402,33 @@ class IkeV1Peer:
             if data[:4] != NON_ESP_MARKER:
                 raise DecodeError("esp_on_ike_socket")
             data = data[4:]
-        hdr = parse_header(data)
-        if hdr.version != ISAKMP_VERSION:
-            raise DecodeError("bad_version", f"0x{hdr.version:02x}")
-        exch = hdr.exchange
+        # The checks of wire.header.parse_header(), without building the header object.
+        if len(data) < HEADER_LEN:
+            raise DecodeError("truncated_header", f"{len(data)} bytes")
+        icky, rcky, np, ver, exch, flags, mid, length = HEADER.unpack_from(data)
+        if ver >> 4 != 1:
+            raise DecodeError("bad_version", f"0x{ver:02x}")
+        if length != len(data):
+            raise DecodeError("length_mismatch", f"header says {length}, datagram has {len(data)}")
+        if ver != ISAKMP_VERSION:
+            raise DecodeError("bad_version", f"0x{ver:02x}")  # minor version other than 0
         if exch == ExchangeType.ID_PROT:
-            self._on_main_mode(hdr.icookie, hdr.rcookie, hdr.next_payload, hdr.flags, data, src, dst, now)
+            self._on_main_mode(icky, rcky, np, flags, data, src, dst, now)
             return
-        sa = self._sas.get(hdr.icookie)
-        if exch == ExchangeType.INFORMATIONAL and not hdr.flags & Flags.ENCRYPTION:
-            self._on_plain_info(sa, hdr.next_payload, data, now)
+        sa = self._sas.get(icky)
+        if exch == ExchangeType.INFORMATIONAL and not flags & Flags.ENCRYPTION:
+            self._on_plain_info(sa, np, data, now)
             return
-        if sa is None or sa.rcookie != hdr.rcookie:
+        if sa is None or sa.rcookie != rcky:
             raise DecodeError("unknown_spi")
-        if not sa.established:
+        if sa.state is not MmState.ESTABLISHED:
             raise DecodeError("not_established")
-        if not hdr.flags & Flags.ENCRYPTION:
+        if not flags & Flags.ENCRYPTION:
             raise DecodeError("unencrypted")
         if exch == ExchangeType.INFORMATIONAL:
-            self._on_info(sa, hdr.message_id, data, src, now)
+            self._on_info(sa, mid, data, src, now)
         elif exch == ExchangeType.QUICK_MODE:
-            self._on_quick(sa, hdr.message_id, data, src, now)
+            self._on_quick(sa, mid, data, src, now)
         else:
             raise DecodeError("unsupported_exchange", f"{exch}")
 
@@ -557,9 +575,9 @@ class IkeV1Peer:
                 got = self._p1.accept(body)  # parsed and checked once per distinct answer
                 chosen, life = got[0], min(life, got[1])
                 continue
-            p = parse_payload(t, body)
-            if isinstance(p, VendorIdPayload):
-                vids.append(p.data)
+            check_body(t, body)
+            if t == PayloadType.VENDOR_ID:
+                vids.append(body)
         if chosen is None:
             raise DecodeError("missing_sa")
         sa.rcookie = rcky
@@ -571,9 +589,10 @@ class IkeV1Peer:
         sa.dh = get_group(chosen.group).generate(self.rng)
         sa.gxi = sa.dh.public
         sa.ni = self.rng.randbytes(NONCE_LEN)
-        payloads: list[Payload] = [KePayload(sa.gxi), NoncePayload(sa.ni)]
-        payloads += self._natd_payloads(sa, sa.local, sa.remote)
-        np3, chain = encode_chain(payloads)
+        parts: list[tuple[int, bytes]] = [(PayloadType.KE, sa.gxi), (PayloadType.NONCE, sa.ni)]
+        if self.config.nat_t and sa.peer_natt:
+            parts += self._natd_parts(sa, self._natd_hash(sa, sa.local), self._natd_hash(sa, sa.remote))
+        np3, chain = encode_raw_chain(parts)
         msg = HEADER.pack(sa.icookie, rcky, np3, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain)) + chain
         sa.state = MmState.I2
         self._arm_retrans(sa, msg, "main_mode_3", now)
@@ -581,24 +600,26 @@ class IkeV1Peer:
 
     def _natd_hash(self, sa: IsakmpSa, addr: Address) -> bytes:
         # RFC 3947 §3.2: HASH = HASH(CKY-I | CKY-R | IP | Port), with the negotiated hash.
-        return hash_digest(sa.hash_name, sa.icookie + sa.rcookie + _ip_bytes(addr[0]) + struct.pack(">H", addr[1]))
+        return hash_digest(sa.hash_name, sa.icookie + sa.rcookie + _ip_bytes(addr[0]) + _PORT.pack(addr[1]))
 
-    def _natd_payloads(self, sa: IsakmpSa, local: Address, remote: Address) -> list[Payload]:
-        if not (self.config.nat_t and sa.peer_natt):
-            return []
+    def _natd_parts(self, sa: IsakmpSa, h_local: bytes, h_remote: bytes) -> list[tuple[int, bytes]]:
+        """Our two NAT-D payloads from the hashes of our and the peer's address (NAT-T in use on both sides)."""
         # First the peer's address (the destination), then ours. To force UDP encapsulation without a NAT,
         # send a hash that cannot match (what strongSwan does for encap=yes), so the peer floats too.
-        mine = self._natd_hash(sa, local)
         if self.config.force_encap:
-            mine = hash_digest(sa.hash_name, self.rng.randbytes(16))
-        return [NatDPayload(self._natd_hash(sa, remote)), NatDPayload(mine)]
+            h_local = hash_digest(sa.hash_name, self.rng.randbytes(16))
+        return [(PayloadType.NAT_D, h_remote), (PayloadType.NAT_D, h_local)]
 
-    def _check_natd(self, sa: IsakmpSa, natds: list[bytes], src: Address, dst: Address) -> None:
+    def _check_natd(
+        self, sa: IsakmpSa, natds: list[bytes], src: Address, dst: Address, hashes: tuple[bytes, bytes] | None = None
+    ) -> None:
+        """``hashes``: the NAT-D hashes of ``dst`` and ``src`` when the caller has them already."""
         if not (self.config.nat_t and sa.peer_natt) or not natds:
             return
+        h_dst, h_src = hashes if hashes is not None else (self._natd_hash(sa, dst), self._natd_hash(sa, src))
         # RFC 3947 §3.2: the first NAT-D is our address as the peer sees it; the rest are the peer's.
-        sa.nat_local = natds[0] != self._natd_hash(sa, dst)
-        sa.nat_remote = self._natd_hash(sa, src) not in natds[1:]
+        sa.nat_local = natds[0] != h_dst
+        sa.nat_remote = h_src not in natds[1:]
         sa.natt = sa.nat_local or sa.nat_remote or self.config.force_encap
 
     def _parse_ke_nonce(self, raw: list[tuple[int, bytes]]) -> tuple[bytes, bytes, list[bytes], list[bytes]]:
@@ -606,15 +627,15 @@ class IkeV1Peer:
         natds: list[bytes] = []
         vids: list[bytes] = []
         for t, body in raw:
-            p = parse_payload(t, body)
-            if isinstance(p, KePayload):
-                ke = p.data
-            elif isinstance(p, NoncePayload):
-                nonce = p.data
-            elif isinstance(p, NatDPayload):
-                natds.append(p.data)
-            elif isinstance(p, VendorIdPayload):
-                vids.append(p.data)
+            check_body(t, body)  # as parse_payload() would, on the bodies we keep anyway
+            if t == PayloadType.KE:
+                ke = body
+            elif t == PayloadType.NONCE:
+                nonce = body
+            elif t == PayloadType.NAT_D:
+                natds.append(body)
+            elif t == PayloadType.VENDOR_ID:
+                vids.append(body)
         if not ke:
             raise DecodeError("missing_ke")
         if not nonce:
@@ -642,10 +663,13 @@ class IkeV1Peer:
         sa.gxi, sa.gxr, sa.ni = ke, sa.dh.public, nonce
         sa.nr = self.rng.randbytes(NONCE_LEN)
         self._derive(sa, gxy)
-        self._check_natd(sa, natds, src, dst)
-        payloads: list[Payload] = [KePayload(sa.gxr), NoncePayload(sa.nr)]
-        payloads += self._natd_payloads(sa, dst, src)
-        np4, chain = encode_chain(payloads)
+        parts: list[tuple[int, bytes]] = [(PayloadType.KE, sa.gxr), (PayloadType.NONCE, sa.nr)]
+        if self.config.nat_t and sa.peer_natt:
+            # The hashes of our and the peer's address serve both the check and our own NAT-D payloads.
+            h_dst, h_src = self._natd_hash(sa, dst), self._natd_hash(sa, src)
+            self._check_natd(sa, natds, src, dst, (h_dst, h_src))
+            parts += self._natd_parts(sa, h_dst, h_src)
+        np4, chain = encode_raw_chain(parts)
         msg = HEADER.pack(sa.icookie, sa.rcookie, np4, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
         msg += chain
         sa.state = MmState.R2
@@ -670,14 +694,14 @@ class IkeV1Peer:
         self._check_natd(sa, natds, src, dst)
         if sa.natt:
             self._float(sa)
-        id_p = _id_payload(self.config.local_id, sa.local)
-        idb = encode_body(id_p)
+        idb = _id_body(self.config.local_id, sa.local)
         assert sa.prf is not None
         h = km.hash_i(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idb)
-        payloads: list[Payload] = [id_p, HashPayload(h)]
+        parts: list[tuple[int, bytes]] = [(PayloadType.ID, idb), (PayloadType.HASH, h)]
         if sa.initial_contact:
-            payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
-        np5, chain = encode_chain(payloads)
+            ic = NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
+            parts.append((PayloadType.NOTIFY, encode_body(ic)))
+        np5, chain = encode_raw_chain(parts)
         msg = self._encrypt(sa, ExchangeType.ID_PROT, 0, np5, chain, sa.iv)
         sa.iv = msg[-sa.block :]
         sa.state = MmState.I3
@@ -694,11 +718,13 @@ class IkeV1Peer:
         idb = h = b""
         ic = False
         for t, body in raw:
+            if t == PayloadType.HASH:
+                check_body(t, body)
+                h = body
+                continue
             p = parse_payload(t, body)
             if isinstance(p, IdPayload):
                 id_p, idb = p, body
-            elif isinstance(p, HashPayload):
-                h = p.data
             elif isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT:
                 ic = True
         if id_p is None or not h:
@@ -722,10 +748,9 @@ class IkeV1Peer:
         sa.remote, sa.local = src, dst
         if floated:
             sa.natt = True
-        my_id = _id_payload(self.config.local_id, sa.local)
-        myb = encode_body(my_id)
+        myb = _id_body(self.config.local_id, sa.local)
         hr = km.hash_r(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, myb)
-        np6, chain = encode_chain([my_id, HashPayload(hr)])
+        np6, chain = encode_raw_chain([(PayloadType.ID, myb), (PayloadType.HASH, hr)])
         msg = self._encrypt(sa, ExchangeType.ID_PROT, 0, np6, chain, sa.iv)
         sa.last_p1_block = msg[-sa.block :]
         sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_6"
@@ -909,21 +934,20 @@ class IkeV1Peer:
         qm.encap = EncapMode.UDP_TUNNEL if sa.natt else EncapMode.TUNNEL
         lifetime = self.config.options.phase2_lifetime_seconds
         sa_body = self._p2.offer_body(self._last_p2, qm.spi_in, lifetime, qm.encap)
-        payloads: list[Payload] = [GenericPayload(PayloadType.SA, sa_body), NoncePayload(qm.ni)]
+        parts: list[tuple[int, bytes]] = [(PayloadType.SA, sa_body), (PayloadType.NONCE, qm.ni)]
         group = offer[0].group
         if group:
             qm.dh = get_group(group).generate(self.rng)
-            payloads.append(KePayload(qm.dh.public))
+            parts.append((PayloadType.KE, qm.dh.public))
         lts, rts = self.config.local_ts, self.config.remote_ts
-        id_ci = _ts_payload(lts.cidr, lts.protocol, lts.port_low, lts.port_high)
-        id_cr = _ts_payload(rts.cidr, rts.protocol, rts.port_low, rts.port_high)
-        payloads += [id_ci, id_cr]
-        np, rest = encode_chain(payloads)
+        parts.append((PayloadType.ID, _ts_body(lts.cidr, lts.protocol, lts.port_low, lts.port_high)))
+        parts.append((PayloadType.ID, _ts_body(rts.cidr, rts.protocol, rts.port_low, rts.port_high)))
+        np, rest = encode_raw_chain(parts)
         assert sa.mac_a is not None
-        h = sa.mac_a(_MID.pack(qm.mid) + rest)
+        mp = _MID.pack(qm.mid)
+        h = sa.mac_a(mp + rest)
         plain = self._hash_payload(h, np) + rest
-        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, qm.mid, sa.block)
-        msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, plain, iv)
+        msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, plain, self._phase2_iv(sa, mp))
         qm.iv = msg[-sa.block :]
         qm.expire_at = now + self._waits_total + QM_DONE_LINGER
         self._qms[qm.mid] = qm
@@ -971,42 +995,48 @@ class IkeV1Peer:
         else:
             self._on_qm2(sa, qm, np, data, now)
 
-    def _parse_qm(self, raw: list[tuple[int, bytes]]) -> tuple[SaPayload, bytes, bytes, list[IdPayload]]:
-        sa_p: SaPayload | None = None
+    def _parse_qm(
+        self, raw: list[tuple[int, bytes]], on_sa: Callable[[bytes], _T]
+    ) -> tuple[_T, bytes, bytes, list[bytes]]:
+        """The payloads after HASH of QM1 or QM2: (``on_sa`` of the SA payload body, nonce, KE data, ID bodies).
+        ``on_sa`` is :meth:`P2Policy.select` (we respond) or :meth:`P2Policy.answer` (we initiated). Each payload
+        is validated as :func:`parse_payload` would, in order."""
+        sa_res: _T | None = None
         nonce = ke = b""
-        ids: list[IdPayload] = []
+        ids: list[bytes] = []
         for t, body in raw:
-            p = parse_payload(t, body)
-            if isinstance(p, SaPayload):
-                sa_p = p
-            elif isinstance(p, NoncePayload):
-                nonce = p.data
-            elif isinstance(p, KePayload):
-                ke = p.data
-            elif isinstance(p, IdPayload):
-                ids.append(p)
-        if sa_p is None:
+            if t == PayloadType.SA:
+                sa_res = on_sa(body)
+                continue
+            check_body(t, body)
+            if t == PayloadType.NONCE:
+                nonce = body
+            elif t == PayloadType.KE:
+                ke = body
+            elif t == PayloadType.ID:
+                ids.append(body)
+        if sa_res is None:
             raise DecodeError("missing_sa")
         if not nonce:
             raise DecodeError("missing_nonce")
         if len(ids) not in (0, 2):
             raise DecodeError("bad_id_count")
-        return sa_p, nonce, ke, ids
+        return sa_res, nonce, ke, ids
 
     def _on_qm1(self, sa: IsakmpSa, mid: int, np: int, data: bytes, now: float) -> None:
-        iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
-        plain = self._decrypt(sa, data, iv)
-        raw, _rest = self._verify_hash_first(sa, plain, np, _MID.pack(mid))
+        mp = _MID.pack(mid)
+        plain = self._decrypt(sa, data, self._phase2_iv(sa, mp))
+        raw, _rest = self._verify_hash_first(sa, plain, np, mp)
         self._authenticated(sa, now)
-        sa_p, ni, ke, ids = self._parse_qm(raw)
-        chosen = pr.select_p2(sa_p, self._p2.cands)
-        if chosen is None:
+        sel, ni, ke, ids = self._parse_qm(raw, self._p2.select)
+        choice, peer_spi, reply_head, reply_tail = sel
+        if choice is None:
             self._count("child:no_proposal_chosen")
-            spi = sa_p.proposals[0].spi if sa_p.proposals else b""
-            self._send_info(sa, [NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN, ProtocolId.ESP, spi)], "informational")
+            notify = NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN, ProtocolId.ESP, peer_spi)
+            self._send_info(sa, [notify], "informational")
             self._emit("negotiation_failed", exchange="quick_mode", reason="no_proposal_chosen")
             return
-        suite, life, encap, prop, transform = chosen
+        suite, life, encap = choice
         if suite.group and not ke:
             raise DecodeError("missing_ke", "PFS group chosen but no KE")
         qm = QmExchange(sa, mid, False)
@@ -1015,21 +1045,22 @@ class IkeV1Peer:
         qm.encap = encap
         qm.ni = ni
         qm.nr = self.rng.randbytes(NONCE_LEN)
-        qm.spi_out = prop.spi
+        qm.spi_out = peer_spi
         qm.spi_in = self._new_spi()
-        payloads: list[Payload] = [
-            SaPayload((Proposal(prop.number, ProtocolId.ESP, qm.spi_in, (transform,)),)),
-            NoncePayload(qm.nr),
+        # Our SA payload: the chosen transform in the chosen proposal, with our inbound SPI.
+        parts: list[tuple[int, bytes]] = [
+            (PayloadType.SA, reply_head + qm.spi_in + reply_tail),
+            (PayloadType.NONCE, qm.nr),
         ]
         if suite.group:
             qm.dh = get_group(suite.group).generate(self.rng)
             qm.gqm = qm.dh.compute(ke)
-            payloads.append(KePayload(qm.dh.public))
+            parts.append((PayloadType.KE, qm.dh.public))
         # Echo the client IDs (RFC 2409 §5.5: the responder returns the identities it accepted).
-        payloads += ids
-        np2, rest = encode_chain(payloads)
+        parts += [(PayloadType.ID, b) for b in ids]
+        np2, rest = encode_raw_chain(parts)
         assert sa.mac_a is not None
-        h = sa.mac_a(_MID.pack(mid) + ni + rest)
+        h = sa.mac_a(mp + ni + rest)
         plain2 = self._hash_payload(h, np2) + rest
         qm.iv = data[-sa.block :]
         msg = self._encrypt(sa, ExchangeType.QUICK_MODE, mid, PayloadType.HASH, plain2, qm.iv)
@@ -1044,33 +1075,34 @@ class IkeV1Peer:
         assert qm.suite is not None and sa.prf is not None
         n = qm.suite.enc_key_len + qm.suite.integ_key_len
         ni, nr = qm.ni, qm.nr
+        mac_d = sa.prf.keyed(sa.skeyid_d)  # one key schedule for both directions
         # RFC 2409 §5.5: "the SPI chosen by the destination of the SA is used to derive KEYMAT for that SA".
-        k_in = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_in, ni, nr, n, qm.gqm)
-        k_out = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_out, ni, nr, n, qm.gqm)
+        k_in = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_in, ni, nr, n, qm.gqm, mac=mac_d)
+        k_out = km.qm_keymat(sa.prf, sa.skeyid_d, ProtocolId.ESP, qm.spi_out, ni, nr, n, qm.gqm, mac=mac_d)
         return k_in, k_out
 
     def _on_qm2(self, sa: IsakmpSa, qm: QmExchange, np: int, data: bytes, now: float) -> None:
         plain = self._decrypt(sa, data, qm.iv)
-        raw, _rest = self._verify_hash_first(sa, plain, np, _MID.pack(qm.mid) + qm.ni)
+        mp = _MID.pack(qm.mid)
+        raw, _rest = self._verify_hash_first(sa, plain, np, mp + qm.ni)
         self._authenticated(sa, now)
-        sa_p, nr, ke, _ids = self._parse_qm(raw)
-        if len(sa_p.proposals) != 1 or len(sa_p.proposals[0].transforms) != 1:
+        ans, nr, ke, _ids = self._parse_qm(raw, self._p2.answer)
+        n_props, n_trans, got, spi = ans
+        if n_props != 1 or n_trans != 1:
             raise DecodeError("bad_proposal_choice")
-        prop = sa_p.proposals[0]
-        got = pr.p2_from_transform(prop.transforms[0])
-        if got is None or got[0] not in qm.offer or len(prop.spi) != 4:
+        if got is None or got[0] not in qm.offer or len(spi) != 4:
             raise DecodeError("bad_proposal_choice")
         qm.suite, life, qm.encap = got
         qm.lifetime = min(life, self.config.options.phase2_lifetime_seconds)
         qm.nr = nr
-        qm.spi_out = prop.spi
+        qm.spi_out = spi
         if qm.suite.group:
             if not ke or qm.dh is None:
                 raise DecodeError("missing_ke")
             qm.gqm = qm.dh.compute(ke)
         qm.iv = data[-sa.block :]
-        assert sa.prf is not None
-        h3 = km.qm_hash3(sa.prf, sa.skeyid_a, qm.mid, qm.ni, qm.nr)
+        assert sa.mac_a is not None
+        h3 = sa.mac_a(b"\x00" + mp + qm.ni + qm.nr)  # HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b), §5.5
         msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, self._hash_payload(h3, 0), qm.iv)
         qm.done = True
         qm.last_in = data
@@ -1085,8 +1117,9 @@ class IkeV1Peer:
         raw, _end = split_chain(np, plain, allow_trailing=True)
         if not raw or raw[0][0] != PayloadType.HASH:
             raise DecodeError("missing_hash")
-        assert sa.prf is not None
-        if raw[0][1] != km.qm_hash3(sa.prf, sa.skeyid_a, qm.mid, qm.ni, qm.nr):
+        assert sa.mac_a is not None
+        # HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b) (RFC 2409 §5.5).
+        if raw[0][1] != sa.mac_a(b"\x00" + _MID.pack(qm.mid) + qm.ni + qm.nr):
             raise DecodeError("bad_hash")
         self._authenticated(sa, now)
         del self._qms[qm.mid]

@@ -465,15 +465,83 @@ class P1Policy:
         return hit
 
 
-class P2Policy:
-    """One configuration's ESP candidates, with the Quick Mode offer encoding memoised (see :class:`P1Policy`)."""
+P2Choice = tuple[P2Suite, int, int]
+"""(suite, lifetime seconds, encapsulation mode) of a chosen ESP transform."""
+P2Selected = tuple[P2Choice | None, bytes, bytes, bytes]
+""":meth:`P2Policy.select`: (choice, peer SPI, reply head, reply tail)."""
+P2Answer = tuple[int, int, P2Choice | None, bytes]
+""":meth:`P2Policy.answer`: (# proposals, # transforms of the first, its choice, its SPI)."""
 
-    __slots__ = ("_bodies", "_offers", "cands")
+
+def _spi_masked(sa_body: bytes) -> bytes:
+    """Key for memoising a one-proposal ESP SA body: everything but the 4-byte SPI at offset 16 (RFC 2408 §3.4-3.5:
+    DOI, situation, proposal generic header, proposal #, protocol, SPI size, # transforms, then the SPI)."""
+    return sa_body[:16] + sa_body[20:]
+
+
+def _single_spi4(sa: SaPayload) -> bool:
+    """Whether the SPI of ``sa`` sits at offset 16 of its body (one proposal, 4-byte SPI)."""
+    return len(sa.proposals) == 1 and len(sa.proposals[0].spi) == 4
+
+
+class P2Policy:
+    """One configuration's ESP candidates, with the Quick Mode SA work memoised (see :class:`P1Policy`).
+
+    Quick Mode SA payloads carry a fresh SPI in every exchange, so the memo tables for received payloads are
+    keyed by the body without its SPI (:func:`_spi_masked`), and only for one-proposal bodies, where the SPI
+    position is fixed; two such bodies that agree everywhere else parse to the same proposal and transforms.
+    """
+
+    __slots__ = ("_answers", "_bodies", "_offers", "_selected", "cands")
 
     def __init__(self, cands: tuple[P2Suite, ...]) -> None:
         self.cands = cands
         self._offers: dict[P2Suite | None, tuple[P2Suite, ...]] = {}
         self._bodies: dict[tuple[P2Suite | None, int, int], tuple[bytes, bytes]] = {}
+        self._selected: dict[bytes, tuple[P2Choice | None, bytes, bytes]] = {}
+        self._answers: dict[bytes, tuple[int, int, P2Choice | None]] = {}
+
+    def select(self, sa_body: bytes) -> P2Selected:
+        """Responder: ``(choice, peer SPI, reply head, reply tail)`` for QM1's SA payload body, where the choice
+        is :func:`select_p2` on our candidates (None: no proposal chosen; the peer SPI is then the first
+        proposal's) and ``head + our SPI + tail`` is the body of our answering SA payload. Raises
+        ``DecodeError`` on a malformed payload."""
+        key = _spi_masked(sa_body)
+        hit = self._selected.get(key)
+        if hit is not None:
+            return hit[0], sa_body[16:20], hit[1], hit[2]
+        sa_p = parse_sa_body(sa_body)
+        verify(sa_p)
+        chosen = select_p2(sa_p, self.cands)
+        if chosen is None:
+            choice: P2Choice | None = None
+            spi = sa_p.proposals[0].spi if sa_p.proposals else b""
+            head = tail = b""
+        else:
+            suite, life, encap, prop, transform = chosen
+            choice, spi = (suite, life, encap), prop.spi
+            reply = encode_sa_body(SaPayload((Proposal(prop.number, ProtocolId.ESP, b"\0\0\0\0", (transform,)),)))
+            head, tail = reply[:16], reply[20:]
+        if _single_spi4(sa_p):
+            _put(self._selected, key, (choice, head, tail))
+        return choice, spi, head, tail
+
+    def answer(self, sa_body: bytes) -> P2Answer:
+        """Initiator: QM2's SA payload body as ``(# proposals, # transforms of the first, its
+        p2_from_transform() result, its SPI)``; the caller decides whether that is an acceptable choice.
+        Raises ``DecodeError`` on a malformed payload."""
+        key = _spi_masked(sa_body)
+        hit = self._answers.get(key)
+        if hit is not None:
+            return hit[0], hit[1], hit[2], sa_body[16:20]
+        sa_p = parse_sa_body(sa_body)
+        verify(sa_p)
+        first = sa_p.proposals[0]
+        got = p2_from_transform(first.transforms[0]) if first.transforms else None
+        entry = (len(sa_p.proposals), len(first.transforms), got)
+        if _single_spi4(sa_p):
+            _put(self._answers, key, entry)
+        return entry[0], entry[1], entry[2], first.spi
 
     def offer(self, first: P2Suite | None = None) -> tuple[P2Suite, ...]:
         """What Quick Mode offers: :func:`initiator_p2_offer` of the candidates with ``first`` (what was

@@ -15,7 +15,7 @@ Every payload starts with the RFC 2408 §3.2 generic header::
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -489,6 +489,28 @@ def parse_payload(ptype: int, body: bytes) -> Payload:
     return p
 
 
+_EMPTY_REASONS: dict[int, str] = {
+    PayloadType.KE: "empty_ke",
+    PayloadType.HASH: "empty_hash",
+    PayloadType.VENDOR_ID: "empty_vendor_id",
+    PayloadType.NAT_D: "empty_nat_d",
+}
+
+
+def check_body(ptype: int, body: bytes) -> None:
+    """Validate one payload body exactly as :func:`parse_payload` would (same ``DecodeError`` reasons), without
+    building the payload object when the body is all the caller needs (KE, HASH, NONCE, VID, NAT-D data)."""
+    reason = _EMPTY_REASONS.get(ptype)
+    if reason is not None:
+        if not body:
+            raise DecodeError(reason)
+    elif ptype == PayloadType.NONCE:
+        if not NONCE_MIN <= len(body) <= NONCE_MAX:
+            raise DecodeError("bad_nonce_length", f"{len(body)}")
+    else:
+        parse_payload(ptype, body)
+
+
 def split_chain(first_type: int, buf: bytes, *, allow_trailing: bool = False) -> tuple[list[tuple[int, bytes]], int]:
     """Walk the generic headers: ``([(payload type, body), ...], end offset of the last payload)``.
 
@@ -535,7 +557,7 @@ def encode_chain(payloads: list[Payload]) -> tuple[int, bytes]:
     return encode_raw_chain([(payload_type(p), encode_body(p)) for p in payloads])
 
 
-def encode_raw_chain(parts: list[tuple[int, bytes]]) -> tuple[int, bytes]:
+def encode_raw_chain(parts: Sequence[tuple[int, bytes]]) -> tuple[int, bytes]:
     """As :func:`encode_chain` for payloads given as ``(payload type, body)`` (bodies encoded, or cached,
     by the caller): ``(type of the first payload, encoded chain)``."""
     if not parts:
