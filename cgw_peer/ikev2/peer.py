@@ -1033,8 +1033,7 @@ class IkeV2Peer:
         sa_body, ke_body, nonce = msg.first(_PL_SA), msg.first(_PL_KE), msg.first(_PL_NONCE)
         if sa_body is None or ke_body is None or nonce is None or hdr.spi_r == bytes(8):
             raise DecodeError("missing_payload", "IKE_SA_INIT response needs SA, KE, Nr and SPIr")
-        props = codec.parse_sa(sa_body)
-        suite = suite_from_response(props[0]) if len(props) == 1 else None
+        suite = _response_suite(sa_body)
         if not isinstance(suite, IkeSuite) or suite.dh != sa.ke_group or not self._offered_ike(suite):
             raise DecodeError("bad_proposal_choice")
         group, pub = codec.parse_ke(ke_body)
@@ -1921,6 +1920,15 @@ def _id_payload(value: str) -> bytes:
     if "@" in value:
         return codec.encode_id(IdType.RFC822_ADDR, value.encode())
     return codec.encode_id(IdType.FQDN, value.encode())
+
+
+@functools.lru_cache(maxsize=256)
+def _response_suite(sa_body: bytes) -> IkeSuite | ChildSuite | None:
+    """The suite of an SA payload holding the responder's single chosen proposal (None if it does not hold
+    exactly one, or names not exactly one of each transform), cached per body: a responder answers the same
+    IKE_SA_INIT offer with the same bytes. Raises DecodeError for a malformed body (not cached)."""
+    props = codec.parse_sa(sa_body)
+    return suite_from_response(props[0]) if len(props) == 1 else None
 
 
 _OFFERS: dict[int, tuple[PeerConfig, Offer, Offer]] = {}

@@ -95,9 +95,7 @@ class IkeSuite:
     @property
     def ws_encr(self) -> str:
         """Wireshark's ``ikev2_decryption_table`` encryption column (``cgw_peer.crypto.algorithms``)."""
-        enc = enc_by_ikev2(self.encr, self.key_bits)
-        assert enc is not None
-        return enc.wireshark_name
+        return _ws_encr(self.encr, self.key_bits)
 
     @property
     def ws_integ(self) -> str:
@@ -132,6 +130,13 @@ class ChildSuite:
 
     def describe(self) -> str:
         return _describe_child(self.encr, self.key_bits, self.integ_id, self.dh)
+
+
+@functools.lru_cache(maxsize=64)
+def _ws_encr(encr: int, key_bits: int) -> str:
+    enc = enc_by_ikev2(encr, key_bits)
+    assert enc is not None
+    return enc.wireshark_name
 
 
 # Cached on the plain field values (hashing the frozen dataclass itself costs more than building the string).
