@@ -57,7 +57,9 @@ def test_aws_and_cgw_processes_bring_a_tunnel_up_run_dpd_and_delete(tmp_path: Pa
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     try:
         for role, me, other, extra in (
-            ("aws", aws, cgw, ["--dpd-delay", "1", "--dpd-interval", "1", "--dpd-timeout-seconds", "30"]),
+            # The CGW probes every 1 s; the AWS side waits 5 s of silence, so it never probes: each side's
+            # probes are the other's inbound traffic, and equal timers would race over who probes at all.
+            ("aws", aws, cgw, ["--dpd-delay", "5", "--dpd-interval", "5", "--dpd-timeout-seconds", "30"]),
             ("cgw", cgw, aws, ["--dpd-delay", "1", "--dpd-interval", "1", "--pcap", str(tmp_path / "cgw.pcap"),
                                "--keys", str(tmp_path / "keys")]),
         ):  # fmt: skip
