@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 from hashlib import blake2b
@@ -81,6 +82,8 @@ class DropReason(StrEnum):
     FRAGMENT = "fragment"
     IPV6_EXTENSION_HEADER = "ipv6_extension_header"
     UNKNOWN_PROTOCOL = "unknown_protocol"
+    EMIT_LIMIT = "emit_limit"
+    """More packets emitted by middleboxes in reaction to one packet than ``_MAX_EMIT_CHAIN`` (a loop)."""
 
 
 DELIVERED = "delivered"
@@ -352,6 +355,9 @@ class _Att:
 
 
 CaptureSink = Callable[[str, float, bytes], None]
+EMITTED_KEPT = 1024
+"""How many outcomes of emitted/injected packets :attr:`Dataplane.emitted` keeps."""
+_MAX_EMIT_CHAIN = 1024  # packets forwarded per drain; an emission loop between middleboxes stops there
 
 
 class Dataplane:
@@ -401,6 +407,9 @@ class Dataplane:
         self._az_down: set[str] = set()
         self._sources: dict[str, tuple[str, Any]] = {}
         self._instances: dict[str, _Node] = {}
+        self._emitq: list[tuple[str, bytes, float]] = []
+        self.emitted: deque[Result] = deque(maxlen=EMITTED_KEPT)
+        """Outcomes of packets emitted by middleboxes (``HopContext.emit``) or injected, newest last."""
         self._compile()
 
     # ------------------------------------------------------------------------------------------------------
@@ -626,7 +635,17 @@ class Dataplane:
             self._compile_tgw_tables()
 
     def expire_flows(self, now: float) -> int:
-        """Remove idle appliance-mode pins (lookups also ignore expired ones). Returns how many were removed."""
+        """Expire idle state: appliance-mode pins (lookups also ignore expired ones), and every middlebox that has
+        ``expire(now)`` (the firewall's conntrack, GWLB flow tables, whose RST-on-idle resets are forwarded to
+        the hosts). Returns how many appliance-mode pins were removed (see :meth:`expire` for the total)."""
+        return self._expire(now)[0]
+
+    def expire(self, now: float) -> int:
+        """Like :meth:`expire_flows`; returns how many entries were removed in all (pins and middlebox state)."""
+        pins, other = self._expire(now)
+        return pins + other
+
+    def _expire(self, now: float) -> tuple[int, int]:
         now_ms = int(now * 1000)
         n = 0
         for ca in self._atts.values():
@@ -638,13 +657,7 @@ class Dataplane:
             for k in dead:
                 del ca.flows[k]
             n += len(dead)
-        return n
-
-    def expire(self, now: float) -> int:
-        """Expire idle state everywhere: appliance-mode pins and every middlebox that has ``expire(now)``
-        (the firewall's conntrack, a GWLB's flow table). Lookups ignore idle entries anyway; this frees memory.
-        Returns how many entries were removed."""
-        n = self.expire_flows(now)
+        m = 0
         seen: set[int] = set()
         for node in self._nodes.values():
             mb = node.mb
@@ -653,8 +666,78 @@ class Dataplane:
                 exp = getattr(mb, "expire", None)
                 if callable(exp):
                     r = exp(now)
-                    n += r if isinstance(r, int) else 0
-        return n
+                    m += r if isinstance(r, int) else 0
+        if self._emitq:
+            self._drain()
+        return n, m
+
+    # ------------------------------------------------------------------------------------------------------
+    # packets sent by nodes themselves (middlebox emissions, injections)
+    # ------------------------------------------------------------------------------------------------------
+    def node_up(self, node_id: str) -> bool:
+        """Whether a node forwards: an instance (by instance or ENI id), a GWLB endpoint or a TGW attachment ENI.
+        False after ``set_eni_health(..., False)`` or while its AZ is failed. Unknown ids raise ConfigError."""
+        n = self._nodes.get(node_id)
+        if n is not None:
+            return n.up
+        e = self._enis.get(node_id)
+        if e is not None:
+            return e.up
+        raise ConfigError(f"node_up: no instance, ENI or GWLB endpoint {node_id!r}")
+
+    def inject(self, node_id: str, data: bytes, now: float, trace: bool = False) -> Result:
+        """Forward ``data`` (raw IPv4/IPv6) as sent by the node ``node_id`` itself (an instance, its ENI, or a
+        GWLB endpoint): routed from the node's subnet by its route table, without passing the node's own
+        middlebox. For tools and for middleboxes outside packet processing (e.g. expiry); while a packet is
+        being processed, a middlebox uses ``HopContext.emit`` instead. The outcome is returned and also kept
+        in :attr:`emitted`. A node that is down drops it (``instance_failed``)."""
+        n = self._nodes.get(node_id)
+        if n is None:
+            raise ConfigError(f"inject: no instance, ENI or GWLB endpoint {node_id!r}")
+        res = self._inject(n, data, now, trace)
+        if self._emitq:
+            self._drain()
+        return res
+
+    def queue_emit(self, node_id: str, data: bytes, now: float) -> None:
+        """Queue a packet emitted by a middlebox (see ``HopContext.emit``); forwarded after the current packet."""
+        self._emitq.append((node_id, data, now))
+
+    def forward_emitted(self) -> None:
+        """Forward the packets queued by :meth:`queue_emit` now (``send``, ``inject`` and ``expire_flows`` do this
+        themselves; a plug-in that queues outside them calls it)."""
+        if self._emitq:
+            self._drain()
+
+    def _inject(self, n: _Node, data: bytes, now: float, trace: bool) -> Result:
+        hops: list[dict[str, Any]] | None = [] if trace else None
+        self._hops = hops
+        self.tracing = trace
+        p = parse(data, self._protocols)
+        if isinstance(p, str):
+            res = self._drop(p, n.id, None)
+        elif not n.up:
+            res = self._drop(DropReason.INSTANCE_FAILED, n.id, p)
+        else:
+            res = self._walk(p, n.place, n.id, n.kind, n.eni, "", now)
+        self.emitted.append(res)
+        return res
+
+    def _drain(self) -> None:
+        """Forward queued emissions (they may queue more; bounded by _MAX_EMIT_CHAIN per drain)."""
+        q = self._emitq
+        budget = _MAX_EMIT_CHAIN
+        while q and budget > 0:
+            budget -= 1
+            node_id, data, now = q.pop(0)
+            n = self._nodes.get(node_id)
+            if n is None:
+                self.emitted.append(self._drop(DropReason.UNKNOWN_SOURCE, node_id, None))
+                continue
+            self._inject(n, data, now, False)
+        if q:
+            self.drops[DropReason.EMIT_LIMIT] = self.drops.get(DropReason.EMIT_LIMIT, 0) + len(q)
+            q.clear()
 
     def _att(self, aid: str) -> _Att:
         ca = self._atts.get(aid)
@@ -720,7 +803,16 @@ class Dataplane:
                 if plan is not None and plan.gen == self._gen and plan.cap == (cap is not None) and node.up:
                     res = self._run_plan(plan, p, now)
                     if res is not None:
+                        if self._emitq:
+                            self._drain()
                         return res
+        res = self._send_walk(p, data, source, now, trace)
+        if self._emitq:
+            self._drain()
+        return res
+
+    def _send_walk(self, p: Packet | str, data: bytes, source: str, now: float, trace: bool) -> Result:
+        cap = self.capture_sink
         src = self._sources.get(source)
         hops: list[dict[str, Any]] | None = [] if trace else None
         self._hops = hops

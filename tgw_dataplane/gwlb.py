@@ -135,6 +135,17 @@ def _number(v: object, where: str, lo: float, hi: float) -> float:
     return x
 
 
+def _uint64(v: object, where: str) -> int:
+    """An exact integer in 0..2**64-1 (not through float: 64-bit ids do not fit a double)."""
+    try:
+        x = int(v) if isinstance(v, int | str) and not isinstance(v, bool) else -1
+    except ValueError:
+        x = -1
+    if not 0 <= x < 1 << 64:
+        raise ConfigError(f"{where}: {v!r} is not an integer in 0..2**64-1")
+    return x
+
+
 def _boolean(v: object, where: str) -> bool:
     if isinstance(v, bool):
         return v
@@ -226,7 +237,7 @@ class GwlbAttributes:
             elif name == "attachment_ids":
                 if not isinstance(v, Mapping):
                     raise ConfigError(f"{w}: expected a mapping endpoint -> 64-bit integer")
-                kw[name] = {str(a): int(_number(b, f"{w}.{a}", 0, 2**64 - 1)) for a, b in v.items()}
+                kw[name] = {str(a): _uint64(b, f"{w}.{a}") for a, b in v.items()}
             elif name == "outer_ttl":
                 kw[name] = int(_number(v, w, 1, 255))
             elif name == "mtu":
@@ -270,7 +281,18 @@ class FlowEntry:
     endpoint of the symmetric key, 1: from the higher), only tracked when RST-on-idle is on.
     """
 
-    __slots__ = ("ack", "cookie", "entropy", "initiator_forward", "last", "seq", "target", "tcp", "timeout")
+    __slots__ = (
+        "ack",
+        "cookie",
+        "endpoint",
+        "entropy",
+        "initiator_forward",
+        "last",
+        "seq",
+        "target",
+        "tcp",
+        "timeout",
+    )
 
     def __init__(self, target: Target, cookie: int, entropy: int, now: float, tcp: bool, timeout: float, fwd: bool):
         self.target = target
@@ -282,6 +304,8 @@ class FlowEntry:
         self.initiator_forward = fwd
         self.seq = [-1, -1]
         self.ack = [-1, -1]
+        self.endpoint = ""
+        """The GWLB endpoint that last sent a packet of this flow (where RSTs on idle expiry go back out)."""
 
 
 @dataclass(slots=True)
@@ -460,11 +484,17 @@ class GatewayLoadBalancer:
         return best
 
     def expire(self, now: float) -> list[bytes]:
-        """Remove entries idle for longer than their timeout; return the RSTs to send (RST-on-idle only).
+        """Remove entries idle for longer than their timeout; return the RSTs to send (RST-on-idle only)."""
+        return [r for _ep, r in self.expire_entries(now)[1]]
+
+    def expire_entries(self, now: float) -> tuple[int, list[tuple[str, bytes]]]:
+        """Remove entries idle for longer than their timeout. Returns (entries removed, [(endpoint id, RST)]):
+        the RSTs to send (RST-on-idle only), each with the endpoint the flow last came through ("" if unknown).
 
         Scans each table from its least recently used end and stops at the first entry used within the shortest
         timeout (every later one was used even more recently)."""
-        resets: list[bytes] = []
+        resets: list[tuple[str, bytes]] = []
+        removed = 0
         shortest = min(self._tcp_timeout, self._timeout)
         for node in self.nodes.values():
             dead = []
@@ -473,12 +503,13 @@ class GatewayLoadBalancer:
                     break
                 if now - e.last > e.timeout:
                     dead.append(k)
+            removed += len(dead)
             for k in dead:
                 e = node.flows.pop(k)
                 self._count("gwlb_idle_expired")
                 if self._track_seq and e.tcp:
-                    resets.extend(_expiry_resets(k, e, self.attrs.reset_on_expiry))
-        return resets
+                    resets.extend((e.endpoint, r) for r in _expiry_resets(k, e, self.attrs.reset_on_expiry))
+        return removed, resets
 
     # -- GENEVE to and from targets -------------------------------------------------------------------------
     def to_target(self, node_az: str, d: Decision, inner: bytes, endpoint_id: int, attachment_id: int) -> bytes:
@@ -683,11 +714,24 @@ def gwlb_of(dp: Dataplane, gwlb_id: str) -> GatewayLoadBalancer:
 
 
 def expire_gwlbs(dp: Dataplane, now: float) -> list[bytes]:
-    """Idle expiry for every GWLB of ``dp``; returns the RSTs to send (RST-on-idle only)."""
+    """Idle expiry for every GWLB of ``dp``. RST-on-idle resets are sent: each goes out of the endpoint the flow
+    last came through (captured there) and is forwarded to its host by the dataplane (``Dataplane.emitted``
+    holds the outcomes). Returns the RSTs. ``Dataplane.expire_flows``/``expire`` call this (through the
+    endpoints' ``expire``)."""
     out: list[bytes] = []
-    for g in _INSTANCES.get(dp, {}).values():
-        out.extend(g.expire(now))
+    for g in list(_INSTANCES.get(dp, {}).values()):
+        out.extend(_expire_and_send(dp, g, now)[1])
+    dp.forward_emitted()
     return out
+
+
+def _expire_and_send(dp: Dataplane, g: GatewayLoadBalancer, now: float) -> tuple[int, list[bytes]]:
+    removed, resets = g.expire_entries(now)
+    for ep, rst in resets:
+        if ep:
+            dp.capture(ep, rst, now)
+            dp.queue_emit(ep, rst, now)
+    return removed, [r for _ep, r in resets]
 
 
 class GwlbTargetAppliance:
@@ -779,8 +823,15 @@ class GwlbEndpointBox:
         self.endpoint_num = endpoint_number(node)
         self.attachment_num = attachment_number(node, self.gwlb.attrs)
         self.resets: list[bytes] = []
-        """RSTs the GWLB sent back through this endpoint (the dataplane has no injection hook yet)."""
+        """RSTs the GWLB sent back through this endpoint for packets without a flow entry (also emitted into the
+        VPC: the dataplane forwards them to their hosts, see ``Dataplane.emitted``)."""
         self._targets: dict[str, GwlbTargetAppliance] = {}
+
+    def expire(self, now: float) -> int:
+        """Idle expiry of this endpoint's GWLB (called by ``Dataplane.expire_flows``; the GWLB is shared by its
+        endpoints, so later calls at the same ``now`` find nothing). RSTs on idle are sent, see
+        :func:`expire_gwlbs`. Returns the number of flow entries removed."""
+        return _expire_and_send(self.dp, self.gwlb, now)[0]
 
     def _target(self, tid: str) -> GwlbTargetAppliance | None:
         t = self._targets.get(tid)
@@ -799,10 +850,13 @@ class GwlbEndpointBox:
             return R_MTU_EXCEEDED
         d = g.select(az, pkt, now)
         tracing = ctx.tracing
+        if d.entry is not None:
+            d.entry.endpoint = self.id
         if d.resets:
             self.resets.extend(d.resets)
             for r in d.resets:
                 ctx.capture(self.id, r, now)
+                ctx.emit(r, now)  # routed from the endpoint's subnet back to the sender
         tgt = d.target
         if tracing:
             node = g.nodes[az]
@@ -825,7 +879,7 @@ class GwlbEndpointBox:
             return d.reason
         frame = g.to_target(az, d, pkt.wire(), self.endpoint_num, self.attachment_num)
         ctx.capture(self.node_name, frame, now)
-        if d.reason is None and not _node_up(self.dp, tgt.id):
+        if d.reason is None and not self.dp.node_up(tgt.id):
             # The instance failed in the dataplane (set_eni_health / set_az_health) but health checks have not
             # noticed yet (GWLB health is set separately, via gwlb_of(...).set_target_health).
             d.reason = R_TARGET_UNREACHABLE
@@ -864,14 +918,6 @@ class GwlbEndpointBox:
         if meta.endpoint_id != self.endpoint_num or hdr.dst != g.nodes[az].ip or inner != pkt.wire():
             return R_BAD_RETURN
         return None
-
-
-def _node_up(dp: Dataplane, node: str) -> bool:
-    """Whether the dataplane considers the instance up. The core has no public accessor for this yet (see the
-    report), so read its node table defensively; a missing table counts as up."""
-    nodes = getattr(dp, "_nodes", None)
-    n = nodes.get(node) if isinstance(nodes, dict) else None
-    return bool(getattr(n, "up", True))
 
 
 def _endpoint_factory(dp: Dataplane, node: str) -> GwlbEndpointBox:

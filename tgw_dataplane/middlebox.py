@@ -9,6 +9,11 @@ The dataplane walks a packet from route table to route table. When a VPC route s
 * It must not raise on any packet; bad input is a drop reason.
 * It may add trace hops and per-hop captures through ``ctx`` (e.g. a GWLB adds its own hop and the target
   appliance's, and captures the GENEVE-encapsulated frames).
+* It may send packets of its own through ``ctx.emit(data, now)`` (e.g. a GWLB's TCP RSTs); they are forwarded
+  from the node after the current packet. ``Dataplane.node_up(node_id)`` tells whether another node (e.g. a
+  GWLB target instance) is up in the dataplane.
+* It may have ``expire(now) -> int``: :meth:`Dataplane.expire_flows` / :meth:`Dataplane.expire` call it to drop
+  idle state (returning how many entries went); it may emit packets from there too (``Dataplane.inject``).
 
 Flow plans: after a packet of a flow has been walked once, the dataplane replays later packets of that flow
 along the recorded path (``Dataplane`` docs, ``_Plan``), still calling ``process`` of every middlebox on it.
@@ -84,6 +89,13 @@ class HopContext:
         """Write ``frame`` (raw IPv4/IPv6, e.g. a GENEVE-encapsulated packet) to ``node``'s per-hop capture
         (no-op unless captures are on)."""
         self.dataplane.capture(node, frame, now)
+
+    def emit(self, data: bytes, now: float) -> None:
+        """Send a packet of this node's own (raw IPv4/IPv6, e.g. a TCP RST) into the VPC: it is routed from
+        this node's subnet by its route table, like a packet the node forwards. The dataplane forwards it once
+        the packet being processed is finished (never re-entrantly) and records the outcome in
+        ``Dataplane.emitted``. The emitting node does not capture it implicitly (use :meth:`capture`)."""
+        self.dataplane.queue_emit(self.node, data, now)
 
 
 class Middlebox(Protocol):

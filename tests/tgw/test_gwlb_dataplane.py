@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -383,3 +384,80 @@ def test_cli_replay_writes_geneve_hop_captures(tmp_path: Path, capsys: pytest.Ca
     assert len(geneve_files) == 1  # the one AZ the flow used
     pk = [IP(fr) for _ts, fr in read_pcap(str(geneve_files[0]))]
     assert len(pk) == 4 and all(p.haslayer(GENEVE) for p in pk)
+
+
+def _rst_arrivals(dp: Dataplane) -> list[tuple[str, str, int, int, int]]:
+    """(verdict, node, sport, dport, seq) of the emitted packets that are RSTs."""
+    out = []
+    for r in dp.emitted:
+        p = r.packet
+        assert p is not None and p.flags & 0x04
+        (seq,) = struct.unpack_from("!I", p.data, (p.data[0] & 0x0F) * 4 + 4)  # IPv4 (RFC 791), TCP seq
+        out.append((r.verdict, r.node, p.sport, p.dport, seq))
+    return out
+
+
+def test_reset_for_a_flow_without_entry_reaches_the_sender() -> None:
+    cap = Captures()
+    dp = Dataplane(story12(**{"send_tcp_reset.on_idle_timeout.enabled": True}), capture_sink=cap)
+    f = flows_entering(dp, "eni-sec-use1-az1", 1)[0]
+    assert dp.send(f.request(), "i-a", 0.0).verdict == "delivered"
+    r = dp.send(ack(f), "i-a", 400.0)  # the GWLB entry idled out (TCP idle 350 s)
+    assert (r.verdict, r.reason) == ("dropped", "gwlb_no_flow_reset")
+    # RFC 9293 §3.10.7.1: the RST answering a segment with ACK 5001 carries seq 5001; it goes back through the
+    # endpoint's subnet, the TGW and spoke A to i-a, where it is captured.
+    assert _rst_arrivals(dp) == [("delivered", "i-a", 443, f.sport, 5001)]
+    assert cap.frames["i-a"][-1] == (400.0, dp.emitted[-1].packet.wire())  # type: ignore[union-attr]
+
+
+def test_resets_on_idle_expiry_reach_both_hosts() -> None:
+    dp = Dataplane(story12(**{"send_tcp_reset.on_idle_timeout.enabled": True}))
+    f = flows_entering(dp, "eni-sec-use1-az1", 1)[0]
+    assert dp.send(f.request(), "i-a", 0.0).verdict == "delivered"  # SYN seq 1000
+    assert dp.send(f.reply(), "i-b", 0.1).verdict == "delivered"  # SYN-ACK seq 5000 ack 1001
+    assert dp.send(ack(f), "i-a", 0.2).verdict == "delivered"  # ACK seq 1001 ack 5001
+    assert dp.expire_flows(100.0) == 0 and not dp.emitted
+    dp.expire_flows(351.0)
+    # Each host gets a RST at its own RCV.NXT (RFC 9293 §3.10.7.3): i-a acknowledged 5001, i-b 1001.
+    assert sorted(_rst_arrivals(dp)) == [
+        ("delivered", "i-a", 443, f.sport, 5001),
+        ("delivered", "i-b", f.sport, 443, 1001),
+    ]
+    assert gwlb_of(dp, "gwlb-1").flow_count() == 0
+    assert expire_gwlbs(dp, 1000.0) == []
+
+
+def test_expire_gwlbs_sends_the_resets_it_returns() -> None:
+    dp = Dataplane(story12(**{"send_tcp_reset.on_idle_timeout.enabled": True, "reset_on_expiry": "initiator"}))
+    f = flows_entering(dp, "eni-sec-use1-az1", 1)[0]
+    dp.send(f.request(), "i-a", 0.0)
+    dp.send(f.reply(), "i-b", 0.1)
+    resets = expire_gwlbs(dp, 400.0)
+    assert [r.packet.data for r in dp.emitted] == resets  # type: ignore[union-attr]  (as sent, before the TGW TTL)
+    assert [a[:2] for a in _rst_arrivals(dp)] == [("delivered", "i-a")]
+
+
+def test_gwlb_uses_the_dataplane_node_state() -> None:
+    dp = Dataplane(story12())
+    f = flows_entering(dp, "eni-sec-use1-az1", 1)[0]
+    tgt = gwlb_of(dp, "gwlb-1")._pick(dp_key(f), "us-east-1a", 0.0)[0]
+    assert tgt is not None
+    dp.set_eni_health(tgt.id, False)
+    assert not dp.node_up(tgt.id)
+    r = dp.send(f.request(), "i-a", 0.0)
+    assert (r.verdict, r.reason) == ("dropped", "gwlb_target_unreachable")
+
+
+def dp_key(f: Flow) -> int:
+    return _pkt(f.request()).key
+
+
+def test_attachment_ids_are_exact_64_bit_integers() -> None:
+    from tgw_dataplane.gwlb import GwlbAttributes, attachment_number
+
+    big = (1 << 64) - 3  # not representable as a double
+    a = GwlbAttributes.from_options({"attachment_ids": {"vpce-1": big, "vpce-2": str(big - 1)}})
+    assert (attachment_number("vpce-1", a), attachment_number("vpce-2", a)) == (big, big - 1)
+    for bad in (1 << 64, -1, "x", True, 1.5):
+        with pytest.raises(ConfigError, match=r"gwlb\.options\.attachment_ids\.vpce-1: .* not an integer in"):
+            GwlbAttributes.from_options({"attachment_ids": {"vpce-1": bad}})
