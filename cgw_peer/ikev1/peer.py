@@ -98,6 +98,8 @@ _PORT = struct.Struct(">H")
 _SEQ = struct.Struct(">I")
 _HASH_HDR = struct.Struct(">BBH")
 _R_U_THERE = struct.pack(">H", NotifyType.R_U_THERE)
+_NT_R_U_THERE = int(NotifyType.R_U_THERE)
+_NT_R_U_THERE_ACK = int(NotifyType.R_U_THERE_ACK)
 _R_U_THERE_ACK = struct.pack(">H", NotifyType.R_U_THERE_ACK)
 
 
@@ -851,6 +853,7 @@ class IkeV1Peer:
         sa.dpd_ct_len = used + len(sa.dpd_pad)
         sa.dpd_len = _MID.pack(HEADER_LEN + sa.dpd_ct_len)
         sa.dpd_hl = 4 + plen
+        sa.dpd_notify_hdr = sa.dpd_req_prefix[:10]
         sa.dpd_hdr_prefix = cookies + bytes(
             (PayloadType.HASH, ISAKMP_VERSION, ExchangeType.INFORMATIONAL, Flags.ENCRYPTION)
         )
@@ -867,33 +870,32 @@ class IkeV1Peer:
 
         Checked here, on the bytes: header prefix (cookies, HASH first, version, Informational, encrypted),
         length, HASH payload header, notify header up to the SPI size, notify type, HASH(1) (RFC 2409 §5.7)."""
-        off = 0
         if dst[1] != IKE_PORT or self.remote[1] != IKE_PORT:
             if data[:4] != NON_ESP_MARKER:
                 return False
-            off = 4
-        sa = self._sas.get(data[off : off + 8])
+            data = data[4:]
+        sa = self._sas.get(data[:8])
         if sa is None:
             return False
         iv_hash = sa.iv_hash
+        if iv_hash is None:
+            return False  # set only once the SA is established (with mac_a and cipher)
+        if len(data) != HEADER_LEN + sa.dpd_ct_len or data[:20] != sa.dpd_hdr_prefix or data[24:28] != sa.dpd_len:
+            return False
         mac_a = sa.mac_a
         cipher = sa.cipher
-        if iv_hash is None or mac_a is None or cipher is None:
-            return False  # iv_hash is set only once the SA is established
-        if len(data) - off != HEADER_LEN + sa.dpd_ct_len or data[off : off + 20] != sa.dpd_hdr_prefix:
-            return False
-        if data[off + 24 : off + 28] != sa.dpd_len:
-            return False
-        mp = data[off + 20 : off + 24]
-        plain = cipher.decrypt(iv_hash(sa.last_p1_block + mp).digest()[:16], data[off + HEADER_LEN :])
+        assert mac_a is not None and cipher is not None
+        mp = data[20:24]
+        plain = cipher.decrypt(iv_hash(sa.last_p1_block + mp).digest()[:16], data[HEADER_LEN:])
         hl = sa.dpd_hl  # the HASH payload: 4 + prf length
-        if plain[:4] != sa.dpd_hash_hdr:
-            return False
         notify = plain[hl : hl + 32]
         ntype = notify[10:12]
-        if notify[:10] != sa.dpd_req_prefix[:10] or (ntype != _R_U_THERE and ntype != _R_U_THERE_ACK):
-            return False
-        if mac_a(mp + notify) != plain[4:hl]:
+        if (
+            plain[:4] != sa.dpd_hash_hdr
+            or notify[:10] != sa.dpd_notify_hdr
+            or (ntype != _R_U_THERE and ntype != _R_U_THERE_ACK)
+            or mac_a(mp + notify) != plain[4:hl]
+        ):
             return False
         seq = _SEQ.unpack_from(notify, 28)[0]
         if ntype == _R_U_THERE:
@@ -1190,15 +1192,17 @@ class IkeV1Peer:
         while not mid or mid in qms:
             mid = rng.getrandbits(32)
         mp = _MID.pack(mid)
-        notify = (sa.dpd_req_prefix if ntype == NotifyType.R_U_THERE else sa.dpd_ack_prefix) + _SEQ.pack(seq)
+        notify = (sa.dpd_req_prefix if ntype == _NT_R_U_THERE else sa.dpd_ack_prefix) + _SEQ.pack(seq)
         ct = cipher.encrypt(
             iv_hash(sa.last_p1_block + mp).digest()[:16], sa.dpd_hash_hdr + mac_a(mp + notify) + notify + sa.dpd_pad
         )
-        data = sa.dpd_hdr_prefix + mp + sa.dpd_len + ct
         local = sa.local
         if local[1] != IKE_PORT or self.remote[1] != IKE_PORT:  # _marked()
-            data = NON_ESP_MARKER + data
-        self._out.append(Transmit(data, local, sa.remote, kind))
+            self._out.append(
+                Transmit(NON_ESP_MARKER + sa.dpd_hdr_prefix + mp + sa.dpd_len + ct, local, sa.remote, kind)
+            )
+        else:
+            self._out.append(Transmit(sa.dpd_hdr_prefix + mp + sa.dpd_len + ct, local, sa.remote, kind))
 
     def _send_plain_notify(self, icky: bytes, rcky: bytes, ntype: int, src: Address, dst: Address) -> None:
         """Unprotected notify (before any key exists), e.g. NO_PROPOSAL_CHOSEN in answer to MM1."""
@@ -1265,8 +1269,10 @@ class IkeV1Peer:
     # ------------------------------------------------------------------------------------------- DPD
 
     def _on_r_u_there(self, sa: IsakmpSa, seq: int) -> None:
-        self._out.append(Event("dpd_request_received", {"seq": seq}))
-        if not self.beh.send_dpd_vendor_id:
+        out = self._out
+        out.append(Event("dpd_request_received", {"seq": seq}))
+        beh = self.beh
+        if not beh.send_dpd_vendor_id:
             self._count("dpd:request_without_vendor_id")
             return
         last = sa.dpd_recv
@@ -1279,12 +1285,12 @@ class IkeV1Peer:
             # OpenBSD (5) stop answering after a few duplicates (Behaviour.dup_answer_limit).
             self._count("dpd:duplicate_request" if diff == 0 else "dpd:old_request")
             sa.dpd_dup += 1
-            limit = self.beh.dup_answer_limit
+            limit = beh.dup_answer_limit
             if limit is not None and sa.dpd_dup > limit:
                 self._count("dpd:duplicate_not_answered")
                 return
-        self._send_dpd(sa, NotifyType.R_U_THERE_ACK, seq, "dpd_ack")
-        self._out.append(Event("dpd_ack_sent", {"seq": seq}))
+        self._send_dpd(sa, _NT_R_U_THERE_ACK, seq, "dpd_ack")
+        out.append(Event("dpd_ack_sent", {"seq": seq}))
 
     def _on_dpd_ack(self, sa: IsakmpSa, seq: int) -> bool:
         """Returns whether the ACK earns liveness credit."""
@@ -1304,17 +1310,16 @@ class IkeV1Peer:
         if sa is None:
             self._dpd.on_probe_skipped(now)
             return
-        if not self.beh.dpd_during_rekey and self._rekeying():
+        beh = self.beh
+        if not beh.dpd_during_rekey and self._rekeying():
             self._count("dpd:probe_skipped_rekey")
             self._dpd.on_probe_skipped(now)
             return
-        if self.beh.seq_on_retry == SeqOnRetry.INCREMENT:
-            seq = sa.dpd_seq
+        seq = sa.dpd_seq
+        if beh.seq_on_retry == SeqOnRetry.INCREMENT:
             sa.dpd_seq = (seq + 1) & 0xFFFFFFFF
-        else:
-            seq = sa.dpd_seq
         sa.dpd_expect = seq
-        self._send_dpd(sa, NotifyType.R_U_THERE, seq, "dpd_request")
+        self._send_dpd(sa, _NT_R_U_THERE, seq, "dpd_request")
         self._out.append(Event("dpd_request_sent", {"seq": seq}))
         self._dpd.on_probe_sent(now)
 

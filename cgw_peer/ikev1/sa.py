@@ -63,6 +63,7 @@ class IsakmpSa:
         "dpd_hdr_prefix",
         "dpd_hl",
         "dpd_len",
+        "dpd_notify_hdr",
         "dpd_pad",
         "dpd_recv",
         "dpd_req_prefix",
@@ -168,6 +169,9 @@ class IsakmpSa:
         self.dpd_len = b""
         """The packed ISAKMP length field of a DPD message (constant per SA)."""
         self.dpd_hl = 0
+        """Length of the HASH payload of a DPD message (4 + prf output)."""
+        self.dpd_notify_hdr = b""
+        """The first 10 bytes of a DPD notify payload: generic header, DOI, protocol, SPI size."""
         """Length of the HASH payload of a DPD message (4 + prf output)."""
 
     @property
