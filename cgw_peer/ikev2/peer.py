@@ -1369,7 +1369,7 @@ class IkeV2Peer:
         sa_body, tsi_b, tsr_b = msg.first(_PL_SA), msg.first(_PL_TSI), msg.first(_PL_TSR)
         if sa_body is None or tsi_b is None or tsr_b is None:
             return [(_PL_NOTIFY, NotifyPayload(_NT_NO_PROPOSAL_CHOSEN).encode())], None, "missing_payload"
-        choice = self._esp_offer.choose_child(sa_body, ke_group, pfs=pfs)
+        choice = select_child(self._esp_offer, codec.parse_sa(sa_body), ke_group, pfs=pfs)
         if choice is None:
             self._count("no_proposal_chosen")
             return [(_PL_NOTIFY, NotifyPayload(_NT_NO_PROPOSAL_CHOSEN).encode())], None, "no_proposal_chosen"

@@ -10,7 +10,6 @@ peer proposals, we pick the one whose (encryption, integrity, DH) ranks in *our*
 from __future__ import annotations
 
 import functools
-import struct
 
 from cgw_peer.config import (
     PHASE1_DH_GROUPS,
@@ -71,30 +70,6 @@ SW_DH = {
 
 
 _CHOICE_CACHE_MAX = 256
-_PROPOSAL_HDR = struct.Struct("!BBHBBB")  # last/more, reserved, length, number, protocol, SPI size (RFC 7296 §3.3.1)
-
-
-def _cut_spis(sa_body: bytes) -> tuple[tuple[bytes, ...] | None, list[bytes]]:
-    """Split an SA payload body around each proposal's SPI, walking the proposal headers only: (the bytes between
-    the SPIs, the SPIs). ``(None, [])`` if the headers do not even chain (parse_sa then reports the error)."""
-    pieces: list[bytes] = []
-    spis: list[bytes] = []
-    off = prev = 0
-    n = len(sa_body)
-    while True:
-        if off + 8 > n:
-            return None, []
-        more, _r, plen, _num, _proto, spisize = _PROPOSAL_HDR.unpack_from(sa_body, off)
-        if plen < 8 + spisize or off + plen > n or (more != 0 and more != 2):
-            return None, []
-        pieces.append(sa_body[prev : off + 8])
-        prev = off + 8 + spisize
-        spis.append(sa_body[off + 8 : prev])
-        off += plen
-        if more == 0:
-            break
-    pieces.append(sa_body[prev:])
-    return tuple(pieces), spis
 
 
 class Offer:
@@ -107,25 +82,6 @@ class Offer:
         self.dhs = dhs
         self._sa_templates: dict[tuple[int, int, bool, bool], tuple[bytes, ...]] = {}
         self._ike_choices: dict[tuple[bytes, int | None], tuple[int, IkeSuite] | None] = {}
-        self._child_choices: dict[tuple[tuple[bytes, ...], int | None, bool], tuple[int, int, ChildSuite] | None] = {}
-
-    def choose_child(self, sa_body: bytes, ke_group: int | None, *, pfs: bool) -> tuple[int, bytes, ChildSuite] | None:
-        """``select_child(self, parse_sa(sa_body), ke_group, pfs=pfs)``, remembered per SA payload body with its
-        SPIs cut out: a peer offers the same ESP proposals in every exchange, only the SPIs are new. Raises
-        ``DecodeError`` as :func:`~cgw_peer.ikev2.codec.parse_sa` does (failures are not remembered)."""
-        pieces, spis = _cut_spis(sa_body)
-        if pieces is None:  # not even the proposal headers hold together: the full parser says why
-            return select_child(self, parse_sa(sa_body), ke_group, pfs=pfs)
-        key = (pieces, ke_group, pfs)
-        try:
-            found = self._child_choices[key]
-        except KeyError:
-            # Same proposal walk as parse_sa, so the indexes below are the proposals' indexes.
-            found = _select_child(self, parse_sa(sa_body), ke_group, pfs)
-            if len(self._child_choices) >= _CHOICE_CACHE_MAX:
-                self._child_choices.clear()
-            self._child_choices[key] = found
-        return None if found is None else (found[1], spis[found[0]], found[2])
 
     def choose_ike(self, sa_body: bytes, ke_group: int | None) -> tuple[int, IkeSuite] | None:
         """``select_ike(self, parse_sa(sa_body), ke_group)``, remembered per SA payload body: an initiator sends
@@ -283,16 +239,8 @@ def select_child(
 ) -> tuple[int, bytes, ChildSuite] | None:
     """Pick (proposal number, peer's SPI, suite) from the peer's ESP proposals. ``pfs``: a DH transform is
     needed (CREATE_CHILD_SA with KE); without it DH transforms are ignored (IKE_AUTH, RFC 7296 §1.2)."""
-    found = _select_child(offer, proposals, ke_group, pfs)
-    return None if found is None else (found[1], proposals[found[0]].spi, found[2])
-
-
-def _select_child(
-    offer: Offer, proposals: list[Proposal], ke_group: int | None, pfs: bool
-) -> tuple[int, int, ChildSuite] | None:
-    """:func:`select_child` as (index of the chosen proposal, its number, suite)."""
-    best: tuple[tuple[int, ...], int, int, ChildSuite] | None = None
-    for index, p in enumerate(proposals):
+    best: tuple[tuple[int, ...], int, bytes, ChildSuite] | None = None
+    for p in proposals:
         if p.protocol != Protocol.ESP or len(p.spi) != 4:
             continue
         encrs = [(t.tid, t.key_length or 0) for t in p.of_type(TransformType.ENCR)]
@@ -318,7 +266,7 @@ def _select_child(
         key = (_rank(encr, offer.encrs), _rank(integ, offer.integs) if integ else 0, 0 if dh == ke_group else 1)
         suite = ChildSuite(encr[0], encr[1], integ, dh)
         if best is None or key < best[0]:
-            best = (key, index, p.num, suite)
+            best = (key, p.num, p.spi, suite)
     return None if best is None else (best[1], best[2], best[3])
 
 
