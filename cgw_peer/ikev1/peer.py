@@ -37,7 +37,7 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar
 
-from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Role, SeqOnRetry
+from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Retransmit, Role, SeqOnRetry
 from cgw_peer.crypto import keymat_v1 as km
 from cgw_peer.crypto.cipher import AesCbc
 from cgw_peer.crypto.dh import get_group
@@ -99,6 +99,8 @@ _SEQ = struct.Struct(">I")
 _HASH_HDR = struct.Struct(">BBH")
 _R_U_THERE = struct.pack(">H", NotifyType.R_U_THERE)
 _NT_R_U_THERE = int(NotifyType.R_U_THERE)
+_DPD_REQ_HDR = dpd_notify(NotifyType.R_U_THERE, ZERO_COOKIE, ZERO_COOKIE, 0)[:12]
+_DPD_ACK_HDR = dpd_notify(NotifyType.R_U_THERE_ACK, ZERO_COOKIE, ZERO_COOKIE, 0)[:12]
 _NT_R_U_THERE_ACK = int(NotifyType.R_U_THERE_ACK)
 _R_U_THERE_ACK = struct.pack(">H", NotifyType.R_U_THERE_ACK)
 
@@ -139,6 +141,19 @@ def _id_body(identity: str | None, addr: Address) -> bytes:
 def _ts_body(cidr: str, protocol: int, port_low: int, port_high: int) -> bytes:
     """The body of :func:`_ts_payload`."""
     return encode_body(_ts_payload(cidr, protocol, port_low, port_high))
+
+
+@functools.lru_cache(maxsize=64)
+def _waits(r: Retransmit) -> tuple[tuple[float, ...], float]:
+    """Retransmission waits and their sum (shared by every peer with the same settings)."""
+    w = tuple(r.waits())
+    return w, sum(w)
+
+
+@functools.lru_cache(maxsize=256)
+def _psk_mac(hash_name: str, psk: bytes) -> Callable[[bytes], bytes]:
+    """``prf(psk, .)`` with the pre-shared key's HMAC schedule computed once per (prf, PSK)."""
+    return get_prf(hash_name).keyed(psk)
 
 
 def _id_matches(expected: str, got: IdPayload) -> bool:
@@ -215,8 +230,7 @@ class IkeV1Peer:
         self._pending_child_rekey: ChildSa | None = None
         self._out: list[Action] = []
         self._up = False
-        self._waits = tuple(self.beh.retransmit.waits())
-        self._waits_total = sum(self._waits)
+        self._waits, self._waits_total = _waits(self.beh.retransmit)
         self._sa_at: float | None = None
         self._sa_at_dirty = True
         self._last_p1: pr.P1Suite | None = None
@@ -374,7 +388,7 @@ class IkeV1Peer:
         return local_port != IKE_PORT or self.remote[1] != IKE_PORT
 
     def _send(self, data: bytes, kind: str, local: Address, remote: Address) -> None:
-        if self._marked(local[1]):
+        if local[1] != IKE_PORT or self.remote[1] != IKE_PORT:  # _marked()
             data = NON_ESP_MARKER + data
         self._out.append(Transmit(data, local, remote, kind))
 
@@ -648,7 +662,7 @@ class IkeV1Peer:
         """SKEYID chain and Ka (RFC 2409 §5, App. B); the MM5 IV = HASH(g^xi | g^xr)."""
         assert sa.prf is not None and sa.suite is not None
         prf = sa.prf
-        sa.skeyid = km.skeyid_psk(prf, self.config.psk, sa.ni, sa.nr)
+        sa.skeyid = _psk_mac(prf.name, self.config.psk)(sa.ni + sa.nr)  # km.skeyid_psk (RFC 2409 §5)
         d, a, e = km.skeyid_chain(prf, sa.skeyid, gxy, sa.icookie, sa.rcookie)
         sa.skeyid_d, sa.skeyid_a = d, a
         sa.ka = km.expand_ka(prf, e, sa.suite.enc_bits // 8)
@@ -844,8 +858,9 @@ class IkeV1Peer:
         assert sa.prf is not None
         cookies = sa.icookie + sa.rcookie
         sa.iv_hash = getattr(hashlib, sa.hash_name)
-        sa.dpd_req_prefix = dpd_notify(NotifyType.R_U_THERE, sa.icookie, sa.rcookie, 0)[:28]
-        sa.dpd_ack_prefix = dpd_notify(NotifyType.R_U_THERE_ACK, sa.icookie, sa.rcookie, 0)[:28]
+        # dpd_notify() without the sequence number: generic header, DOI, protocol, SPI size, type, cookies.
+        sa.dpd_req_prefix = _DPD_REQ_HDR + cookies
+        sa.dpd_ack_prefix = _DPD_ACK_HDR + cookies
         plen = sa.prf.digest_size
         sa.dpd_hash_hdr = _HASH_HDR.pack(PayloadType.NOTIFY, 0, 4 + plen)
         used = 4 + plen + 32
@@ -1538,7 +1553,7 @@ class IkeV1Peer:
         cur = self._current
         mm_fresh = mm_rekey = False
         for s in self._sas.values():
-            if not s.established:
+            if s.state is not MmState.ESTABLISHED:
                 if s.rekey:
                     mm_rekey = True
                 else:

@@ -522,14 +522,16 @@ def split_chain(first_type: int, buf: bytes, *, allow_trailing: bool = False) ->
     off = 0
     n = len(buf)
     np = first_type
+    unpack = GENERIC.unpack_from
     while np != 0:
         if n - off < 4:
             raise DecodeError("truncated_payload", f"type {np} at {off}")
-        nxt, _res, plen = GENERIC.unpack_from(buf, off)
-        if plen < 4 or off + plen > n:
+        nxt, _res, plen = unpack(buf, off)
+        end = off + plen
+        if plen < 4 or end > n:
             raise DecodeError("bad_payload_length", f"type {np} length {plen}")
-        out.append((np, buf[off + 4 : off + plen]))
-        off += plen
+        out.append((np, buf[off + 4 : end]))
+        off = end
         np = nxt
         if len(out) > 64:
             raise DecodeError("too_many_payloads")
