@@ -173,6 +173,10 @@ _ST_INIT_DONE = SaState.INIT_DONE
 _ST_INIT_SENT = SaState.INIT_SENT
 _ST_REKEYED = SaState.REKEYED
 _ROLE_AWS = Role.AWS
+_PS_DOWN = PhaseState.DOWN
+_PS_ESTABLISHED = PhaseState.ESTABLISHED
+_PS_NEGOTIATING = PhaseState.NEGOTIATING
+_PS_REKEYING = PhaseState.REKEYING
 _LV_AWS = IkeV2Liveness.AWS
 
 
@@ -890,20 +894,16 @@ class IkeV2Peer:
 
     def _update_status(self, now: float, reason: str) -> list[Action]:
         sa = self._current()
-        up = sa is not None and self._live_child(sa) is not None
-        rekeying_ike = sa is not None and sa.rekeying
-        rekeying_child = sa is not None and any(c.rekeying for c in sa.children)
-        negotiating = any(s.state in (_ST_INIT_SENT, _ST_AUTH_SENT, _ST_INIT_DONE) for s in self._sas.values())
-        p1 = (
-            (PhaseState.REKEYING if rekeying_ike else PhaseState.ESTABLISHED)
-            if sa is not None
-            else (PhaseState.NEGOTIATING if negotiating else PhaseState.DOWN)
-        )
-        p2 = (
-            (PhaseState.REKEYING if rekeying_child else PhaseState.ESTABLISHED)
-            if up
-            else (PhaseState.NEGOTIATING if sa is not None or negotiating else PhaseState.DOWN)
-        )
+        if sa is not None:
+            up = self._live_child(sa) is not None
+            p1 = _PS_REKEYING if sa.rekeying else _PS_ESTABLISHED
+            p2 = _PS_NEGOTIATING
+            if up:
+                p2 = _PS_REKEYING if any(c.rekeying for c in sa.children) else _PS_ESTABLISHED
+        else:
+            up = False
+            negotiating = any(s.state in (_ST_INIT_SENT, _ST_AUTH_SENT, _ST_INIT_DONE) for s in self._sas.values())
+            p1 = p2 = _PS_NEGOTIATING if negotiating else _PS_DOWN
         self._status.update(now, up=up, phase1=p1, phase2=p2)
         out: list[Action] = []
         if up and not self._up:
@@ -948,8 +948,13 @@ class IkeV2Peer:
         """True when NAT was detected either way (or encapsulation is forced)."""
         if not self.config.nat_t:
             return False
-        srcs = [n.data for n in msg.notifies() if n.ntype == _NT_NAT_DETECTION_SOURCE_IP]
-        dsts = [n.data for n in msg.notifies() if n.ntype == _NT_NAT_DETECTION_DESTINATION_IP]
+        srcs: list[bytes] = []
+        dsts: list[bytes] = []
+        for n in msg.notifies():
+            if n.ntype == _NT_NAT_DETECTION_SOURCE_IP:
+                srcs.append(n.data)
+            elif n.ntype == _NT_NAT_DETECTION_DESTINATION_IP:
+                dsts.append(n.data)
         if not srcs or not dsts:
             return self.config.force_encap
         peer_ok = self._nat_hash(sa.spi_i, spi_r, remote) in srcs
