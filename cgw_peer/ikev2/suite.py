@@ -14,6 +14,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from hmac import compare_digest
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from cgw_peer.crypto.algorithms import HASH_BY_IKEV2_INTEG, HASH_BY_IKEV2_PRF, WIRESHARK_INTEG_NONE, enc_by_ikev2
 from cgw_peer.crypto.cipher import AesCbc, AesGcm16
@@ -46,6 +49,7 @@ GCM_SALT = 4
 _GCM_IV = 8
 _GCM_ICV = 16
 _CBC_IV = 16
+_EMPTY_PLAIN = 15  # an empty inner chain padded to one block: 15 zero octets, then PadLength 15 (as an int)
 
 
 def encr_key_len(encr: int, bits: int) -> int:
@@ -163,7 +167,19 @@ def _describe_child(encr: int, key_bits: int, integ_id: int, dh: int) -> str:
 class SkKeys:
     """The per-direction SK payload primitives of one IKE SA (keyed once, used per message)."""
 
-    __slots__ = ("_cbc_in", "_cbc_out", "_gcm_in", "_gcm_out", "_mac_in", "_mac_out", "aead", "icv_len", "suite")
+    __slots__ = (
+        "_cbc_in",
+        "_cbc_out",
+        "_ecb_out",
+        "_gcm_in",
+        "_gcm_out",
+        "_key_out",
+        "_mac_in",
+        "_mac_out",
+        "aead",
+        "icv_len",
+        "suite",
+    )
 
     def __init__(self, suite: IkeSuite, sk_e_out: bytes, sk_a_out: bytes, sk_e_in: bytes, sk_a_in: bytes) -> None:
         self.suite = suite
@@ -172,6 +188,8 @@ class SkKeys:
         self._gcm_out = self._gcm_in = None
         self._mac_out: Callable[[bytes], bytes] | None = None
         self._mac_in: Callable[[bytes], bytes] | None = None
+        self._key_out = sk_e_out
+        self._ecb_out: Any = None
         if suite.aead:
             self._gcm_out, self._gcm_in = AesGcm16(sk_e_out), AesGcm16(sk_e_in)
             self.icv_len = _GCM_ICV
@@ -203,9 +221,18 @@ class SkKeys:
             # RFC 5282 §5.1: AAD = IKE header | SK generic header (the IV is not included).
             return hdr + iv + self._gcm_out.seal(iv, plain, hdr)
         assert self._cbc_out is not None and self._mac_out is not None
-        pad = (-(len(inner) + 1)) % 16
-        plain = inner + bytes(pad) + bytes((pad,))
-        ct = self._cbc_out.encrypt(iv, plain)
+        if inner:
+            pad = (-(len(inner) + 1)) % 16
+            ct = self._cbc_out.encrypt(iv, inner + bytes(pad) + bytes((pad,)))
+        else:
+            # The empty message (liveness, Delete answers): one block of padding, C = E(P xor IV) (RFC 3602 §2),
+            # through an ECB context of its own (cheaper per call than the general path).
+            if len(iv) != _CBC_IV:
+                raise ValueError(f"IV must be {_CBC_IV} bytes, got {len(iv)}")
+            ecb = self._ecb_out
+            if ecb is None:
+                ecb = self._ecb_out = Cipher(algorithms.AES(self._key_out), modes.ECB()).encryptor()
+            ct = ecb.update((_EMPTY_PLAIN ^ int.from_bytes(iv, "big")).to_bytes(_CBC_IV, "big"))
         sk_len = 4 + _CBC_IV + len(ct) + self.icv_len
         msg = _HDR_SK.pack(spi_i, spi_r, 46, 0x20, exchange, flags, mid, HEADER_LEN + sk_len, inner_np, 0, sk_len)
         msg += iv + ct
