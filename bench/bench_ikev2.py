@@ -6,6 +6,7 @@
   one set-up without the engine (DH, both sides' SKEYSEED and prf+ key derivations, the four PSK AUTH values,
   the Child SA KEYMATs, the NAT-detection hashes, the SK contexts and the two IKE_AUTH messages protected and
   checked): the ceilings for setups/s on this machine.
+* Every figure is the best of five windows of CPU time (``_best_rate``); the notes give the load average.
 * Liveness: the AWS side's timer fires after 10 s idle (virtual time), the empty INFORMATIONAL goes to the CGW,
   the response comes back: one full exchange with real encryption and ICVs. Target: >= 20,000/s.
   Baseline: the four SK protect/unprotect operations alone.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Callable
 
@@ -28,6 +30,13 @@ from emulator.actions import Action, Transmit
 
 AWS = ("203.0.113.1", 500)
 CGW = ("198.51.100.1", 500)
+
+
+def _best_rate(fn: Callable[[], object], min_time: float, min_iter: int = 1) -> float:
+    """Calls per second of CPU time, the best of five windows (as timeit takes the minimum, and as bench_tgw
+    does): other processes on the 2 cores only ever slow a window down. Every row and its baselines are
+    measured this way, so the ratios compare like with like."""
+    return max(rate(fn, min_time / 5, min_iter) for _ in range(5))
 
 
 def _cfg(role: Role, group: int, encr: str = "AES128") -> PeerConfig:
@@ -112,7 +121,7 @@ def _setup_row(group: int, target: float, t: float) -> Row:
     aws_cfg, cgw_cfg = _cfg(Role.AWS, group), _cfg(Role.CGW, group)
     aws, cgw = _setup(group, rng, aws_cfg, cgw_cfg)
     assert aws.status.status.value == "UP" and cgw.status.status.value == "UP"
-    r = rate(lambda: _setup(group, rng, aws_cfg, cgw_cfg), t)
+    r = _best_rate(lambda: _setup(group, rng, aws_cfg, cgw_cfg), t)
     g = get_group(group)
 
     def dh_only() -> None:
@@ -121,8 +130,8 @@ def _setup_row(group: int, target: float, t: float) -> Row:
         a.compute(b.public)
         b.compute(a.public)
 
-    base = rate(dh_only, t)
-    crypto = rate(_crypto_only(group, rng), t)
+    base = _best_rate(dh_only, t)
+    crypto = _best_rate(_crypto_only(group, rng), t)
     return Row(
         f"IKEv2 setups/s (INIT+AUTH, both sides), {g.name}",
         r,
@@ -130,12 +139,13 @@ def _setup_row(group: int, target: float, t: float) -> Row:
         f">= {target:,.0f}/s",
         r >= target,
         f"{1e3 / r:.2f} ms; DH-only ceiling {base:,.0f}/s (ratio {r / base:.2f}); "
-        f"all set-up crypto {crypto:,.0f}/s (ratio {r / crypto:.2f})",
+        f"all set-up crypto {crypto:,.0f}/s (ratio {r / crypto:.2f}); load average {os.getloadavg()[0]:.2f}",
     )
 
 
 def run(quick: bool) -> list[Row]:
     t = 0.3 if quick else 1.0
+    load = os.getloadavg()[0]  # other processes on a 2-core box slow every row; say so next to the figures
     rows: list[Row] = []
     for group, target in ((14, 400.0), (19, 1500.0)):
         rows.append(_setup_row(group, target, t))
@@ -153,7 +163,7 @@ def run(quick: bool) -> list[Row]:
             msg = src.protect_fields(b"i" * 8, b"r" * 8, Exchange.INFORMATIONAL, 0, 1, 0, b"", iv)
             dst.unprotect(msg, len(msg) - 32)
 
-    base = rate(crypto_only, t)
+    base = _best_rate(crypto_only, t)
     rows.append(
         Row(
             "IKEv2 liveness exchanges/s (virtual time, AES-CBC-128/SHA2-256)",
@@ -161,7 +171,7 @@ def run(quick: bool) -> list[Row]:
             "exch/s",
             ">= 20,000/s",
             r >= 20000.0,
-            f"SK crypto alone {base:,.0f}/s (ratio {r / base:.2f})",
+            f"SK crypto alone {base:,.0f}/s (ratio {r / base:.2f}); load average {load:.2f}",
         )
     )
     rows.append(
@@ -188,6 +198,6 @@ def _liveness_rate(encr: str, t: float) -> float:
         req = aws.handle_timer(now)
         _deliver(_deliver(req, cgw, now), aws, now)
 
-    r = rate(exchange, t, min_iter=100)
+    r = _best_rate(exchange, t, min_iter=100)
     assert aws.counters.get("liveness_ok", 0) >= 100 and aws.status.status.value == "UP"
     return r
