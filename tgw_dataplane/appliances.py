@@ -75,6 +75,20 @@ class StatefulFirewall:
         now_ms = int(now * 1000)
         v = ct.get(key)
         proto = pkt.proto
+        if proto == PROTO_TCP and v is not None and now_ms - (v >> 4) <= self._tcp_ms:
+            # Fast path: a live TCP connection (most packets); same transitions as below.
+            f = pkt.flags
+            if f & TCP_RST:
+                del ct[key]
+            else:
+                st = v & 0xF
+                if f & TCP_FIN:
+                    st = ST_CLOSING
+                elif st == ST_SYN_SENT and f & TCP_SYN and f & TCP_ACK:
+                    st = ST_ESTABLISHED
+                ct[key] = (now_ms << 4) | st
+            self.passed += 1
+            return None
         if v is not None and now_ms - (v >> 4) > (
             self._tcp_ms if proto == PROTO_TCP else self._udp_ms if proto == PROTO_UDP else self._icmp_ms
         ):

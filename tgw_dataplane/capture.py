@@ -27,18 +27,23 @@ class HopCaptures:
     """Callable sink ``(node, ts, frame)``. ``records[node]`` is the flat list of pcap pieces
     ``[header, frame, header, frame, ...]``; :meth:`frames` decodes it."""
 
-    __slots__ = ("_last_ts", "_last_tsb", "records", "ts_origin")
+    __slots__ = ("_hdrs", "_last_ts", "_last_tsb", "records", "ts_origin")
 
     def __init__(self, ts_origin: float = 0.0) -> None:
         self.records: dict[str, list[bytes]] = {}
         self.ts_origin = ts_origin
         self._last_ts: float | None = None
         self._last_tsb = b""
+        self._hdrs: dict[int, bytes] = {}  # frame length -> record header, for the timestamp _last_ts
 
     def header(self, ts: float, n: int) -> bytes:
-        """The pcap record header for an ``n``-byte frame captured at ``ts`` (timestamps cached: packets
-        arrive in bursts with the same virtual time)."""
-        if ts != self._last_ts:
+        """The pcap record header for an ``n``-byte frame captured at ``ts`` (cached per timestamp and length:
+        packets arrive in bursts with the same virtual time, and with few distinct lengths)."""
+        if ts == self._last_ts:
+            h = self._hdrs.get(n)
+            if h is not None:
+                return h
+        else:
             t = ts + self.ts_origin
             sec = int(t)
             usec = int((t - sec) * 1_000_000 + 0.5)
@@ -46,7 +51,9 @@ class HopCaptures:
                 sec, usec = sec + 1, usec - 1_000_000
             self._last_ts = ts
             self._last_tsb = _PAIR.pack(sec, usec)
-        return self._last_tsb + _PAIR.pack(n, n)
+            self._hdrs = {}
+        h = self._hdrs[n] = self._last_tsb + _PAIR.pack(n, n)
+        return h
 
     def pieces(self, node: str) -> list[bytes]:
         """The (created on demand) piece list of ``node``; the dataplane appends to it directly."""

@@ -190,7 +190,7 @@ class _Plan:
     Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
     """
 
-    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pins", "segs", "simple", "ttl_dec")
+    __slots__ = ("cap", "gen", "mtu", "node", "ops", "pin1", "pins", "segs", "simple", "ttl_dec")
 
     def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int) -> None:
         self.gen = gen
@@ -199,14 +199,20 @@ class _Plan:
         self.ttl_dec = ttl_dec
         self.mtu = min((op[1] for op in rec if op[0] == _OP_MTU), default=1 << 30)
         self.pins = tuple((op[1], op[2], op[3]) for op in rec if op[0] == _OP_PIN)
+        # The common case, one pin: checked without a loop.
+        self.pin1: tuple[dict[int, int], int, int] | None = self.pins[0] if len(self.pins) == 1 else None
         self.ops = tuple(op for op in rec if op[0] in (_OP_PIN, _OP_MB, _OP_CAP, _OP_CAPL))
         kinds = [op[0] for op in self.ops]
-        # simple: no captures and every pin before every middlebox -> (node, ttl_dec) pairs
-        self.simple: tuple[tuple[Any, int], ...] | None = None
+        # simple: no captures and every pin before every middlebox -> (process, ctx, ttl_dec, node id) per
+        # middlebox (bound methods resolved once, not per packet)
+        self.simple: tuple[tuple[Any, HopContext, int, str], ...] | None = None
         if all(k in (_OP_PIN, _OP_MB) for k in kinds) and kinds == sorted(kinds):
-            self.simple = tuple((op[1], op[2]) for op in self.ops if op[0] == _OP_MB)
-        # segs: direct captures, pins and middleboxes only -> ((captures, pins, middlebox, ttl_dec), ...),
-        # each segment ending at a middlebox (or at the end of the path)
+            self.simple = tuple(_mb_step(op[1], op[2]) for op in self.ops if op[0] == _OP_MB)
+        # segs: direct captures, pins and middleboxes only -> ((capture groups, pins, middlebox step), ...),
+        # each segment ending at a middlebox step (or None at the end of the path). A capture group is
+        # (ttl_dec, (piece lists, ...)): the captures of one segment with the same TTL share one frame; groups
+        # are in path order, and the TTL decrement only grows along the path, so every node's records keep
+        # their order.
         self.segs: tuple[tuple[Any, ...], ...] | None = None
         if self.simple is None and all(k in (_OP_PIN, _OP_MB, _OP_CAPL) for k in kinds):
             segs: list[tuple[Any, ...]] = []
@@ -218,10 +224,25 @@ class _Plan:
                 elif op[0] == _OP_PIN:
                     pins.append((op[1], op[2]))
                 else:
-                    segs.append((tuple(caps), tuple(pins), op[1], op[2]))
+                    segs.append((_cap_groups(caps), tuple(pins), _mb_step(op[1], op[2])))
                     caps, pins = [], []
-            segs.append((tuple(caps), tuple(pins), None, 0))
+            segs.append((_cap_groups(caps), tuple(pins), None))
             self.segs = tuple(segs)
+
+
+def _mb_step(n: _Node, dec: int) -> tuple[Any, HopContext, int, str]:
+    assert n.mb is not None and n.ctx is not None
+    return (n.mb.process, n.ctx, dec, n.id)
+
+
+def _cap_groups(caps: list[tuple[list[bytes], int]]) -> tuple[tuple[int, tuple[list[bytes], ...]], ...]:
+    groups: list[tuple[int, list[list[bytes]]]] = []
+    for pieces, dec in caps:
+        if groups and groups[-1][0] == dec:
+            groups[-1][1].append(pieces)
+        else:
+            groups.append((dec, [pieces]))
+    return tuple((dec, tuple(lists)) for dec, lists in groups)
 
 
 class _Place:
@@ -875,43 +896,55 @@ class Dataplane:
             return None  # the slow path drops it at the right hop (mtu_exceeded / ttl_expired)
         key = pkt.key
         now_ms = int(now * 1000)
-        for flows, idx, idle in plan.pins:
-            v = flows.get(key)
-            if v is None or (v & 0xFFF) != idx or now_ms - (v >> 12) > idle:
+        pin1 = plan.pin1
+        if pin1 is not None:
+            v = pin1[0].get(key)
+            if v is None or (v & 0xFFF) != pin1[1] or now_ms - (v >> 12) > pin1[2]:
                 return None  # pin expired or moved: re-decide on the slow path
+        else:
+            for flows, idx, idle in plan.pins:
+                v = flows.get(key)
+                if v is None or (v & 0xFFF) != idx or now_ms - (v >> 12) > idle:
+                    return None
         ttl0 = pkt.ttl
-        if plan.simple is not None:
+        simple = plan.simple
+        if simple is not None:
             # Common shape without captures: pins, then middleboxes (no per-op dispatch).
-            for flows, idx, _idle in plan.pins:
-                flows[key] = (now_ms << 12) | idx
-            for sn, d in plan.simple:
+            if pin1 is not None:
+                pin1[0][key] = (now_ms << 12) | pin1[1]
+            else:
+                for flows, idx, _idle in plan.pins:
+                    flows[key] = (now_ms << 12) | idx
+            for process, ctx, d, nid in simple:
                 pkt.ttl = ttl0 - d
-                verdict = sn.mb.process(pkt, sn.ctx, now)
+                verdict = process(pkt, ctx, now)
                 if verdict is not None:
-                    return self._drop(verdict, sn.id, pkt)
+                    return self._drop(verdict, nid, pkt)
             pkt.ttl = ttl0 - plan.ttl_dec
             self.delivered += 1
             return Result(DELIVERED, "", plan.node, None, pkt)
-        if plan.segs is not None:
-            # HopCaptures without generic sinks: segments of (captures, pins, then one middlebox).
+        segs = plan.segs
+        if segs is not None:
+            # HopCaptures without generic sinks: segments of (captures, pins, then one middlebox). Each frame
+            # (one per TTL) is built once and appended with the packet's shared record header as one pair.
             hdr = self.capture_sink.header(now, pkt.length)  # type: ignore[union-attr]
-            dec = 0
-            frame = pkt.data
-            for caps, pins, sn, mdec in plan.segs:
-                for pieces, d in caps:
-                    if d != dec:
-                        dec = d
+            data = pkt.data
+            for groups, pins, step in segs:
+                for d, lists in groups:
+                    if d:
                         pkt.ttl = ttl0 - d
-                        frame = pkt.wire()
-                    pieces.append(hdr)
-                    pieces.append(frame)
+                        pair = (hdr, pkt.wire())
+                    else:
+                        pair = (hdr, data)
+                    for pieces in lists:
+                        pieces += pair
                 for flows, idx in pins:
                     flows[key] = (now_ms << 12) | idx
-                if sn is not None:
-                    pkt.ttl = ttl0 - mdec
-                    verdict = sn.mb.process(pkt, sn.ctx, now)
+                if step is not None:
+                    pkt.ttl = ttl0 - step[2]
+                    verdict = step[0](pkt, step[1], now)
                     if verdict is not None:
-                        return self._drop(verdict, sn.id, pkt)
+                        return self._drop(verdict, step[3], pkt)
             pkt.ttl = ttl0 - plan.ttl_dec
             self.delivered += 1
             return Result(DELIVERED, "", plan.node, None, pkt)

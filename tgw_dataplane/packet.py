@@ -109,12 +109,19 @@ class Packet:
             return self._wire
         d = self.data
         if self.version == 4:
-            # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), over the 16-bit word holding TTL and protocol.
-            proto = self.proto
-            s = (~((d[10] << 8) | d[11]) & 0xFFFF) + (~((self.ttl0 << 8) | proto) & 0xFFFF) + ((ttl << 8) | proto)
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            w = d[:8] + _TTL_PROTO_CSUM.pack(ttl, proto, ~s & 0xFFFF) + d[12:]
+            # RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), over the 16-bit word holding TTL and protocol. The TTL
+            # only decreases (by k), so ~m + m' = 0xFFFF - (k << 8); the sum is at most 0x1FFFE and one
+            # end-around carry folds it into 16 bits.
+            k = self.ttl0 - ttl
+            if 0 < k < 256:
+                s = (((d[10] << 8) | d[11]) ^ 0xFFFF) + 0xFFFF - (k << 8)
+                s = (s & 0xFFFF) + (s >> 16)
+            else:
+                proto = self.proto
+                s = (~((d[10] << 8) | d[11]) & 0xFFFF) + (~((self.ttl0 << 8) | proto) & 0xFFFF) + ((ttl << 8) | proto)
+                s = (s & 0xFFFF) + (s >> 16)
+                s = (s & 0xFFFF) + (s >> 16)
+            w = d[:8] + _TTL_PROTO_CSUM.pack(ttl, self.proto, ~s & 0xFFFF) + d[12:]
         else:
             w = d[:7] + _BYTE.pack(ttl) + d[8:]
         self._wttl = ttl
