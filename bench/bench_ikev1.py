@@ -4,6 +4,9 @@
   and the same exchange built and parsed with scapy (same crypto calls) as the baseline, with the ratio;
 * IKEv1 tunnel set-ups per second (Main Mode + Quick Mode with PFS, both sides) with modp2048 and ecp256;
 * memory per established tunnel pair (tracemalloc over many pairs).
+
+Rates are CPU time of this process (``time.process_time``); each is the best of :data:`ROUNDS` short rounds,
+with the DPD engine and its scapy baseline interleaved round by round.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import functools
 import gc
 import hashlib
 import hmac
+import os
 import random
 import struct
 import tracemalloc
 import warnings
 from collections import deque
+from collections.abc import Callable
 
 from bench.common import Row, rate
 from cgw_peer.config import Behaviour, PeerConfig, Role
@@ -173,20 +178,41 @@ def memory_per_pair(n: int) -> float:
     return total / n
 
 
+ROUNDS = 3
+"""Every figure is the best of this many interleaved rounds (the engine and its baselines alike): the machine
+is shared, and a burst of someone else's work during one round would otherwise decide the figure."""
+
+
+def _best(fn: Callable[[float], float], t: float) -> float:
+    return max(fn(t / ROUNDS) for _ in range(ROUNDS))
+
+
 def run(quick: bool) -> list[Row]:
+    load = os.getloadavg()[0]  # other processes on a 2-core box slow every row; say so next to the figures
     t = 0.3 if quick else 2.0
-    dpd = dpd_rate(t)
-    base = scapy_dpd_rate(t)
+    dpd_runs: list[float] = []
+    base_runs: list[float] = []
+    for _ in range(ROUNDS):  # interleaved, so that both see the same machine
+        dpd_runs.append(dpd_rate(t / ROUNDS))
+        base_runs.append(scapy_dpd_rate(t / ROUNDS))
+    dpd, base = max(dpd_runs), max(base_runs)
     ratio = dpd / base
     rows = [
-        Row("ikev1 DPD exchanges/s (virtual time, both peers)", dpd, "exch/s", ">= 20,000", dpd >= 20_000),
-        Row("ikev1 DPD exchange with scapy (baseline)", base, "exch/s"),
+        Row(
+            "ikev1 DPD exchanges/s (virtual time, both peers)",
+            dpd,
+            "exch/s",
+            ">= 20,000",
+            dpd >= 20_000,
+            f"best of {ROUNDS} rounds; load avg {load:.1f}",
+        ),
+        Row("ikev1 DPD exchange with scapy (baseline)", base, "exch/s", note=f"best of {ROUNDS} rounds"),
         Row("ikev1 DPD engine / scapy ratio", ratio, "x", ">= 30", ratio >= 30),
     ]
     for group, target in (("modp2048", 300), ("ecp256", 1000)):
-        plain = setup_rate(group, t, pfs=False)
-        pfs = setup_rate(group, t, pfs=True)
-        floor = dh_floor(group, t, 2)
+        plain = _best(functools.partial(_setup_rate_t, group, False), t)
+        pfs = _best(functools.partial(_setup_rate_t, group, True), t)
+        floor = _best(functools.partial(_dh_floor_t, group), t)
         rows += [
             Row(f"ikev1 tunnel setups/s {group} (MM + QM)", plain, "setups/s", f">= {target:,}", plain >= target),
             Row(f"ikev1 tunnel setups/s {group} (MM + QM with PFS)", pfs, "setups/s", note="AWS's usual phase 2"),
@@ -195,3 +221,11 @@ def run(quick: bool) -> list[Row]:
     mem = memory_per_pair(50 if quick else 300)
     rows.append(Row("ikev1 memory per established tunnel pair", mem / 1024, "KB", "<= 20", mem <= 20 * 1024))
     return rows
+
+
+def _setup_rate_t(group: str, pfs: bool, t: float) -> float:
+    return setup_rate(group, t, pfs=pfs)
+
+
+def _dh_floor_t(group: str, t: float) -> float:
+    return dh_floor(group, t, 2)
