@@ -338,6 +338,8 @@ class IkeV1Peer:
             and (self._keepalive_at is None or now < self._keepalive_at)
         ):
             # Only DPD is due: it touches no SA timer, so skip the full scan and status refresh.
+            if self._dpd_on and self._dpd.poll(now) is DpdDecision.SEND_PROBE:
+                self._probe(now)  # the usual case, one probe; anything else goes through the loop
             self._dpd_timers(now)
             if self._sa_at_dirty:
                 self._refresh_status(now)
@@ -917,7 +919,12 @@ class IkeV1Peer:
             self._on_r_u_there(sa, seq)
         elif not self._on_dpd_ack(sa, seq):
             return True
-        self._authenticated(sa, now, src)
+        # As _authenticated(sa, now, src), inlined on this path: NAT remapping, then liveness.
+        if sa.natt and src != sa.remote:
+            sa.remote = src
+            self._count("nat_mapping_changed")
+        if self._dpd_on:
+            self._dpd.on_inbound(now)
         return True
 
     # ====================================================================================== Quick Mode
