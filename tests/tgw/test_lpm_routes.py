@@ -47,6 +47,31 @@ def test_lpm_v6_matches_oracle(routes: list[tuple[int, int]], addrs: list[int]) 
     _check(128, routes, addrs + [a for a, _ in routes])
 
 
+# Routes packed into one /14 (IPv4) or /46 (IPv6) with lengths around the bands of Lpm (split, mid - 8, mid):
+# overlapping prefixes of every band in the same blocks, inserted in any order.
+clustered4 = st.lists(
+    st.tuples(st.integers(0x0A000000, 0x0A03FFFF), st.sampled_from([8, 14, 15, 16, 17, 20, 23, 24, 25, 28, 32])),
+    max_size=40,
+)
+_B6 = 0x2001_0DB8 << 96
+clustered6 = st.lists(
+    st.tuples(
+        st.integers(_B6, _B6 + (1 << 82) - 1), st.sampled_from([16, 32, 33, 46, 55, 56, 57, 63, 64, 65, 96, 128])
+    ),
+    max_size=40,
+)
+
+
+@given(clustered4, st.lists(st.integers(0x0A000000, 0x0A03FFFF), max_size=30))
+def test_lpm_v4_clustered_matches_oracle(routes: list[tuple[int, int]], addrs: list[int]) -> None:
+    _check(32, routes, addrs + [a for a, _ in routes])
+
+
+@given(clustered6, st.lists(st.integers(_B6, _B6 + (1 << 82) - 1), max_size=30))
+def test_lpm_v6_clustered_matches_oracle(routes: list[tuple[int, int]], addrs: list[int]) -> None:
+    _check(128, routes, addrs + [a for a, _ in routes])
+
+
 def test_insert_after_lookup_invalidates() -> None:
     lpm: Lpm[str] = Lpm(32)
     lpm.insert(0, 0, "default")
