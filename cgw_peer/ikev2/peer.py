@@ -106,6 +106,9 @@ _HEADER = codec.HEADER
 _GENERIC = codec.GENERIC
 _ZERO_SPI = bytes(8)
 _INITIAL_CONTACT = NotifyPayload(Notify.INITIAL_CONTACT).encode()
+# Notify bodies without SPI are their 4-octet header followed by the data (RFC 7296 §3.10).
+_NAT_SRC_NOTIFY = NotifyPayload(Notify.NAT_DETECTION_SOURCE_IP).encode()
+_NAT_DST_NOTIFY = NotifyPayload(Notify.NAT_DETECTION_DESTINATION_IP).encode()
 IKE_PORT = 500
 NAT_T_PORT = 4500
 INF = float("inf")
@@ -928,8 +931,7 @@ class IkeV2Peer:
 
     def _nat_hash(self, spi_i: bytes, spi_r: bytes, addr: Address) -> bytes:
         # RFC 7296 §2.23: SHA-1(SPIi | SPIr | IP | Port).
-        ip = _packed_ip(addr[0])
-        return hashlib.sha1(spi_i + spi_r + ip + addr[1].to_bytes(2, "big")).digest()
+        return hashlib.sha1(spi_i + spi_r + _packed_addr(addr[0], addr[1])).digest()
 
     def _nat_notifies(self, spi_i: bytes, spi_r: bytes, local: Address, remote: Address) -> list[tuple[int, bytes]]:
         if not self.config.nat_t:
@@ -939,10 +941,7 @@ class IkeV2Peer:
             # strongSwan encap=yes: a bogus source hash makes both sides believe in a NAT and float (§2.23).
             src = self.rng.randbytes(20)
         dst = self._nat_hash(spi_i, spi_r, remote)
-        return [
-            (_PL_NOTIFY, NotifyPayload(_NT_NAT_DETECTION_SOURCE_IP, src).encode()),
-            (_PL_NOTIFY, NotifyPayload(_NT_NAT_DETECTION_DESTINATION_IP, dst).encode()),
-        ]
+        return [(_PL_NOTIFY, _NAT_SRC_NOTIFY + src), (_PL_NOTIFY, _NAT_DST_NOTIFY + dst)]
 
     def _check_nat(self, sa: IkeSa, msg: Message, spi_r: bytes, local: Address, remote: Address) -> bool:
         """True when NAT was detected either way (or encapsulation is forced)."""
@@ -1955,6 +1954,12 @@ def _offers(config: PeerConfig) -> tuple[Offer, Offer]:
 @functools.lru_cache(maxsize=256)
 def _packed_ip(ip: str) -> bytes:
     return ipaddress.ip_address(ip).packed
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_addr(ip: str, port: int) -> bytes:
+    """IP | Port as the NAT detection hash covers them (RFC 7296 §2.23)."""
+    return _packed_ip(ip) + port.to_bytes(2, "big")
 
 
 @functools.lru_cache(maxsize=256)
