@@ -178,7 +178,7 @@ def memory_per_pair(n: int) -> float:
     return total / n
 
 
-ROUNDS = 3
+ROUNDS = 5
 """Every figure is the best of this many interleaved rounds (the engine and its baselines alike): the machine
 is shared, and a burst of someone else's work during one round would otherwise decide the figure."""
 
