@@ -52,7 +52,16 @@ from tgw_dataplane.model import (
     VpcRouteTargetKind,
     VpnAttachment,
 )
-from tgw_dataplane.packet import PROTO_TCP, Packet, flow_hash, hrw_pick, key_proto, parse, salt_of
+from tgw_dataplane.packet import (
+    _TTL_PROTO_CSUM,
+    PROTO_TCP,
+    Packet,
+    flow_hash,
+    hrw_pick,
+    key_proto,
+    parse,
+    salt_of,
+)
 
 
 class DropReason(StrEnum):
@@ -929,13 +938,30 @@ class Dataplane:
             # (one per TTL) is built once and appended with the packet's shared record header as one pair.
             hdr = self.capture_sink.header(now, pkt.length)  # type: ignore[union-attr]
             data = pkt.data
+            v4 = pkt.version == 4
+            last_d = 0
+            frame = data
+            hcn = proto = 0
+            head = tail = b""
             for groups, pins, step in segs:
                 for d, lists in groups:
-                    if d:
-                        pkt.ttl = ttl0 - d
-                        pair = (hdr, pkt.wire())
-                    else:
-                        pair = (hdr, data)
+                    if d != last_d:
+                        if not v4:
+                            pkt.ttl = ttl0 - d
+                            frame = pkt.wire()
+                        else:
+                            # Packet.wire() inlined for IPv4 (same bytes): the TTL drops by d (the plan check
+                            # guarantees ttl0 > d); RFC 1624 eqn. 3 with ~m + m' = 0xFFFF - (d << 8).
+                            if not tail:
+                                head = data[:8]
+                                tail = data[12:]
+                                hcn = ((data[10] << 8) | data[11]) ^ 0xFFFF
+                                proto = pkt.proto
+                            c = hcn + 0xFFFF - (d << 8)
+                            c = (c & 0xFFFF) + (c >> 16)
+                            frame = head + _TTL_PROTO_CSUM.pack(ttl0 - d, proto, c ^ 0xFFFF) + tail
+                        last_d = d
+                    pair = (hdr, frame)
                     for pieces in lists:
                         pieces += pair
                 for flows, idx in pins:
