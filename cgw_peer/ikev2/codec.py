@@ -139,12 +139,9 @@ def encode_chain(payloads: Sequence[tuple[int, bytes]], last_np: int = 0) -> tup
     if not payloads:
         return last_np, b""
     pack = GENERIC.pack
-    parts: list[bytes] = []
-    n = len(payloads)
-    for i in range(n):
-        body = payloads[i][1]
-        parts.append(pack(payloads[i + 1][0] if i + 1 < n else last_np, 0, 4 + len(body)))
-        parts.append(body)
+    nexts = [p[0] for p in payloads[1:]]
+    nexts.append(last_np)
+    parts = [pack(nxt, 0, 4 + len(p[1])) + p[1] for nxt, p in zip(nexts, payloads, strict=True)]
     return payloads[0][0], b"".join(parts)
 
 

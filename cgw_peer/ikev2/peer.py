@@ -363,8 +363,8 @@ class IkeV2Peer:
         }
         b = config.behaviour
         self._liveness = b.ikev2_liveness
-        self._waits = b.retransmit.waits()
-        """The retransmission waits without jitter (the same for every request; never mutated)."""
+        self._waits: list[float] | None = None
+        """The retransmission waits without jitter (the same for every request; never mutated), on first use."""
         self._last_inbound: float | None = None
         self._restart_at: float | None = None
         self._restart_attempt = 0
@@ -768,6 +768,8 @@ class IkeV2Peer:
             req.fixed_wait = b.dpd_interval
             req.give_up_at = INF
         else:
+            if self._waits is None:
+                self._waits = b.retransmit.waits()
             req.waits = self._waits
             if b.retransmit.jitter > 0:
                 # strongSwan retransmit_jitter: each wait may only be shortened, by up to this fraction.
