@@ -356,11 +356,6 @@ class IkeV2Peer:
         self._ike_offer, self._esp_offer = _offers(config)
         self._cookie_secret = rng.randbytes(32)
         self._liveness_pending: Pending | None = None
-        self._request_handlers: dict[int, Callable[[IkeSa, Message, float], list[Action]]] = {
-            _EX_IKE_AUTH: self._on_auth_request,
-            _EX_CREATE_CHILD_SA: self._on_create_child_request,
-            _EX_INFORMATIONAL: self._on_informational_request,
-        }
         b = config.behaviour
         self._liveness = b.ikev2_liveness
         self._waits: list[float] | None = None
@@ -657,9 +652,12 @@ class IkeV2Peer:
         if mid != peer_mid:
             reason = "old_message_id" if mid < peer_mid else "out_of_window"
             raise DecodeError(reason, f"got {mid}, expected {peer_mid}")
-        handler = self._request_handlers.get(exchange)
-        if handler is None:
+        name = _REQUEST_HANDLERS.get(exchange)
+        if name is None:
             raise DecodeError("unknown_exchange", str(exchange))
+        # Looked up by name per request: bound methods kept on the peer would make every peer a reference cycle
+        # that only the cyclic garbage collector can free.
+        handler: Callable[[IkeSa, Message, float], list[Action]] = getattr(self, name)
         state = sa.state
         if (exchange == _EX_IKE_AUTH) != (state is _ST_INIT_DONE):
             raise DecodeError("unexpected_ike_auth" if state is not _ST_INIT_DONE else "not_authenticated_yet")
@@ -1936,6 +1934,13 @@ def _response_suite(sa_body: bytes) -> IkeSuite | ChildSuite | None:
     props = codec.parse_sa(sa_body)
     return suite_from_response(props[0]) if len(props) == 1 else None
 
+
+_REQUEST_HANDLERS = {
+    _EX_IKE_AUTH: "_on_auth_request",
+    _EX_CREATE_CHILD_SA: "_on_create_child_request",
+    _EX_INFORMATIONAL: "_on_informational_request",
+}
+"""The IkeV2Peer method that handles each exchange's requests."""
 
 _OFFERS: dict[int, tuple[PeerConfig, Offer, Offer]] = {}
 
