@@ -91,6 +91,9 @@ QM_DONE_LINGER = 30.0
 REKEY_DELETE_DELAY = 5.0
 """Seconds a rekeyed IPsec SA pair overlaps with its successor before we delete it (strongSwan's
 ``charon.delete_rekeyed_delay`` default)."""
+PEER_SHORT_LIFETIME_BACKSTOP = 0.95
+"""Fraction of a peer-created SA's (shorter) lifetime after which we rekey it ourselves if the peer has not."""
+
 """Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
 NONCE_LEN = 32
 _MID = struct.Struct(">I")
@@ -957,6 +960,10 @@ class IkeV1Peer:
         qm.ni = self.rng.randbytes(NONCE_LEN)
         qm.encap = EncapMode.UDP_TUNNEL if sa.natt else EncapMode.TUNNEL
         lifetime = self.config.options.phase2_lifetime_seconds
+        if rekey_of is not None and 0 < rekey_of.lifetime < lifetime:
+            # The SA being replaced had a shorter lifetime the peer chose: offer that again. A peer such as charon
+            # echoes whatever lifetime we offer but still expires the SA on its own shorter one.
+            lifetime = max(1, int(rekey_of.lifetime))
         sa_body = self._p2.offer_body(self._last_p2, qm.spi_in, lifetime, qm.encap)
         parts: list[tuple[int, bytes]] = [(PayloadType.SA, sa_body), (PayloadType.NONCE, qm.ni)]
         group = offer[0].group
@@ -1159,9 +1166,17 @@ class IkeV1Peer:
         sa.last_in = sa.last_out = b""  # phase 2 ran: MM6 arrived, no MM5 retransmission to answer
         opts = self.config.options
         if self.beh.rekey_initiator:
-            child.rekey_at = now + rekey_delay(
-                child.lifetime, opts.rekey_margin_time_seconds, opts.rekey_fuzz_percentage, self.rng
-            )
+            if not qm.initiator and qm.lifetime < opts.phase2_lifetime_seconds:
+                # The peer created this SA with a shorter lifetime than ours: let the side with the shorter
+                # lifetime drive the rekey, as two strongSwans do by each following its own schedule, and keep
+                # only a backstop just before expiry. Rekeying the peer's short SA at once on our side races the
+                # peer's own rekey (a charon with rekey_time=3s answers our Quick Mode with our lifetime, then
+                # expires the SA on its own 3 s: nobody rekeys it).
+                child.rekey_at = now + child.lifetime * PEER_SHORT_LIFETIME_BACKSTOP
+            else:
+                child.rekey_at = now + rekey_delay(
+                    child.lifetime, opts.rekey_margin_time_seconds, opts.rekey_fuzz_percentage, self.rng
+                )
         was_up = bool(self._children)
         older = list(self._children)
         for c in older:

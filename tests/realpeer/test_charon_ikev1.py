@@ -307,14 +307,6 @@ def test_fault_plan_dropping_our_acks_makes_charon_declare_us_dead(lab: Lab) -> 
     assert "N(DPD_ACK)" not in charon.log()  # charon never saw a single ACK
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open interop issue: our AWS side rekeys charon's 3 s CHILD_SA first (the AWS side rekeys, at 1/3-2/3 of "
-    "the negotiated lifetime); charon answers our Quick Mode echoing our 3600 s lifetime (strongSwan "
-    "apply_lifetimes) yet expires that CHILD_SA after its own configured 3 s without rekeying it, and we cannot "
-    "learn that lifetime. Candidate fix: rekey peer-created SAs on our own schedule (as strongSwan does) while "
-    "expiring them at the negotiated lifetime. Remove this marker when that lands.",
-)
 def test_charon_rekeys_child_sa_every_few_seconds_tunnel_stays_up(lab: Lab) -> None:
     """charon (the CGW) rekeys its CHILD_SA with a new Quick Mode every 3 s; our AWS endpoint must follow
     each rekey and keep the tunnel up (charon keeps an INSTALLED CHILD_SA, we never report tunnel_down)."""
