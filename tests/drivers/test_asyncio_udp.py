@@ -193,7 +193,7 @@ async def test_timer_is_rearmed_and_never_called_early() -> None:
     await wait_for(lambda: bool(fired))
     assert p.timer_calls and all(c >= first for c in p.timer_calls)
     assert fired[0] >= first
-    assert h.armed is None and h.timer is None
+    assert h.armed is None and h.tseq == -1
     await d.aclose()
 
 
@@ -344,4 +344,83 @@ async def test_ike_port_500_also_listens_on_4500_for_the_same_peer() -> None:
         s.sendto(b"\0\0\0\0" + ike_header(b"y" * 8, b"N" * 8, body=b"float"), (ip, 4500))  # by SPI
     await wait_for(lambda: len(p.received) == 2)
     assert sorted(r[2] for r in p.received) == [(ip, 500), (ip, 4500)]
+    await d.aclose()
+
+
+async def test_many_timers_fire_in_deadline_order_and_removed_peers_never_fire() -> None:
+    """The driver's own timer heap: 60 peers with shuffled deadlines fire in deadline order, each once and
+    never early; a removed peer and a peer whose deadline went to None do not fire; a peer that moved its
+    deadline earlier fires at the new one."""
+    import random
+
+    fired: list[tuple[str, float]] = []
+    d = UdpDriver(on_event=lambda h, t, ev: fired.append((h.name, t)) if h and ev.name == "fired" else None)
+    local = ("127.0.0.1", free_port("127.0.0.1"))
+    rng = random.Random(5)
+    base = d.now() + 0.05
+    offsets = [i * 0.002 for i in range(60)]
+    rng.shuffle(offsets)
+    peers: dict[str, tuple[FakePeer, PeerHandle]] = {}
+    for i, off in enumerate(offsets):
+        p = FakePeer(local, (f"127.0.1.{i + 1}", 9), struct.pack("!4sI", b"heap", i))
+        h = d.add_peer(p, name=f"p{i}", local=local, remote=(f"127.0.1.{i + 1}", 9), natt=False)
+        p.deadline = base + off
+        d.start_peer(h)
+        peers[h.name] = (p, h)
+    gone_p, gone_h = peers.pop("p0")
+    d.remove_peer(gone_h)
+    quiet_p, quiet_h = peers.pop("p1")
+
+    def cancel(now: float) -> list[Action]:
+        quiet_p.deadline = None
+        return []
+
+    d.call(quiet_h, cancel)
+    early_p, early_h = peers["p2"]
+
+    def sooner(now: float) -> list[Action]:
+        early_p.deadline = base - 0.01
+        return []
+
+    d.call(early_h, sooner)
+    await wait_for(lambda: len(fired) == len(peers))
+    await asyncio.sleep(0.05)
+    assert len(fired) == len(peers)
+    assert [n for n, _ in fired] == sorted(peers, key=lambda n: peers[n][0].timer_calls[0])
+    for name, t in fired:
+        p, h = peers[name]
+        assert len(p.timer_calls) == 1
+        want = base - 0.01 if name == "p2" else base + offsets[int(name[1:])]
+        assert t >= want
+        assert h.armed is None
+    assert gone_p.timer_calls == [] and quiet_p.timer_calls == []
+    await d.aclose()
+
+
+async def test_peer_rearming_in_the_past_does_not_hold_the_loop() -> None:
+    """A peer whose deadline never advances is fired once per wake-up (other callbacks still run) and, after
+    the stuck limit, slowed down with a driver_error event."""
+    errors: list[str] = []
+    d = UdpDriver(on_event=lambda h, t, ev: errors.append(ev.fields["error"]) if ev.name == "driver_error" else None)
+    local = ("127.0.0.1", free_port("127.0.0.1"))
+
+    class Stuck(FakePeer):
+        def handle_timer(self, now: float) -> list[Action]:
+            self.timer_calls.append(now)
+            return []
+
+    p = Stuck(local, ("127.0.0.2", 9), b"S" * 8)
+    h = d.add_peer(p, name="s", local=local, remote=("127.0.0.2", 9), natt=False)
+    p.deadline = d.now()
+    d.start_peer(h)
+    ticks = 0
+    for _ in range(50):
+        await asyncio.sleep(0)
+        ticks += 1
+    assert ticks == 50 and 0 < len(p.timer_calls) <= 51
+    await wait_for(lambda: bool(errors), timeout=10.0)
+    assert errors == ["deadline not advancing"]
+    n = len(p.timer_calls)
+    await asyncio.sleep(0.25)
+    assert len(p.timer_calls) - n <= 4  # slowed to one call per 0.1 s
     await d.aclose()
