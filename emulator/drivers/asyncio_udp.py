@@ -41,8 +41,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import heapq
-import math
 import json
+import math
 import random
 import socket
 import time
