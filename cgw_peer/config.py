@@ -168,7 +168,8 @@ class TunnelOptions:
             raise ConfigError(
                 "StartupAction",
                 "'start' requires IKEVersions to be [ikev2] only (AWS initiates IKEv2 only); "
-                f"got IKEVersions={[v.value for v in self.ike_versions]}",
+                f"got IKEVersions={[v.value for v in self.ike_versions]} (the default allows both); "
+                "set IKEVersions to [ikev2] (vpn command: --ike-versions ikev2)",
             )
 
     # -- construction -------------------------------------------------------------------------------------
