@@ -146,6 +146,57 @@ def _ts_body(cidr: str, protocol: int, port_low: int, port_high: int) -> bytes:
     return encode_body(_ts_payload(cidr, protocol, port_low, port_high))
 
 
+def _id_span(body: bytes) -> tuple[int, int, int, int, int] | None:
+    """A Quick Mode client identity body (RFC 2407 §4.6.2: type, protocol, port, data) as (IP version, first
+    address, last address, protocol, port); None for a type that names no addresses (FQDN, KEY_ID, ...) or a
+    body of the wrong length."""
+    if len(body) < 4:
+        return None
+    t, proto, port = body[0], body[1], (body[2] << 8) | body[3]
+    d = body[4:]
+    if t in (IdType.IPV4_ADDR, IdType.IPV6_ADDR):
+        n = 4 if t == IdType.IPV4_ADDR else 16
+        if len(d) != n:
+            return None
+        a = int.from_bytes(d, "big")
+        return (4 if n == 4 else 6), a, a, proto, port
+    if t in (IdType.IPV4_ADDR_SUBNET, IdType.IPV6_ADDR_SUBNET, IdType.IPV4_ADDR_RANGE, IdType.IPV6_ADDR_RANGE):
+        n = 4 if t in (IdType.IPV4_ADDR_SUBNET, IdType.IPV4_ADDR_RANGE) else 16
+        if len(d) != 2 * n:
+            return None
+        a, b = int.from_bytes(d[:n], "big"), int.from_bytes(d[n:], "big")
+        if t in (IdType.IPV4_ADDR_SUBNET, IdType.IPV6_ADDR_SUBNET):  # address and mask
+            a, b = a & b, a | (b ^ ((1 << (8 * n)) - 1))
+        if a > b:
+            return None
+        return (4 if n == 4 else 6), a, b, proto, port
+    return None
+
+
+def _id_text(body: bytes) -> str:
+    """A client identity as strongSwan prints a traffic selector: ``10.2.0.0/24``, ``10.0.0.5..10.0.0.9``,
+    with ``[protocol/port]`` when either is set; the raw hex for a type that names no addresses."""
+    span = _id_span(body)
+    if span is None:
+        return body.hex()
+    version, a, b, proto, port = span
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    nets = list(ipaddress.summarize_address_range(cls(a), cls(b)))
+    text = str(nets[0]) if len(nets) == 1 else f"{cls(a)}..{cls(b)}"
+    return f"{text}[{proto}/{port}]" if proto or port else text
+
+
+def _ts_within(got: bytes, offered: bytes) -> bool:
+    """The responder may return the client identity we offered or a narrower one (a subset of its addresses,
+    a specific protocol/port where we offered any), never a wider or a different one."""
+    if got == offered:
+        return True
+    g, o = _id_span(got), _id_span(offered)
+    if g is None or o is None or g[0] != o[0]:
+        return False
+    return o[1] <= g[1] and g[2] <= o[2] and o[3] in (0, g[3]) and o[4] in (0, g[4])
+
+
 @functools.lru_cache(maxsize=64)
 def _waits(r: Retransmit) -> tuple[tuple[float, ...], float]:
     """Retransmission waits and their sum (shared by every peer with the same settings)."""
@@ -971,8 +1022,10 @@ class IkeV1Peer:
             qm.dh = get_group(group).generate(self.rng)
             parts.append((PayloadType.KE, qm.dh.public))
         lts, rts = self.config.local_ts, self.config.remote_ts
-        parts.append((PayloadType.ID, _ts_body(lts.cidr, lts.protocol, lts.port_low, lts.port_high)))
-        parts.append((PayloadType.ID, _ts_body(rts.cidr, rts.protocol, rts.port_low, rts.port_high)))
+        qm.id_ci = _ts_body(lts.cidr, lts.protocol, lts.port_low, lts.port_high)
+        qm.id_cr = _ts_body(rts.cidr, rts.protocol, rts.port_low, rts.port_high)
+        parts.append((PayloadType.ID, qm.id_ci))
+        parts.append((PayloadType.ID, qm.id_cr))
         np, rest = encode_raw_chain(parts)
         assert sa.mac_a is not None
         mp = _MID.pack(qm.mid)
@@ -1078,6 +1131,8 @@ class IkeV1Peer:
         qm.nr = self.rng.randbytes(NONCE_LEN)
         qm.spi_out = peer_spi
         qm.spi_in = self._new_spi()
+        if ids:
+            qm.id_ci, qm.id_cr = ids[0], ids[1]
         # Our SA payload: the chosen transform in the chosen proposal, with our inbound SPI.
         parts: list[tuple[int, bytes]] = [
             (PayloadType.SA, reply_head + qm.spi_in + reply_tail),
@@ -1117,12 +1172,22 @@ class IkeV1Peer:
         mp = _MID.pack(qm.mid)
         raw, _rest = self._verify_hash_first(sa, plain, np, mp + qm.ni)
         self._authenticated(sa, now)
-        ans, nr, ke, _ids = self._parse_qm(raw, self._p2.answer)
+        ans, nr, ke, ids = self._parse_qm(raw, self._p2.answer)
         n_props, n_trans, got, spi = ans
         if n_props != 1 or n_trans != 1:
             raise DecodeError("bad_proposal_choice")
         if got is None or got[0] not in qm.offer or len(spi) != 4:
             raise DecodeError("bad_proposal_choice")
+        if ids:
+            # RFC 2409 §5.5: the responder returns the client identities it accepted: ours, or narrower ones.
+            if not (_ts_within(ids[0], qm.id_ci) and _ts_within(ids[1], qm.id_cr)):
+                self._count("child:ts_unacceptable")
+                del self._qms[qm.mid]
+                notify = NotifyPayload(NotifyType.INVALID_ID_INFORMATION, ProtocolId.ESP, qm.spi_in)
+                self._send_info(sa, [notify], "informational")
+                self._emit("negotiation_failed", exchange="quick_mode", reason="ts_unacceptable")
+                return
+            qm.id_ci, qm.id_cr = ids[0], ids[1]
         qm.suite, life, qm.encap = got
         qm.lifetime = min(life, self.config.options.phase2_lifetime_seconds)
         qm.nr = nr
@@ -1182,8 +1247,15 @@ class IkeV1Peer:
         for c in older:
             c.rekey_at = None  # the newest pair is the one that gets rekeyed
         self._children.append(child)
+        mine, theirs = (qm.id_ci, qm.id_cr) if qm.initiator else (qm.id_cr, qm.id_ci)
+        lts, rts = self.config.local_ts, self.config.remote_ts
         self._emit(
-            "child_sa_established", spi_in=child.spi_in.hex(), spi_out=child.spi_out.hex(), proposal=qm.suite.name
+            "child_sa_established",
+            spi_in=child.spi_in.hex(),
+            spi_out=child.spi_out.hex(),
+            proposal=qm.suite.name,
+            local_ts=_id_text(mine) if mine else lts.cidr,
+            remote_ts=_id_text(theirs) if theirs else rts.cidr,
         )
         if qm.rekey_of is not None:
             old = qm.rekey_of
@@ -1394,7 +1466,11 @@ class IkeV1Peer:
         reason = _notify_name(p.notify_type)
         self._count("notify:" + reason)
         for mid, qm in list(self._qms.items()):
-            if qm.initiator and not qm.done and (not p.spi or p.spi == qm.spi_in):
+            if qm.done or qm.isakmp is not sa:
+                continue
+            # Our offer refused (the SPI, when given, is our inbound one), or, as responder, our QM2 refused
+            # by the initiator (it names its own inbound SPI: our outbound one): stop retransmitting.
+            if (qm.initiator and (not p.spi or p.spi == qm.spi_in)) or (not qm.initiator and p.spi == qm.spi_out):
                 del self._qms[mid]
                 self._emit("negotiation_failed", exchange="quick_mode", reason=reason)
                 break

@@ -88,6 +88,9 @@ class IdType(IntEnum):
     IPV6_ADDR = 5
     IPV6_ADDR_SUBNET = 6
     IPV4_ADDR_RANGE = 7
+    IPV6_ADDR_RANGE = 8
+    DER_ASN1_DN = 9
+    DER_ASN1_GN = 10
     KEY_ID = 11
 
 

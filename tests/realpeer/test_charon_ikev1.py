@@ -14,7 +14,9 @@ import pytest
 
 from tests.realpeer.harness import (
     CHARON_IP,
+    CHARON_NET,
     OUR_IP,
+    OUR_NET,
     Charon,
     Emulator,
     Lab,
@@ -331,3 +333,20 @@ def test_force_encap_makes_charon_see_nat_and_float(lab: Lab) -> None:
     assert "remote host is behind NAT" in charon.log()
     dports = {d[4] for d in ours.datagrams() if d[1] == OUR_IP}
     assert dports == {500, 4500}  # Main Mode 1-4 on 500, the rest floated
+
+
+def test_charon_narrows_our_quick_mode_selectors(lab: Lab) -> None:
+    """Our CGW offers wider client identities than charon's policy (10.2.0.0/16 where charon has 10.2.0.0/24):
+    charon, as Quick Mode responder, returns the narrowed identity; we accept a subset of our offer (RFC 2409
+    §5.5) and report the narrowed selectors. charon's list-sas shows the same ones."""
+    charon = lab.start_charon(conf(start_action="none"))
+    args = emulator_args("cgw")
+    args[args.index("--remote-ts") + 1] = "10.2.0.0/16"
+    ours = lab.start_emulator(args)
+    check_established(charon, ours, "aes128-sha1-modp2048")
+    ev = ours.wait_event("child_sa_established")
+    assert (ev["local_ts"], ev["remote_ts"]) == (OUR_NET, CHARON_NET), ev
+    children = (charon.list_sas().get("vpn") or {}).get("child-sas") or {}
+    child = next(iter(children.values()))
+    assert child["local-ts"] == [CHARON_NET] and child["remote-ts"] == [OUR_NET], child
+    assert not ours.events("negotiation_failed")
