@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against (Debian packages): strongSwan charon + swanctl
-# (with kernel-libipsec), tshark and ike-scan. Idempotent: does nothing when they are present.
+# (with kernel-libipsec), tshark, ike-scan, and nftables (a NAT inside a test namespace).
+# Idempotent: does nothing when they are present.
 set -euo pipefail
 need=()
 [ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins)
@@ -8,6 +9,7 @@ command -v swanctl >/dev/null 2>&1 || need+=(strongswan-swanctl)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ike-scan >/dev/null 2>&1 || need+=(ike-scan)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -174,16 +174,23 @@ def _id_span(body: bytes) -> tuple[int, int, int, int, int] | None:
 
 
 def _id_text(body: bytes) -> str:
-    """A client identity as strongSwan prints a traffic selector: ``10.2.0.0/24``, ``10.0.0.5..10.0.0.9``,
-    with ``[protocol/port]`` when either is set; the raw hex for a type that names no addresses."""
+    """A client identity in the form the IKEv2 engine reports traffic selectors
+    (``10.2.0.0-10.2.0.255[0/0-65535]``: first-last address, [protocol/port range], port 0 meaning any); the
+    raw hex for a type that names no addresses."""
     span = _id_span(body)
     if span is None:
         return body.hex()
     version, a, b, proto, port = span
     cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    nets = list(ipaddress.summarize_address_range(cls(a), cls(b)))
-    text = str(nets[0]) if len(nets) == 1 else f"{cls(a)}..{cls(b)}"
-    return f"{text}[{proto}/{port}]" if proto or port else text
+    lo, hi = (port, port) if port else (0, 65535)
+    return f"{cls(a)}-{cls(b)}[{proto}/{lo}-{hi}]"
+
+
+def _host_id(ip: str) -> bytes:
+    """The ID_IPV4_ADDR / ID_IPV6_ADDR body of one address (RFC 2409 §5.5: without client identities the
+    SA is between the two peers' own addresses)."""
+    a = ipaddress.ip_address(ip)
+    return struct.pack("!BBH", IdType.IPV4_ADDR if a.version == 4 else IdType.IPV6_ADDR, 0, 0) + a.packed
 
 
 def _ts_within(got: bytes, offered: bytes) -> bool:
@@ -1248,14 +1255,15 @@ class IkeV1Peer:
             c.rekey_at = None  # the newest pair is the one that gets rekeyed
         self._children.append(child)
         mine, theirs = (qm.id_ci, qm.id_cr) if qm.initiator else (qm.id_cr, qm.id_ci)
-        lts, rts = self.config.local_ts, self.config.remote_ts
+        if not mine or not theirs:  # no client identities exchanged: the SA covers the two peers' addresses
+            mine, theirs = _host_id(sa.local[0]), _host_id(sa.remote[0])
         self._emit(
             "child_sa_established",
             spi_in=child.spi_in.hex(),
             spi_out=child.spi_out.hex(),
             proposal=qm.suite.name,
-            local_ts=_id_text(mine) if mine else lts.cidr,
-            remote_ts=_id_text(theirs) if theirs else rts.cidr,
+            ts_local=[_id_text(mine)],
+            ts_remote=[_id_text(theirs)],
         )
         if qm.rekey_of is not None:
             old = qm.rekey_of

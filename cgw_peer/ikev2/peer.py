@@ -29,8 +29,11 @@ timeout too; giving up on IKE_SA_INIT/IKE_AUTH is a ``negotiation_failed`` (then
 is restart).
 
 NAT-T (§2.23, RFC 3948): NAT_DETECTION_* notifies in IKE_SA_INIT; on a mismatch (or ``force_encap``) the
-initiator floats to port 4500 from IKE_AUTH on. Whenever either port is not 500, every IKE datagram
-carries the 4-octet zero non-ESP marker (``real-peers.md`` §1.7); a single 0xFF octet is a NAT keepalive.
+initiator floats to port 4500 from IKE_AUTH on. Whenever our port or the peer's configured port is not
+500, every IKE datagram carries the 4-octet zero non-ESP marker (``real-peers.md`` §1.7); a source port a
+NAT rewrote does not count. A single 0xFF octet is a NAT keepalive: counted, never a sign of life; the side
+whose own address is translated (its NAT_DETECTION_DESTINATION_IP did not match) sends one every
+``Behaviour.nat_keepalive`` seconds (RFC 3948 §2.3; forced encapsulation alone sends none, as charon).
 
 Collisions (§2.8.1, §2.25): a simultaneous Child or IKE rekey leaves two new SAs; the one holding the lowest
 of the four nonces is deleted by the side that created it (for IKE, the creator of the survivor deletes the
@@ -321,6 +324,9 @@ class IkeSa:
     rekey_at: float | None = None
     rekeying: bool = False
     nat_detected: bool = False
+    nat_local: bool = False
+    """We are behind a NAT (the peer's NAT_DETECTION_DESTINATION_IP does not match our address): we send the
+    RFC 3948 §2.3 keepalives."""
     gcm_counter: int = 0
     child_spi: bytes = b""
     """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
@@ -362,6 +368,8 @@ class IkeV2Peer:
         """The retransmission waits without jitter (the same for every request; never mutated), on first use."""
         self._last_inbound: float | None = None
         self._restart_at: float | None = None
+        self._keepalive_at: float | None = None
+        """When the next NAT keepalive is due (only while the current IKE SA has ``nat_local``)."""
         self._restart_attempt = 0
         self._closed = False
         self._up = False
@@ -402,6 +410,7 @@ class IkeV2Peer:
         out: list[Action] = []
         self._closed = True
         self._restart_at = None
+        self._keepalive_at = None
         for sa in list(self._sas.values()):
             if sa.state in (_ST_ESTABLISHED, _ST_REKEYED) and sa.sk is not None:
                 # Send a Delete now without waiting for the window: we are going away (RFC 7296 §1.4.1 allows
@@ -475,6 +484,8 @@ class IkeV2Peer:
         t = INF
         if self._restart_at is not None:
             t = self._restart_at
+        if self._keepalive_at is not None and self._keepalive_at < t:
+            t = self._keepalive_at
         for sa in self._sas.values():
             t = min(t, self._sa_deadline(sa))
         return None if t == INF else t
@@ -517,6 +528,14 @@ class IkeV2Peer:
 
     def handle_timer(self, now: float) -> list[Action]:
         out: list[Action] = []
+        if self._keepalive_at is not None and now >= self._keepalive_at:
+            cur = self._current()
+            if cur is not None and cur.nat_local:
+                # RFC 3948 §2.3 (RFC 7296 §2.23): one 0xFF octet to the peer's NAT-T port keeps our mapping alive.
+                out.append(Transmit(NAT_KEEPALIVE, cur.local, cur.remote, "nat_keepalive"))
+                self._keepalive_at = now + self.config.behaviour.nat_keepalive
+            else:
+                self._keepalive_at = None
         if self._restart_at is not None and now >= self._restart_at:
             self._restart_at = None
             if not self._closed and not any(s.state is not _ST_DEAD for s in self._sas.values()):
@@ -589,8 +608,10 @@ class IkeV2Peer:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
-        if src[1] != IKE_PORT or dst[1] != IKE_PORT:
-            # RFC 3948 §2.2/§2.3: on an encapsulation port IKE carries a zero marker; 0xFF is a keepalive.
+        if dst[1] != IKE_PORT or self.remote[1] != IKE_PORT:
+            # RFC 3948 §2.2/§2.3: on an encapsulation port IKE carries a zero marker; 0xFF is a keepalive. The
+            # port decides, ours or the one the peer is configured on, never a source port a NAT rewrote
+            # (a NAT maps the peer's 500 to anything; the peer still sends unmarked from 500).
             if data == NAT_KEEPALIVE:
                 self._count("nat_keepalive_received")
                 return []
@@ -706,11 +727,14 @@ class IkeV2Peer:
     # ------------------------------------------------------------------------------------------- sending
 
     def _needs_marker(self, local: Address, remote: Address) -> bool:
-        return local[1] != IKE_PORT or remote[1] != IKE_PORT
+        """Whether our IKE datagrams from ``local`` carry the RFC 3948 §2.2 non-ESP marker: from the NAT-T port,
+        and from every port when the peer is configured off 500 (what ``_receive`` expects of the peer). A peer
+        source port rewritten by a NAT (``remote``) does not count: the peer itself still sends from 500."""
+        return local[1] != IKE_PORT or self.remote[1] != IKE_PORT
 
     def _tx(self, sa: IkeSa, raw: bytes, kind: str) -> Transmit:
         local, remote = sa.local, sa.remote
-        if local[1] != IKE_PORT or remote[1] != IKE_PORT:
+        if local[1] != IKE_PORT or self.remote[1] != IKE_PORT:  # _needs_marker(local, remote)
             raw = NON_ESP_MARKER + raw
         return Transmit(raw, local, remote, kind)
 
@@ -958,6 +982,7 @@ class IkeV2Peer:
             return self.config.force_encap
         peer_ok = self._nat_hash(sa.spi_i, spi_r, remote) in srcs
         us_ok = self._nat_hash(sa.spi_i, spi_r, local) in dsts
+        sa.nat_local = not us_ok
         return self.config.force_encap or not (peer_ok and us_ok)
 
     def _initiate(self, now: float) -> list[Action]:
@@ -1304,6 +1329,8 @@ class IkeV2Peer:
         sa.state = _ST_ESTABLISHED
         sa.established_at = now
         sa.expire_at = None
+        if sa.nat_local and self.config.behaviour.nat_keepalive > 0 and self._keepalive_at is None:
+            self._keepalive_at = now + self.config.behaviour.nat_keepalive
         self._restart_attempt = 0
         o = self.config.options
         sa.rekey_at = now + rekey_delay(
@@ -1684,6 +1711,7 @@ class IkeV2Peer:
         new = IkeSa(we_initiated, spi_i, spi_r, _ST_ESTABLISHED, old.local, old.remote, now)
         new.ni, new.nr = ni, nr
         new.nat_detected = old.nat_detected
+        new.nat_local = old.nat_local
         seed = rekey_skeyseed(old.suite.prf, old.sk_d, shared, ni, nr)
         self._install_keys(new, suite, seed)
         new.children = old.children

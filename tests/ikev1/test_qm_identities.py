@@ -104,7 +104,10 @@ def test_identities_echoed_tunnel_up(monkeypatch: pytest.MonkeyPatch) -> None:
     net, _aws, cgw = _run(monkeypatch, None)
     assert len(cgw.children) == 1 and cgw.counters == {}
     ev = sel(net, "child_sa_established", "cgw")[0].fields
-    assert (ev["local_ts"], ev["remote_ts"]) == (CGW_LOCAL, CGW_REMOTE)
+    assert (ev["ts_local"], ev["ts_remote"]) == (
+        ["192.168.0.0-192.168.0.255[0/0-65535]"],
+        ["10.0.0.0-10.0.255.255[0/0-65535]"],
+    )
     assert len(sel(net, "tunnel_up", "cgw")) == 1 and len(sel(net, "tunnel_up", "aws")) == 1
 
 
@@ -113,17 +116,23 @@ def test_narrowed_identities_are_accepted(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(cgw.children) == 1 and cgw.counters == {}
     assert len(sel(net, "tunnel_up", "cgw")) == 1
     ev = sel(net, "child_sa_established", "cgw")[0].fields
-    assert (ev["local_ts"], ev["remote_ts"]) == ("192.168.0.0/25", "10.0.1.0/24")
+    narrow_local, narrow_remote = "192.168.0.0-192.168.0.127[0/0-65535]", "10.0.1.0-10.0.1.255[0/0-65535]"
+    assert (ev["ts_local"], ev["ts_remote"]) == ([narrow_local], [narrow_remote])
     ev = sel(net, "child_sa_established", "aws")[0].fields
-    assert (ev["local_ts"], ev["remote_ts"]) == ("10.0.1.0/24", "192.168.0.0/25")
+    assert (ev["ts_local"], ev["ts_remote"]) == ([narrow_remote], [narrow_local])
 
 
-def test_id_text() -> None:
-    assert _id_text(body("10.2.0.0/24")) == "10.2.0.0/24"
-    assert _id_text(body("10.2.0.0/24", proto=6, port=443)) == "10.2.0.0/24[6/443]"
-    assert _id_text(range_body("10.0.0.5", "10.0.0.9")) == "10.0.0.5..10.0.0.9"
-    assert _id_text(range_body("10.0.0.0", "10.0.0.255")) == "10.0.0.0/24"
-    assert _id_text(body("2001:db8::/48")) == "2001:db8::/48"
+def test_id_text_matches_the_ikev2_traffic_selector_format() -> None:
+    from cgw_peer.ikev2.codec import Ts
+
+    assert (
+        _id_text(body("10.2.0.0/24"))
+        == str(Ts(4, 0x0A020000, 0x0A0200FF, 0, 0, 65535))
+        == ("10.2.0.0-10.2.0.255[0/0-65535]")
+    )
+    assert _id_text(body("10.2.0.0/24", proto=6, port=443)) == "10.2.0.0-10.2.0.255[6/443-443]"
+    assert _id_text(range_body("10.0.0.5", "10.0.0.9")) == "10.0.0.5-10.0.0.9[0/0-65535]"
+    assert _id_text(body("2001:db8::/48")) == "2001:db8::-2001:db8:0:ffff:ffff:ffff:ffff:ffff[0/0-65535]"
     fqdn = struct.pack("!BBH", IdType.FQDN, 0, 0) + b"x"
     assert _id_text(fqdn) == fqdn.hex()
 

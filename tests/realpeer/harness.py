@@ -21,6 +21,9 @@ API (all paths are under the lab's work directory; every process is started by P
   - ``lab.start_emulator(args, name="ours") -> Emulator``: ``ip netns exec <ours> python -m emulator vpn
     --events ... --pcap ... --keys ... ARGS``; waits for its ``listening`` event.
   - ``lab.run_in(side, argv)``: run a short command (e.g. ike-scan) in a namespace.
+  - ``lab.snat(side)``: that side's UDP 500 / 4500 leave its veth as ports 30500 / 34500 (nftables source
+    NAT in its namespace, replies translated back by conntrack): the side is "behind a NAT" that rewrites
+    the IKE source port, as most NATs do.
   - ``lab.cleanup()``: kill what is still running (SIGKILL, by PID), delete both namespaces.
 * ``CharonConf``: one swanctl connection ``vpn`` with child ``tun1`` (IKEv1 or IKEv2; ``version=2`` works the
   same), DPD, retransmission, kernel backend (``libipsec`` with ``encap = yes``, or ``netlink``).
@@ -81,7 +84,7 @@ def missing_tools() -> list[str]:
         missing.append("root")
     if not os.access(CHARON, os.X_OK):
         missing.append(CHARON)
-    for tool in ("swanctl", "tshark", "dumpcap", "ike-scan", "ip"):
+    for tool in ("swanctl", "tshark", "dumpcap", "ike-scan", "ip", "nft"):
         if shutil.which(tool) is None:
             missing.append(tool)
     try:
@@ -160,6 +163,8 @@ class CharonConf:
     retransmit_tries: int = 3
     retransmit_timeout: float = 1.0
     retransmit_base: float = 1.4
+    keep_alive: str = "20s"
+    """charon.keep_alive: NAT keepalive interval when charon is behind a NAT."""
     rekey_time: str = "8h"
     """IKE SA rekey time (IKEv1: charon re-authenticates with a new Main Mode)."""
     child_rekey_time: str = "1h"
@@ -178,6 +183,7 @@ class CharonConf:
   retransmit_tries = {self.retransmit_tries}
   retransmit_timeout = {self.retransmit_timeout}
   retransmit_base = {self.retransmit_base}
+  keep_alive = {self.keep_alive}
   load = random nonce aes sha1 sha2 md5 hmac gmp kdf pem pkcs1 x509 pubkey revocation constraints openssl {kp} \
 socket-default vici updown
   plugins {{
@@ -648,6 +654,19 @@ class Lab:
     def run_in(self, side: str, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         ns = self.ns_ours if side == "ours" else self.ns_charon
         return _run(["ip", "netns", "exec", ns, *argv], check=False, timeout=timeout)
+
+    def snat(self, side: str, ports: dict[int, int] | None = None) -> None:
+        """Source NAT on ``side``'s veth: UDP from port 500 / 4500 leaves as 30500 / 34500 (same address)."""
+        ip, veth = (OUR_IP, self.veth_ours) if side == "ours" else (CHARON_IP, self.veth_charon)
+        table = ["nft", "add", "table", "ip", "anenat"]
+        chain = ["nft", "add", "chain", "ip", "anenat", "post", "{ type nat hook postrouting priority 100 ; }"]
+        for argv in (table, chain):
+            res = self.run_in(side, argv)
+            assert res.returncode == 0, res.stderr
+        for sport, nport in (ports or {500: 30500, 4500: 34500}).items():
+            rule = ["nft", "add", "rule", "ip", "anenat", "post", "oifname", veth, "udp", "sport", str(sport)]
+            res = self.run_in(side, [*rule, "snat", "to", f"{ip}:{nport}"])
+            assert res.returncode == 0, res.stderr
 
     def cleanup(self) -> None:
         for p in reversed(self.procs):
