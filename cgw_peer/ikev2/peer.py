@@ -46,6 +46,10 @@ Settings (all named, with documented defaults): ``Behaviour.ikev2_liveness`` (aw
 ``Behaviour.ikev2_require_cookie`` (off), ``Behaviour.retransmit`` (incl. ``budget``), ``dpd_delay``,
 ``dpd_interval``, ``liveness_traffic``, ``send_delete_on_clear``, ``restart_backoff_*``, ``rekey_initiator``;
 ``TunnelOptions`` for algorithms, lifetimes, margin/fuzz, DPDTimeoutSeconds/Action and StartupAction.
+Lifetimes (§2.8, not negotiated): each side rekeys by its own schedule and, when nobody rekeyed in time,
+deletes a Child SA at Phase2LifetimeSeconds and the IKE SA at Phase1LifetimeSeconds (tunnel DOWN, reason
+``expired``; nothing re-initiates on its own).
+
 Not settable (fixed here): window size 1 (no SET_WINDOW_SIZE), one Child SA per IKE SA (an extra
 CREATE_CHILD_SA gets NO_ADDITIONAL_SAS, as AWS allows one SA pair), 32-octet nonces, the IKE rekey reuses
 the IKE SA's DH group, a TEMPORARY_FAILURE answer to a Child rekey is retried after 2 s.
@@ -207,6 +211,8 @@ class ChildSa:
     deleting: bool = False
     """Our Delete for it is queued or outstanding."""
     replaced_by: ChildSa | None = None
+    expire_at: float | None = None
+    """Hard lifetime end (established + Phase2LifetimeSeconds): the SA is deleted then if nobody rekeyed it."""
 
 
 Handler = Callable[["IkeSa", "Message", float], list[Action]]
@@ -334,6 +340,8 @@ class IkeSa:
     expire_at: float | None = None
     last_probe_at: float | None = None
     """When our last liveness check went out on this SA (for periodic checks behind NAT)."""
+    lifetime_end: float | None = None
+    """Hard lifetime end of an established IKE SA (established + Phase1LifetimeSeconds): deleted then."""
     """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
     rekeyed_into: IkeSa | None = None
     """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
@@ -499,6 +507,12 @@ class IkeV2Peer:
             probe = self._probe_at(sa)
             if probe is not None:
                 t = min(t, probe)
+        if sa.state is _ST_ESTABLISHED:
+            if sa.lifetime_end is not None:
+                t = min(t, sa.lifetime_end)
+            for c in sa.children:
+                if c.expire_at is not None and not c.deleting and not c.deleted:
+                    t = min(t, c.expire_at)
         if sa.state is _ST_ESTABLISHED and self.config.behaviour.rekey_initiator:
             if sa.rekey_at is not None and not sa.rekeying:
                 t = min(t, sa.rekey_at)
@@ -543,6 +557,10 @@ class IkeV2Peer:
         for sa in list(self._sas.values()):
             if sa.local_spi not in self._sas:
                 continue
+            if sa.state is _ST_ESTABLISHED:
+                out += self._hard_expiry(sa, now)
+                if sa.state is not _ST_ESTABLISHED:
+                    continue
             req = sa.outstanding
             if req is not None:
                 # Dead first: at t0 + DPDTimeout AWS declares the peer dead instead of sending another probe.
@@ -582,6 +600,29 @@ class IkeV2Peer:
             probe = self._probe_at(sa)
             if probe is not None and now >= probe:
                 out += self._queue(sa, self._liveness_request(), now)
+        return out
+
+    def _hard_expiry(self, sa: IkeSa, now: float) -> list[Action]:
+        """Lifetimes end (RFC 7296 §2.8: each side enforces its own; nothing is negotiated): an IKE SA past
+        Phase1LifetimeSeconds is deleted (its Child SAs with it), a Child SA past Phase2LifetimeSeconds that
+        nobody rekeyed is unusable at once and a Delete for it is queued. The tunnel then goes DOWN with
+        reason ``expired``; nothing re-initiates on its own (as the IKEv1 engine)."""
+        out: list[Action] = []
+        if sa.lifetime_end is not None and now >= sa.lifetime_end:
+            sa.lifetime_end = None
+            self._count("ike:expired")
+            out.append(Event("ike_sa_expired", {"spi_i": sa.spi_i.hex(), "spi_r": sa.spi_r.hex()}))
+            out += self._delete_ike(sa, now)
+            return out + self._update_status(now, "expired")
+        for c in sa.children:
+            if c.expire_at is not None and now >= c.expire_at and not c.deleting and not c.deleted:
+                c.expire_at = c.rekey_at = None
+                c.deleted = True  # unusable from now on; removed when the peer answers our Delete
+                self._count("child:expired")
+                out.append(Event("child_sa_expired", {"spi_in": c.spi_in.hex(), "spi_out": c.spi_out.hex()}))
+                out += self._queue(sa, self._delete_child_request(sa, c), now)
+        if out:
+            out += self._update_status(now, "expired")
         return out
 
     # ------------------------------------------------------------------------------------- datagram input
@@ -1329,6 +1370,7 @@ class IkeV2Peer:
         sa.state = _ST_ESTABLISHED
         sa.established_at = now
         sa.expire_at = None
+        sa.lifetime_end = now + self.config.options.phase1_lifetime_seconds
         if sa.nat_local and self.config.behaviour.nat_keepalive > 0 and self._keepalive_at is None:
             self._keepalive_at = now + self.config.behaviour.nat_keepalive
         self._restart_attempt = 0
@@ -1486,6 +1528,7 @@ class IkeV2Peer:
         child.rekey_at = now + rekey_delay(
             o.phase2_lifetime_seconds, o.rekey_margin_time_seconds, o.rekey_fuzz_percentage, self.rng
         )
+        child.expire_at = now + o.phase2_lifetime_seconds
         return [
             Event(
                 "child_sa_established",
