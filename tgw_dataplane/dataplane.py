@@ -55,7 +55,9 @@ from tgw_dataplane.model import (
 from tgw_dataplane.packet import (
     _TTL_PROTO_CSUM,
     PROTO_TCP,
+    TCP_SYN,
     Packet,
+    clamp_mss,
     flow_hash,
     hrw_pick,
     key_proto,
@@ -200,14 +202,17 @@ class _Plan:
     Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
     """
 
-    __slots__ = ("cap", "fast", "gen", "mtu", "node", "ops", "pin1", "pins", "segs", "simple", "ttl_dec")
+    __slots__ = ("cap", "fast", "gen", "mtu", "node", "ops", "pin1", "pins", "segs", "simple", "syn_slow", "ttl_dec")
 
-    def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int) -> None:
+    def __init__(self, gen: int, cap: bool, rec: list[Any], node: str, ttl_dec: int, mss_clamp: bool) -> None:
         self.gen = gen
         self.cap = cap
         self.node = node
         self.ttl_dec = ttl_dec
         self.mtu = min((op[1] for op in rec if op[0] == _OP_MTU), default=1 << 30)
+        # A TCP SYN / SYN-ACK with options on a path through a TGW may need its MSS clamped (§1.11): such
+        # packets take the slow path (one or two per flow), which rewrites them at the right hop.
+        self.syn_slow = mss_clamp and self.mtu < (1 << 30)
         self.pins = tuple((op[1], op[2], op[3]) for op in rec if op[0] == _OP_PIN)
         # The common case, one pin: checked without a loop.
         self.pin1: tuple[dict[int, int], int, int] | None = self.pins[0] if len(self.pins) == 1 else None
@@ -433,6 +438,9 @@ class Dataplane:
         self._rec: list[Any] | None = None
         self._max_hops = s.max_hops
         self._ttl_decrement = s.ttl_decrement
+        self._mss_clamp = s.mss_clamp
+        self.mss_clamped = 0
+        """TCP SYN / SYN-ACK packets whose MSS option a TGW lowered (tgw.md §1.11)."""
         self._policy = s.pinned_flow_on_failure
         self._vpcs: dict[str, _Vpc] = {}
         self._places: dict[str, _Place] = {}
@@ -841,6 +849,7 @@ class Dataplane:
                     and plan.gen == self._gen
                     and plan.cap == (self.capture_sink is not None)
                     and node.up
+                    and not (p.flags & TCP_SYN and plan.syn_slow and p.data[32 if p.version == 4 else 52] > 0x50)
                 ):
                     f = plan.fast
                     if f is not None and p.length <= plan.mtu and p.ttl > plan.ttl_dec:
@@ -909,7 +918,7 @@ class Dataplane:
                     plans.clear()
                 if isinstance(cap, HopCaptures):
                     rec = [(_OP_CAPL, cap.pieces(op[1]), op[2]) if op[0] == _OP_CAP else op for op in rec]
-                plans[fk] = _Plan(self._gen, cap is not None, rec, res.node, pkt.ttl0 - pkt.ttl)
+                plans[fk] = _Plan(self._gen, cap is not None, rec, res.node, pkt.ttl0 - pkt.ttl, self._mss_clamp)
             return res
         if what == "igw":
             place: _Place = obj
@@ -1257,6 +1266,13 @@ class Dataplane:
                 if pkt.ttl <= 1:
                     return self._tgw_drop(pkt, ca, in_eni, DropReason.TTL_EXPIRED, now)
                 pkt.ttl -= 1
+            if pkt.flags & TCP_SYN and self._mss_clamp:
+                # §1.11: the TGW clamps the MSS of SYNs (and SYN-ACKs) to what the egress MTU carries.
+                ch = clamp_mss(pkt, ts.mtu - (40 if pkt.version == 4 else 60))
+                if ch is not None:
+                    self.mss_clamped += 1
+                    if hop is not None:
+                        hop["mss_clamped"] = list(ch)
             out: _Att = ts.out  # type: ignore[assignment]
             typ = out.type
             if rec is not None:

@@ -105,6 +105,9 @@ class Settings:
     vpc_mtu: int = 8500
     peering_mtu: int = 8500
     vpn_mtu: int = 1500
+    mss_clamp: bool = True
+    """§1.11: "the transit gateway enforces MSS clamping": a TCP SYN (or SYN-ACK) whose MSS option exceeds the
+    egress MTU - 40 (IPv4) / - 60 (IPv6) leaves the TGW with that value [U: exact value]."""
     firewall_tcp_idle_timeout: float = 350.0
     firewall_udp_idle_timeout: float = 120.0
     firewall_icmp_idle_timeout: float = 60.0
@@ -513,7 +516,7 @@ def _settings(d: Mapping[str, Any]) -> Settings:
             setattr(s, k, _enum(RandomAzMode, v, where))
         elif k == "protocols":
             s.protocols = tuple(int(x) for x in v)
-        elif k in ("ttl_decrement", "subnet_scoped_forwarding"):
+        elif k in ("ttl_decrement", "subnet_scoped_forwarding", "mss_clamp"):
             if not isinstance(v, bool):
                 raise ConfigError(f"{where}: must be true or false")
             setattr(s, k, v)

@@ -285,3 +285,49 @@ def hrw_pick(h: int, salts: list[int]) -> int:
 def key_proto(key: int) -> int:
     """The IP protocol stored in a canonical flow key."""
     return (key >> 288) & 0xFF if key >> 300 else (key >> 96) & 0xFF
+
+
+def clamp_mss(pkt: Packet, limit: int) -> tuple[int, int] | None:
+    """Lower the MSS option of a TCP SYN / SYN-ACK to ``limit`` (tgw.md §1.11). Rewrites ``pkt.data`` (the TCP
+    checksum updated incrementally, RFC 1624 eqn. 3, per 16-bit word of the header that changed, so a wrong
+    checksum stays wrong by the same amount) and returns ``(old, new)``; None when there is nothing to do (no
+    MSS option, already small enough, or options that do not parse)."""
+    data = pkt.data
+    off = 20 if pkt.version == 4 else 40  # the parser drops IPv4 options and IPv6 extension headers
+    end = off + (data[off + 12] >> 4) * 4
+    if end > pkt.length or end <= off + 20:
+        return None
+    i = off + 20
+    while i < end:
+        kind = data[i]
+        if kind == 0:  # end of option list
+            return None
+        if kind == 1:  # NOP
+            i += 1
+            continue
+        if i + 1 >= end or data[i + 1] < 2 or i + data[i + 1] > end:
+            return None
+        if kind == 2 and data[i + 1] == 4:
+            old = (data[i + 2] << 8) | data[i + 3]
+            if old <= limit:
+                return None
+            new = bytearray(data)
+            new[i + 2] = limit >> 8
+            new[i + 3] = limit & 0xFF
+            # The checksum covers 16-bit words counted from the TCP header's start: update each word of the
+            # two value bytes (one word, or two when the option sits at an odd offset).
+            c = ((data[off + 16] << 8) | data[off + 17]) ^ 0xFFFF
+            w0 = (i + 2 - off) & ~1
+            for w in range(w0, i + 4 - off, 2):
+                a = off + w
+                c += (((data[a] << 8) | data[a + 1]) ^ 0xFFFF) + ((new[a] << 8) | new[a + 1])
+            while c >> 16:
+                c = (c & 0xFFFF) + (c >> 16)
+            c ^= 0xFFFF
+            new[off + 16] = c >> 8
+            new[off + 17] = c & 0xFF
+            pkt.data = bytes(new)
+            pkt._wttl = -1
+            return old, limit
+        i += data[i + 1]
+    return None
