@@ -105,7 +105,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
         print(f"== {title}: {res.verdict}" + (f" ({res.reason})" if res.reason else ""))
         for i, h in enumerate(res.hops or [], 1):
             cols = [f"{k}={h[k]}" for k in _HOP_COLUMNS[1:] if h.get(k)]
-            extra = [f"{k}={h[k]}" for k in ("egress_attachment", "egress_eni", "egress_az", "reason") if h.get(k)]
+            keys = ("egress_attachment", "egress_eni", "egress_az", "egress_tunnel", "mss_clamped", "reason")
+            extra = [f"{k}={h[k]}" for k in keys if h.get(k)]
             print(f"  {i:2d}. {h['node']:<22} " + " ".join(cols + extra))
     return 0
 

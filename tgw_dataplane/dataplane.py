@@ -175,7 +175,7 @@ class _TStep:
     """The static outcome of a TGW lookup for one ingress point and destination: a drop reason, or the egress
     attachment, the MTU to enforce and the same-AZ egress ENI (AZ affinity candidate)."""
 
-    __slots__ = ("aff", "mtu", "out", "reason", "table", "text")
+    __slots__ = ("aff", "bgp", "group", "mtu", "out", "reason", "table", "text")
 
     def __init__(self, reason: str, out: _Att | None, text: str, table: str | None, mtu: int, aff: _Eni | None) -> None:
         self.reason = reason
@@ -184,6 +184,10 @@ class _TStep:
         self.table = table
         self.mtu = mtu
         self.aff = aff
+        self.bgp = False
+        """The route is BGP-learned from a VPN attachment (ECMP over its tunnels applies, §1.10)."""
+        self.group: tuple[tuple[_Att, ...], list[int]] | None = None
+        """VPN ECMP over several attachments: (the attachments, their HRW salts)."""
 
 
 _OP_PIN, _OP_MB, _OP_CAP, _OP_MTU, _OP_END, _OP_CAPL = range(6)
@@ -339,20 +343,23 @@ class _TgwTable:
 
 
 class _TgwRoute:
-    __slots__ = ("att", "text")
+    __slots__ = ("att", "bgp", "group", "text")
 
-    def __init__(self, att: _Att | None, text: str) -> None:
+    def __init__(self, att: _Att | None, text: str, bgp: bool = False) -> None:
         self.att = att  # None: blackhole
         self.text = text
+        self.bgp = bgp  # propagated from a VPN attachment (BGP)
+        self.group: tuple[tuple[_Att, ...], list[int]] | None = None  # VPN ECMP over attachments
 
 
 class _Tgw:
-    __slots__ = ("account", "id", "region", "seed", "tables")
+    __slots__ = ("account", "id", "region", "seed", "tables", "vpn_ecmp")
 
     def __init__(self, t: TransitGateway) -> None:
         self.id = t.id
         self.region = t.region
         self.account = t.account
+        self.vpn_ecmp = t.vpn_ecmp
         seed = t.seed if t.seed is not None else int.from_bytes(blake2b(t.id.encode(), digest_size=8).digest())
         self.seed = seed.to_bytes(16, "big", signed=False)
         self.tables: dict[str, _TgwTable] = {}
@@ -608,12 +615,25 @@ class Dataplane:
                             add(
                                 vr.dest,
                                 (ROUTE_PREFERENCE[RouteOrigin.VPN], vr.as_path_len, vr.med, pid),
-                                _TgwRoute(ca, f"{vr.dest} -> {pid} (propagated vpn)"),
+                                _TgwRoute(ca, f"{vr.dest} -> {pid} (propagated vpn)", bgp=True),
                             )
                 for net, lst in cands.items():
                     lst.sort(key=lambda x: x[0])
+                    best_rank, best = lst[0]
+                    if best.bgp and ct.vpn_ecmp:
+                        # §1.10: with VpnEcmpSupport, equal BGP routes from several VPN attachments share the
+                        # traffic per flow (static VPN routes never do). Equal: same origin, AS path and MED.
+                        equal = [r for rank, r in lst if r.bgp and rank[:3] == best_rank[:3] and r.att is not None]
+                        if len(equal) > 1:
+                            atts = tuple(r.att for r in equal if r.att is not None)
+                            best = _TgwRoute(
+                                best.att,
+                                f"{net} -> {', '.join(a.id for a in atts)} (propagated vpn, ECMP)",
+                                bgp=True,
+                            )
+                            best.group = (atts, [salt_of(a.id) for a in atts])
                     lpm = table.lpm4 if net.version == 4 else table.lpm6
-                    lpm.insert(int(net.network_address), net.prefixlen, lst[0][1])
+                    lpm.insert(int(net.network_address), net.prefixlen, best)
                 for aid in rt.associations:
                     self._atts[aid].table = table
         self._clear_caches()
@@ -1096,6 +1116,8 @@ class Dataplane:
                 out = r.att
                 aff = out.by_az_id.get(in_eni.az_id) if in_eni is not None else None
                 ts = _TStep("", out, r.text, table.id, min(ca.mtu, out.mtu), aff)
+                ts.bgp = r.bgp
+                ts.group = r.group
         c = in_eni.tcache if in_eni is not None else ca.tcache
         if len(c) >= _CACHE_MAX:
             c.clear()
@@ -1310,20 +1332,48 @@ class Dataplane:
                 in_eni = None  # §1.7: the arrival AZ at the remote TGW is chosen at its egress (a setting)
                 continue
             # VPN
-            if not any(out.tunnels.values()):
+            if ts.group is not None:
+                out, tunnel = self._pick_vpn_ecmp(pkt, ca, ts)
+            else:
+                tunnel = self._pick_tunnel(pkt, ca, ts, out)
+            if tunnel is None:
                 return self._tgw_drop(pkt, ca, in_eni, DropReason.VPN_TUNNEL_DOWN, now, out)
             if hop is not None:
                 hop["egress_attachment"] = out.id
+                hop["egress_tunnel"] = tunnel
             if fl is not None:
                 fl.record(pkt, ca, in_eni, out, None, now, "")
             if rec is not None:
                 rec.append(_UNCACHEABLE)
             self.delivered += 1
             if hops is not None:
-                hops.append({"node": out.id, "kind": "vpn-attachment", "verdict": DELIVERED})
+                hops.append({"node": out.id, "kind": "vpn-attachment", "tunnel": tunnel, "verdict": DELIVERED})
             if cap is not None:
                 cap(out.id, now, pkt.wire())
             return Result(DELIVERED, "", out.id, hops, pkt)
+
+    def _pick_tunnel(self, pkt: Packet, ca: _Att, ts: _TStep, out: _Att) -> str | None:
+        """The tunnel of VPN attachment ``out`` that carries this packet (None: every tunnel is down). With
+        VpnEcmpSupport and a BGP route, flows share the up tunnels by the TGW's symmetric flow hash (§1.10);
+        otherwise the first up tunnel in the attachment's order carries everything (active/passive: AWS's
+        "internal metrics" [U])."""
+        up = [t for t, ok in out.tunnels.items() if ok]
+        if not up:
+            return None
+        if len(up) == 1 or not (ts.bgp and ca.tgw.vpn_ecmp):
+            return up[0]
+        return up[hrw_pick(flow_hash(pkt.key, ca.tgw.seed), [salt_of(out.id + "/" + t) for t in up])]
+
+    def _pick_vpn_ecmp(self, pkt: Packet, ca: _Att, ts: _TStep) -> tuple[_Att, str | None]:
+        """VPN ECMP over attachments (§1.10): rendezvous hashing of the flow over the group's attachments that
+        have a tunnel up (a group is rebuilt when an attachment's last tunnel goes down), then its tunnel."""
+        atts, salts = ts.group  # type: ignore[misc]
+        h = flow_hash(pkt.key, ca.tgw.seed)
+        live = [i for i, a in enumerate(atts) if any(a.tunnels.values())]
+        if not live:
+            return atts[0], None
+        out = atts[live[hrw_pick(h, [salts[i] for i in live])]]
+        return out, self._pick_tunnel(pkt, ca, ts, out)
 
     def _tgw_drop(
         self, pkt: Packet, ca: _Att, in_eni: _Eni | None, reason: str, now: float, out: _Att | None = None
