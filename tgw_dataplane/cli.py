@@ -57,7 +57,11 @@ def register(subparsers: Any) -> None:
     t.add_argument("topology", help="YAML topology or AWS API JSON")
     t.add_argument("--flow", required=True, help="e.g. 'tcp 10.0.1.10:40000 > 10.1.2.20:443'")
     t.add_argument("--from", dest="source", help="source node id (default: the instance owning SRC)")
-    t.add_argument("--reply-from", dest="reply_source", help="reply source node id (default: owner of DST)")
+    t.add_argument(
+        "--reply-from",
+        dest="reply_source",
+        help="reply source node id (default: where the request was delivered, else the owner of DST)",
+    )
     t.add_argument(
         "--appliance-mode",
         action="append",
@@ -95,8 +99,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
         raise ConfigError(f"--flow: {e}") from None
     dp = _dataplane(args, flow_logs=True)
     src = args.source or dp.source_for_ip(flow.src)
-    rsrc = args.reply_source or dp.source_for_ip(flow.dst)
     fwd = dp.send(flow.request(), src, 0.0, trace=True)
+    # The reply comes from where the request arrived (an instance, an IGW or a VPN attachment for on-premises
+    # addresses); when the request was dropped, from the instance that owns DST.
+    rsrc = args.reply_source or (fwd.node if fwd.verdict == "delivered" else dp.source_for_ip(flow.dst))
     rev = dp.send(flow.reply(), rsrc, 0.001, trace=True)
     if args.json:
         print(json.dumps({"forward": _direction(fwd), "reverse": _direction(rev)}, indent=2))

@@ -211,3 +211,17 @@ def test_json_topology_goes_to_the_aws_import(tmp_path: Path, capsys: pytest.Cap
     assert main(["tgw", "trace", str(p), "--flow", FLOW]) == 2
     err = capsys.readouterr().err
     assert "unknown key" not in err and "no instance owns it" in err
+
+
+def test_trace_to_on_premises_replies_from_the_vpn_attachment(capsys: pytest.CaptureFixture[str]) -> None:
+    """DST is on premises (no instance owns it): the reply comes from the VPN attachment the request reached;
+    the TGW hop names the ECMP route and the tunnel chosen."""
+    ecmp = str(FIXTURES / "story_vpn_ecmp.yaml")
+    assert main(["tgw", "trace", ecmp, "--flow", "tcp 10.0.1.10:40000 > 192.168.1.1:443", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["forward"]["verdict"] == "delivered" and out["reverse"]["verdict"] == "delivered"
+    tgw = next(h for h in out["forward"]["hops"] if h["kind"] == "tgw")
+    assert "ECMP" in tgw["route"] and tgw["egress_tunnel"] in ("tunnel1", "tunnel2")
+    assert out["reverse"]["hops"][0]["node"] == tgw["egress_attachment"]
+    assert main(["tgw", "trace", ecmp, "--flow", "tcp 10.0.1.10:40000 > 192.168.1.1:443"]) == 0
+    assert "egress_tunnel=" in capsys.readouterr().out
