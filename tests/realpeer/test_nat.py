@@ -25,7 +25,8 @@ KEEPALIVE = "udpencap.nat_keepalive"  # tshark's own dissection of a one-octet 0
 def test_charon_behind_nat_initiates_to_our_aws_endpoint(lab: Lab, version: int) -> None:
     lab.snat("charon")
     cap = lab.start_capture()
-    ours = lab.start_emulator(emulator_args("aws", version=version, extra=["--dpd-delay", "1", "--dpd-interval", "1"]))
+    # our checks every 2 s leave charon 2 s without outbound IKE: its 1 s keepalives are due in each gap
+    ours = lab.start_emulator(emulator_args("aws", version=version, extra=["--dpd-delay", "2", "--dpd-interval", "2"]))
     charon = lab.start_charon(conf(version=version, start_action="start", keep_alive="1s", dpd_delay="30s"))
     sa = charon.wait_state("ESTABLISHED", 10)
     assert sa.get("nat-local") == "yes" and sa.get("nat-remote") != "yes", sa
@@ -35,8 +36,7 @@ def test_charon_behind_nat_initiates_to_our_aws_endpoint(lab: Lab, version: int)
         assert ev["nat"] is True and ev["remote"] == f"{CHARON_IP}:34500", ev
     ours.wait_event("tunnel_up", 5)
     # our liveness checks reach charon through the NAT and are answered
-    wait_until(lambda: len(ours.events("dpd_ack_received")) >= 2, 8, "two liveness answers through the NAT")
-    time.sleep(1.5)  # charon's keepalives are due every second of outbound silence
+    wait_until(lambda: len(ours.events("dpd_ack_received")) >= 2, 10, "two liveness answers through the NAT")
     cap.stop()
     assert tshark_count(cap.path, f"ip.src == {CHARON_IP} && udp.srcport == 34500 && {KEEPALIVE}") >= 1
     assert tshark_count(cap.path, f"ip.src == {CHARON_IP} && udp.srcport == 30500") >= 1  # the NAT was there
@@ -60,7 +60,7 @@ def test_our_cgw_behind_nat_ikev2_sends_keepalives(lab: Lab) -> None:
     time.sleep(3.5)
     cap.stop()
     n = tshark_count(cap.path, f"ip.src == {OUR_IP} && udp.srcport == 34500 && {KEEPALIVE}")
-    assert 2 <= n <= 5, n
+    assert 2 <= n <= 6, n
     assert tshark_count(cap.path, "_ws.malformed") == 0
     assert charon.ike_state() == "ESTABLISHED"
     assert not ours.events("datagram_dropped")
