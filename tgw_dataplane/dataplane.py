@@ -442,6 +442,8 @@ class Dataplane:
         self._tcp_idle_ms = int(s.appliance_tcp_idle_timeout * 1000)
         self._idle_ms = int(s.appliance_idle_timeout * 1000)
         self._gen = 0
+        self._plan_pool: dict[tuple[Any, ...], _Plan] = {}  # see _intern_plan
+        self._plan_pool_gen = 0
         self._rec: list[Any] | None = None
         self._max_hops = s.max_hops
         self._ttl_decrement = s.ttl_decrement
@@ -938,7 +940,7 @@ class Dataplane:
                     plans.clear()
                 if isinstance(cap, HopCaptures):
                     rec = [(_OP_CAPL, cap.pieces(op[1]), op[2]) if op[0] == _OP_CAP else op for op in rec]
-                plans[fk] = _Plan(self._gen, cap is not None, rec, res.node, pkt.ttl0 - pkt.ttl, self._mss_clamp)
+                plans[fk] = self._intern_plan(rec, cap is not None, res.node, pkt.ttl0 - pkt.ttl)
             return res
         if what == "igw":
             place: _Place = obj
@@ -958,6 +960,22 @@ class Dataplane:
             return r
         e: _Eni = r
         return self._walk(pkt, e.place, e.id, "tgw-attachment-eni", e.id, e.att.id, now)
+
+    def _intern_plan(self, rec: list[Any], cap: bool, node: str, ttl_dec: int) -> _Plan:
+        """The plan for a recorded walk, shared by every flow whose walk recorded the same steps (same path,
+        same ENIs): thousands of flows then replay a handful of plan objects, which stay in the CPU caches,
+        instead of one object graph each. Flow tables and capture lists are keyed by identity (the pool keeps
+        them alive, so an id is never reused while its entry exists); the pool is emptied with each generation.
+        """
+        pool = self._plan_pool
+        if self._plan_pool_gen != self._gen or len(pool) >= _CACHE_MAX:
+            pool.clear()
+            self._plan_pool_gen = self._gen
+        sig = (cap, node, ttl_dec, tuple(tuple(id(x) if x.__class__ in (dict, list) else x for x in op) for op in rec))
+        plan = pool.get(sig)
+        if plan is None:
+            plan = pool[sig] = _Plan(self._gen, cap, rec, node, ttl_dec, self._mss_clamp)
+        return plan
 
     def _run_plan(self, plan: _Plan, pkt: Packet, now: float) -> Result | None:
         """Replay a flow plan: validate, then run the dynamic steps in order. None: take the slow path."""

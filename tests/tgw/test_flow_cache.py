@@ -118,3 +118,26 @@ def test_flow_cache_is_transparent(name: str, seed: int) -> None:
     # the run exercised the cache (the blackhole/VPN/IGW story has no cacheable path: spokes are isolated,
     # and IGW and VPN deliveries always take the slow path)
     assert dpf.plan_hits[0] >= (0 if name == "story_blackhole_mtu_vpn" else 50)  # type: ignore[attr-defined]
+
+
+def test_flows_on_the_same_path_share_one_plan() -> None:
+    """Plans are interned: 300 flows through the inspection VPC replay a few plan objects (one per path and
+    ENI choice), and each flow still keeps its own ENI."""
+    t = topo("seed")
+    t.tgws["tgw-1"].attachments["tgw-attach-c"].appliance_mode = True  # type: ignore[union-attr]
+    dp = Dataplane(t)
+    for sp in range(2000, 2300):
+        for data, src in (
+            (build("10.0.1.10", "10.1.2.20", PROTO_TCP, sp, 443, flags=TCP_SYN), "i-a"),
+            (build("10.1.2.20", "10.0.1.10", PROTO_TCP, 443, sp, flags=TCP_SYN | TCP_ACK), "i-b"),
+            (build("10.0.1.10", "10.1.2.20", PROTO_TCP, sp, 443, flags=TCP_ACK), "i-a"),
+        ):
+            assert dp.send(data, src, 0.0).verdict == "delivered"
+    plans = [p for n in dp._instances.values() for p in n.plans.values()]
+    assert len(plans) >= 300
+    distinct = {id(p) for p in plans}
+    enis = dp.attachment_enis("tgw-attach-c")
+    # per direction: one plan per appliance ENI the flows were spread over
+    assert 2 <= len(distinct) <= 2 * len(enis)
+    used = {dp.flow_table("tgw-attach-c")[k] for k in dp.flow_table("tgw-attach-c")}
+    assert len(used) == len(enis)
