@@ -204,6 +204,8 @@ class _Plan:
     firewall state is real), captures are written, TTL and MTU are checked against the recorded limits.
     A plan is valid for one generation: any change of health, appliance mode, tunnel state or routes bumps it.
     Only delivered walks without flow logs or tracing are recorded; anything unusual falls back to the slow path.
+    Plans hold no per-flow state, so flows whose walks recorded the same steps share one plan object
+    (:meth:`Dataplane._intern_plan`).
     """
 
     __slots__ = ("cap", "fast", "gen", "mtu", "node", "ops", "pin1", "pins", "segs", "simple", "syn_slow", "ttl_dec")
