@@ -974,7 +974,10 @@ class Dataplane:
             pool.clear()
             self._plan_pool_gen = self._gen
         sig = (cap, node, ttl_dec, tuple(tuple(id(x) if x.__class__ in (dict, list) else x for x in op) for op in rec))
-        plan = pool.get(sig)
+        try:
+            plan = pool.get(sig)
+        except TypeError:  # a step holding something unhashable (none does today): keep the plan to this flow
+            return _Plan(self._gen, cap, rec, node, ttl_dec, self._mss_clamp)
         if plan is None:
             plan = pool[sig] = _Plan(self._gen, cap, rec, node, ttl_dec, self._mss_clamp)
         return plan
