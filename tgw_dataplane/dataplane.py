@@ -1375,17 +1375,19 @@ class Dataplane:
                 cap(out.id, now, pkt.wire())
             return Result(DELIVERED, "", out.id, hops, pkt)
 
-    def _pick_tunnel(self, pkt: Packet, ca: _Att, ts: _TStep, out: _Att) -> str | None:
+    def _pick_tunnel(self, pkt: Packet, ca: _Att, ts: _TStep, out: _Att, h: int | None = None) -> str | None:
         """The tunnel of VPN attachment ``out`` that carries this packet (None: every tunnel is down). With
-        VpnEcmpSupport and a BGP route, flows share the up tunnels by the TGW's symmetric flow hash (§1.10);
-        otherwise the first up tunnel in the attachment's order carries everything (active/passive: AWS's
-        "internal metrics" [U])."""
+        VpnEcmpSupport and a BGP route, flows share the up tunnels by the TGW's symmetric flow hash (§1.10;
+        ``h`` when the caller has it already); otherwise the first up tunnel in the attachment's order carries
+        everything (active/passive: AWS's "internal metrics" [U])."""
         up = [t for t, ok in out.tunnels.items() if ok]
         if not up:
             return None
         if len(up) == 1 or not (ts.bgp and ca.tgw.vpn_ecmp):
             return up[0]
-        return up[hrw_pick(flow_hash(pkt.key, ca.tgw.seed), [salt_of(out.id + "/" + t) for t in up])]
+        if h is None:
+            h = flow_hash(pkt.key, ca.tgw.seed)
+        return up[hrw_pick(h, [salt_of(out.id + "/" + t) for t in up])]
 
     def _pick_vpn_ecmp(self, pkt: Packet, ca: _Att, ts: _TStep) -> tuple[_Att, str | None]:
         """VPN ECMP over attachments (§1.10): rendezvous hashing of the flow over the group's attachments that
@@ -1396,7 +1398,7 @@ class Dataplane:
         if not live:
             return atts[0], None
         out = atts[live[hrw_pick(h, [salts[i] for i in live])]]
-        return out, self._pick_tunnel(pkt, ca, ts, out)
+        return out, self._pick_tunnel(pkt, ca, ts, out, h)
 
     def _tgw_drop(
         self, pkt: Packet, ca: _Att, in_eni: _Eni | None, reason: str, now: float, out: _Att | None = None

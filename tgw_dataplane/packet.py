@@ -15,6 +15,7 @@ Flow hash: keyed BLAKE2b (``digest_size=8``, key = the per-TGW seed) over the pa
 
 from __future__ import annotations
 
+import functools
 import struct
 from hashlib import blake2b
 
@@ -265,8 +266,10 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
+@functools.lru_cache(maxsize=4096)
 def salt_of(name: str) -> int:
-    """A stable 64-bit salt for a rendezvous candidate (an ENI id or AZ id)."""
+    """A stable 64-bit salt for a rendezvous candidate (an ENI id, AZ id, VPN attachment or tunnel); cached,
+    as the same few names are salted again on per-packet paths (VPN ECMP)."""
     return int.from_bytes(blake2b(name.encode(), digest_size=8).digest(), "big")
 
 

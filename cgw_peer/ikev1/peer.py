@@ -88,13 +88,12 @@ _T = TypeVar("_T")
 HALF_OPEN_TIMEOUT = 30.0
 """Seconds a Main Mode may stay unfinished before it is dropped (strongSwan ``half_open_timeout``)."""
 QM_DONE_LINGER = 30.0
+"""Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
 REKEY_DELETE_DELAY = 5.0
 """Seconds a rekeyed IPsec SA pair overlaps with its successor before we delete it (strongSwan's
 ``charon.delete_rekeyed_delay`` default)."""
 PEER_SHORT_LIFETIME_BACKSTOP = 0.95
 """Fraction of a peer-created SA's (shorter) lifetime after which we rekey it ourselves if the peer has not."""
-
-"""Seconds a finished Quick Mode initiator keeps QM3 to answer a retransmitted QM2."""
 NONCE_LEN = 32
 _MID = struct.Struct(">I")
 _PORT = struct.Struct(">H")

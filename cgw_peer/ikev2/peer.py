@@ -338,11 +338,11 @@ class IkeSa:
     """Initiator: the SPI we offered for the first Child SA in IKE_AUTH."""
     initial_contact: bool = False
     expire_at: float | None = None
+    """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
     last_probe_at: float | None = None
     """When our last liveness check went out on this SA (for periodic checks behind NAT)."""
     lifetime_end: float | None = None
     """Hard lifetime end of an established IKE SA (established + Phase1LifetimeSeconds): deleted then."""
-    """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
     rekeyed_into: IkeSa | None = None
     """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
 
@@ -513,12 +513,12 @@ class IkeV2Peer:
             for c in sa.children:
                 if c.expire_at is not None and not c.deleting and not c.deleted:
                     t = min(t, c.expire_at)
-        if sa.state is _ST_ESTABLISHED and self.config.behaviour.rekey_initiator:
-            if sa.rekey_at is not None and not sa.rekeying:
-                t = min(t, sa.rekey_at)
-            for c in sa.children:
-                if c.rekey_at is not None and not c.rekeying and c.replaced_by is None:
-                    t = min(t, c.rekey_at)
+            if self.config.behaviour.rekey_initiator:
+                if sa.rekey_at is not None and not sa.rekeying:
+                    t = min(t, sa.rekey_at)
+                for c in sa.children:
+                    if c.rekey_at is not None and not c.rekeying and c.replaced_by is None:
+                        t = min(t, c.rekey_at)
         return t
 
     def _probe_at(self, sa: IkeSa) -> float | None:
@@ -649,7 +649,7 @@ class IkeV2Peer:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def _receive(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
-        if dst[1] != IKE_PORT or self.remote[1] != IKE_PORT:
+        if self._needs_marker(dst[1]):
             # RFC 3948 §2.2/§2.3: on an encapsulation port IKE carries a zero marker; 0xFF is a keepalive. The
             # port decides, ours or the one the peer is configured on, never a source port a NAT rewrote
             # (a NAT maps the peer's 500 to anything; the peer still sends unmarked from 500).
@@ -767,15 +767,15 @@ class IkeV2Peer:
 
     # ------------------------------------------------------------------------------------------- sending
 
-    def _needs_marker(self, local: Address, remote: Address) -> bool:
-        """Whether our IKE datagrams from ``local`` carry the RFC 3948 §2.2 non-ESP marker: from the NAT-T port,
-        and from every port when the peer is configured off 500 (what ``_receive`` expects of the peer). A peer
-        source port rewritten by a NAT (``remote``) does not count: the peer itself still sends from 500."""
-        return local[1] != IKE_PORT or self.remote[1] != IKE_PORT
+    def _needs_marker(self, local_port: int) -> bool:
+        """Whether IKE datagrams on our ``local_port`` carry the RFC 3948 §2.2 non-ESP marker, both ways: on the
+        NAT-T port, and on every port when the peer is configured off 500. The port the peer's datagrams come
+        from does not count: a NAT may rewrite it, while the peer itself still sends unmarked from 500."""
+        return local_port != IKE_PORT or self.remote[1] != IKE_PORT
 
     def _tx(self, sa: IkeSa, raw: bytes, kind: str) -> Transmit:
         local, remote = sa.local, sa.remote
-        if local[1] != IKE_PORT or self.remote[1] != IKE_PORT:  # _needs_marker(local, remote)
+        if self._needs_marker(local[1]):
             raw = NON_ESP_MARKER + raw
         return Transmit(raw, local, remote, kind)
 
@@ -1190,7 +1190,7 @@ class IkeV2Peer:
         # checks the SA payload, before the KE payload as always).
         choice = self._ike_offer.choose_ike(sa_body, int.from_bytes(ke_body[:2], "big") if len(ke_body) >= 4 else None)
         group, pub = codec.parse_ke(ke_body)
-        marker = NON_ESP_MARKER if self._needs_marker(dst, src) else b""
+        marker = NON_ESP_MARKER if self._needs_marker(dst[1]) else b""
         if self.config.behaviour.ikev2_require_cookie:
             expected = self._make_cookie(hdr, ni, src)
             got = msg.notify(_NT_COOKIE)
