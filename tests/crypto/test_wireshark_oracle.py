@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -26,6 +25,7 @@ from cgw_peer.crypto.cipher import AesCbc, AesGcm16
 from cgw_peer.crypto.dh import get_group
 from cgw_peer.crypto.prf import get_integ, get_prf
 from emulator.pcap import PcapWriter
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.realpeer
 
@@ -34,13 +34,7 @@ INITIAL_CONTACT = 16384
 
 
 def _require_tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        msg = "tshark is needed (run `make system`)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_tool("tshark")
 
 
 def _message(enc: alg.EncAlg, hash_alg: alg.HashAlg | None, spi_i: bytes, n: int) -> tuple[bytes, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,8 +97,7 @@ def test_aws_and_cgw_processes_bring_a_tunnel_up_run_dpd_and_delete(tmp_path: Pa
     assert events(aws_ev, "tunnel_down")[0]["reason"] != "dpd_timeout"
     err = (tmp_path / "cgw.err").read_text()
     assert "tunnel UP" in err and "tunnel DOWN" in err
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed: decryption of the capture not checked")
+    require_tool("tshark")  # the capture's decryption is checked below
     # non-500 ports carry the RFC 3948 non-ESP marker on every IKE message: decode them as udpencap
     res = subprocess.run(
         ["tshark", "-r", str(tmp_path / "cgw.pcap"), "-d", f"udp.port=={aws[1]},udpencap",

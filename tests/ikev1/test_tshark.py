@@ -5,7 +5,6 @@ and the ACKs echo the R-U-THERE sequence numbers. Also on the NAT-T port with th
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,15 +13,13 @@ import pytest
 from emulator.keytables import KeyTables
 from emulator.pcap import PcapWriter
 from tests.ikev1.helpers import aws_config, cgw_config, make_peer
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.realpeer
 
 
 def _need_tshark() -> None:
-    if shutil.which("tshark") is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("tshark is required in CI")
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
 
 
 def _capture(tmp_path: Path, **cgw_kw: object) -> tuple[Path, Path]:

@@ -5,7 +5,6 @@ shown correct, no packet is malformed."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from cgw_peer.config import Role
 from emulator.keytables import KeyTables
 from emulator.pcap import PcapWriter
 from emulator.simnet import SimNetwork
+from tests.tools import require_tool
 
 from .helpers import AWS_ADDR, CGW_ADDR, config, options, pair
 
@@ -22,10 +22,7 @@ pytestmark = pytest.mark.realpeer
 
 
 def _need_tshark() -> None:
-    if shutil.which("tshark") is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("tshark is required in CI")
-        pytest.skip("tshark not installed")
+    require_tool("tshark")
 
 
 def _capture(tmp_path: Path, encr: str, integ: str) -> tuple[Path, Path]:

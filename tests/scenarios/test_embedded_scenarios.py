@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pytest
 from emulator.pcap import read_pcap
 from emulator.scenario import Scenario
 from emulator.scenario_cli import embedded_scenarios
+from tests.tools import require_tool
 
 FILES = embedded_scenarios()
 
@@ -46,12 +46,7 @@ def test_expectation_failure_exits_1(tmp_path: object) -> None:
 
 
 def _tshark() -> str:
-    exe = shutil.which("tshark")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI (make system installs it)")
-        pytest.skip("tshark not installed")
-    return exe
+    return require_tool("tshark")
 
 
 @pytest.mark.realpeer

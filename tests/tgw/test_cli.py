@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from emulator.cli import main
 from emulator.pcap import LINKTYPE_ETHERNET, PcapWriter, read_pcap
 from tests.tgw.conftest import FIXTURES
+from tests.tools import require_tool
 from tgw_dataplane.craft import build
 from tgw_dataplane.packet import PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN, Packet, parse
 
@@ -144,13 +144,7 @@ def test_replay_writes_captures_flowlogs_summary(
 
 
 def _tshark_or_skip() -> str:
-    t = shutil.which("tshark")
-    if t is None:
-        msg = "tshark is not installed (run `make system`)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return t
+    return require_tool("tshark")
 
 
 @pytest.mark.realpeer

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -14,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.pcap import LINKTYPE_RAW, PcapWriter
+from tests.tools import require_tool
 from tgw_dataplane import geneve as g
 
 # ---- helpers: inner packets built by hand (no scapy) so hypothesis stays fast ----------------------------------
@@ -288,12 +287,7 @@ def test_scapy_built_geneve_decodes() -> None:
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is required in CI")
-        pytest.skip(f"{tool} not installed")
-    return path
+    return require_tool(tool)
 
 
 @pytest.mark.realpeer

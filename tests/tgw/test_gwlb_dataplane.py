@@ -3,8 +3,6 @@ story 12 (tgw.md §5: cross-zone off + all targets of one AZ down), failover pol
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import subprocess
 from collections import defaultdict
@@ -15,6 +13,7 @@ import pytest
 
 from emulator.cli import ConfigError
 from emulator.pcap import LINKTYPE_RAW, PcapWriter, read_pcap
+from tests.tools import require_tool
 from tgw_dataplane import geneve
 from tgw_dataplane.craft import FlowSpec as Flow
 from tgw_dataplane.craft import build, parse_flow
@@ -289,12 +288,7 @@ def test_gwlb_state_is_per_dataplane() -> None:
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is required in CI")
-        pytest.skip(f"{tool} not installed")
-    return path
+    return require_tool(tool)
 
 
 @pytest.mark.realpeer
