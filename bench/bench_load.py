@@ -34,6 +34,10 @@ from emulator.drivers.asyncio_udp import PeerHandle, UdpDriver
 
 WINDOW = 400
 """Negotiations in flight during set-up."""
+START_BURST = 20
+"""Initiations per turn of the set-up loop before it yields to the event loop: a handshake between two peers
+of one driver can complete inside the initiating call (the driver reads its own sockets right away), and a
+loop that never yields would hold every timer back for the whole set-up."""
 PROPOSAL = "aes128-sha1-modp2048"
 ESP_PROPOSAL = "aes128-sha1"
 
@@ -112,9 +116,11 @@ async def load(n: int, phase: float, factory: PeerFactory, up_event: str = "tunn
     deadline = t0 + max(60.0, n / 50)
     while len(up) < 2 * n and time.perf_counter() < deadline:
         wake.clear()
-        while started < n and started - len(up) // 2 < WINDOW:
+        burst = 0
+        while started < n and started - len(up) // 2 < WINDOW and burst < START_BURST:
             driver.start_peer(cgws[started])
             started += 1
+            burst += 1
         if len(up) >= 2 * n:
             break
         with contextlib.suppress(TimeoutError):

@@ -424,3 +424,48 @@ async def test_peer_rearming_in_the_past_does_not_hold_the_loop() -> None:
     await asyncio.sleep(0.25)
     assert len(p.timer_calls) - n <= 4  # slowed to one call per 0.1 s
     await d.aclose()
+
+
+@pytest.mark.parametrize("fastpath", [True, False])
+async def test_a_request_between_peers_of_one_driver_is_answered_inside_the_call(fastpath: bool) -> None:
+    """local_fastpath: the ping crosses the kernel to b's socket, b reads it and answers, a reads the pong,
+    all before ``call`` returns (no turn of the loop). Without it the loop has to poll first."""
+    d = UdpDriver(local_fastpath=fastpath)
+    a_addr = ("127.0.0.1", free_port("127.0.0.1"))
+    b_addr = ("127.0.0.2", free_port("127.0.0.2"))
+    a = FakePeer(a_addr, b_addr, b"A" * 8)
+    b = FakePeer(b_addr, a_addr, b"B" * 8)
+    ha = d.add_peer(a, name="a", local=a_addr, remote=b_addr, natt=False)
+    d.add_peer(b, name="b", local=b_addr, remote=a_addr, natt=False)
+    d.call(ha, a.ping)
+    if fastpath:
+        assert [r[0][-4:] for r in b.received] == [b"ping"] and [r[0][-4:] for r in a.received] == [b"pong"]
+    else:
+        assert not b.received and not a.received
+        await wait_for(lambda: bool(a.received))
+    assert d.stats["rx"] == 2 and d.stats["unmatched"] == 0
+    await d.aclose()
+
+
+async def test_local_fastpath_stops_after_its_budget_and_the_loop_delivers_the_rest() -> None:
+    """Two peers that answer every datagram forever: one call reads at most LOCAL_PUMP datagrams, then
+    returns; the loop keeps the exchange going (nothing is lost, the loop is not held)."""
+    from emulator.drivers import asyncio_udp
+
+    class Echo(FakePeer):
+        def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
+            self.received.append((data, src, dst, now))
+            return [Transmit(data, dst, src, "echo")]
+
+    d = UdpDriver()
+    a_addr = ("127.0.0.1", free_port("127.0.0.1"))
+    b_addr = ("127.0.0.2", free_port("127.0.0.2"))
+    a = Echo(a_addr, b_addr, b"A" * 8)
+    b = Echo(b_addr, a_addr, b"B" * 8)
+    ha = d.add_peer(a, name="a", local=a_addr, remote=b_addr, natt=False)
+    d.add_peer(b, name="b", local=b_addr, remote=a_addr, natt=False)
+    d.call(ha, a.ping)
+    assert d.stats["rx"] == asyncio_udp.LOCAL_PUMP
+    await wait_for(lambda: d.stats["rx"] >= 3 * asyncio_udp.LOCAL_PUMP)
+    await d.aclose()
+    assert d.stats["unmatched"] == 0 and d.stats["recv_errors"] == 0
