@@ -13,6 +13,8 @@ Defaults that are the emulator's own choices (named here so they are never silen
 * ``--psk`` is checked against AWS's PreSharedKey rules for ``--role aws`` only (a CGW may use any key).
 * ``--faults JSON`` applies an :class:`emulator.link.FaultPlan` to what this peer sends (real-time fault
   injection; windows count from start; seeded by ``--seed``).
+* ``--timer-slack`` defaults to 0.05 s: timers fire up to 50 ms after their deadline, never before
+  (``emulator.drivers.asyncio_udp.TIMER_SLACK``); 0 asks for exact wake-ups.
 
 Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
 first line is the driver's ``listening`` event with ``wall_clock_start``, the Unix time of ``t = 0``; the last
@@ -31,6 +33,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import os
 import random
 import signal
@@ -51,7 +54,7 @@ from cgw_peer.config import (
 from cgw_peer.errors import ConfigError as PeerConfigError
 from emulator.actions import Address, Event
 from emulator.cli import ConfigError
-from emulator.drivers.asyncio_udp import JsonLinesEvents, PeerHandle, UdpDriver
+from emulator.drivers.asyncio_udp import TIMER_SLACK, JsonLinesEvents, PeerHandle, UdpDriver
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter
@@ -105,6 +108,7 @@ _KEYS = {
     "pcap",
     "keys",
     "faults",
+    "timer_slack",
     "tunnel_options",
     "behaviour",
 } | {f for _, f, _ in _TUNNEL_FLAGS}
@@ -154,6 +158,12 @@ def register(sub: Any) -> None:
         metavar="JSON",
         help='fault plan applied to what this peer sends, e.g. \'{"loss": 0.1, "drop_kinds": ["dpd_ack"]}\' '
         "(emulator.link.FaultPlan fields; windows are seconds since start)",
+    )
+    e.add_argument(
+        "--timer-slack",
+        type=float,
+        metavar="SECONDS",
+        help=f"round timer wake-ups up to a multiple of this (default {TIMER_SLACK}; 0: exact)",
     )
     o = p.add_argument_group("outputs")
     o.add_argument("--events", metavar="FILE|-", help="JSON-lines events ('-' for stdout)")
@@ -358,6 +368,17 @@ def fault_plan(value: Any) -> FaultPlan | None:
         raise ConfigError(str(e)) from None
 
 
+def timer_slack(value: Any) -> float:
+    """``--timer-slack`` / ``timer_slack:``: seconds >= 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"timer_slack: must be a number of seconds >= 0, got {value!r}") from None
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise ConfigError(f"timer_slack: must be a number of seconds >= 0, got {value!r}")
+    return v
+
+
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
     """The engine for ``cfg.ike_version`` (IKEv1: ``cgw_peer.peer.create_peer``)."""
     from cgw_peer.peer import create_peer
@@ -411,6 +432,7 @@ def cmd_vpn(args: argparse.Namespace) -> int:
     # driver side), or from --seed for a reproducible run.
     rng = random.Random(int(seed)) if seed is not None else random.Random(os.urandom(32))
     faults = fault_plan(settings.get("faults"))
+    slack = timer_slack(settings.get("timer_slack", TIMER_SLACK))
     peer = make_peer(cfg, local, remote, rng)
     return asyncio.run(
         run_vpn(
@@ -423,6 +445,7 @@ def cmd_vpn(args: argparse.Namespace) -> int:
             keys_dir=settings.get("keys"),
             faults=faults,
             fault_seed=int(seed) if seed is not None else 0,
+            timer_slack=slack,
         )
     )
 
@@ -439,6 +462,7 @@ async def run_vpn(
     faults: FaultPlan | None = None,
     fault_seed: int = 0,
     stop: asyncio.Event | None = None,
+    timer_slack: float = TIMER_SLACK,
 ) -> int:
     """Run one peer until ``stop`` is set (or SIGINT/SIGTERM), then close it cleanly."""
     loop = asyncio.get_running_loop()
@@ -456,7 +480,7 @@ async def run_vpn(
     out = _Outputs(events_f, keys, cfg)
     pcap: PcapWriter | None = None
     try:
-        driver = UdpDriver(loop=loop, on_event=out)
+        driver = UdpDriver(loop=loop, on_event=out, timer_slack=timer_slack)
         if pcap_path:
             pcap = PcapWriter.open(pcap_path, LINKTYPE_RAW, ts_origin=driver.wall0)
             writer = pcap

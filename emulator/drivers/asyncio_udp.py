@@ -70,6 +70,8 @@ SNDBUF_BYTES = 1 * 1024 * 1024
 MAX_DATAGRAM = 65535
 READ_BATCH = 64
 """Datagrams read per readiness callback before yielding to the loop (fairness between sockets)."""
+TIMER_SLACK = 0.05
+"""Default of ``UdpDriver(timer_slack=...)``: wake-ups rounded up to a multiple of this many seconds."""
 LOCAL_PUMP = 256
 """Eager reads of this driver's own sockets after one callback (see ``local_fastpath``)."""
 IKE_PORT = 500
@@ -168,6 +170,7 @@ class UdpDriver:
         rcvbuf: int = RCVBUF_BYTES,
         natt_port: int = NATT_PORT,
         local_fastpath: bool = True,
+        timer_slack: float = TIMER_SLACK,
     ) -> None:
         self.loop = loop or asyncio.get_running_loop()
         self.t0 = self.loop.time()
@@ -191,6 +194,10 @@ class UdpDriver:
         self._closed = False
         self.local_fastpath = local_fastpath
         """Read a socket of this driver right after sending to it (see the module docstring)."""
+        if not (timer_slack >= 0.0 and math.isfinite(timer_slack)):
+            raise ValueError(f"timer_slack: must be a finite number of seconds >= 0, not {timer_slack!r}")
+        self.timer_slack = timer_slack
+        """Timer wake-ups are rounded up to a multiple of this (seconds; 0: exact)."""
         self._local_q: deque[_Endpoint] = deque()
         self._pumping = False
         self.stats: dict[str, int] = {
@@ -439,6 +446,11 @@ class UdpDriver:
             self._schedule_wake(d)
 
     def _schedule_wake(self, d: float) -> None:
+        slack = self.timer_slack
+        if slack:
+            d = math.ceil(d / slack) * slack
+            if d == self._wake_at and self._wake is not None:
+                return
         if self._wake is not None:
             self._wake.cancel()
         self._wake_at = d

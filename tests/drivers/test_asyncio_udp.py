@@ -399,9 +399,13 @@ async def test_many_timers_fire_in_deadline_order_and_removed_peers_never_fire()
 
 async def test_peer_rearming_in_the_past_does_not_hold_the_loop() -> None:
     """A peer whose deadline never advances is fired once per wake-up (other callbacks still run) and, after
-    the stuck limit, slowed down with a driver_error event."""
+    the stuck limit, slowed down with a driver_error event. (Exact timers: with timer slack a stuck peer is
+    only called once per slack interval.)"""
     errors: list[str] = []
-    d = UdpDriver(on_event=lambda h, t, ev: errors.append(ev.fields["error"]) if ev.name == "driver_error" else None)
+    d = UdpDriver(
+        on_event=lambda h, t, ev: errors.append(ev.fields["error"]) if ev.name == "driver_error" else None,
+        timer_slack=0.0,
+    )
     local = ("127.0.0.1", free_port("127.0.0.1"))
 
     class Stuck(FakePeer):
@@ -469,3 +473,47 @@ async def test_local_fastpath_stops_after_its_budget_and_the_loop_delivers_the_r
     await wait_for(lambda: d.stats["rx"] >= 3 * asyncio_udp.LOCAL_PUMP)
     await d.aclose()
     assert d.stats["unmatched"] == 0 and d.stats["recv_errors"] == 0
+
+
+async def _wake_ups_for_ten_nearby_deadlines(slack: float) -> int:
+    """Ten peers with deadlines 4 ms apart inside one 50 ms interval; every one fires no earlier than asked
+    and within the slack (plus scheduling); returns how many wake-ups the driver needed."""
+    fired: list[tuple[str, float]] = []
+    d = UdpDriver(
+        on_event=lambda h, t, ev: fired.append((h.name, t)) if h and ev.name == "fired" else None,
+        timer_slack=slack,
+    )
+    wakes = 0
+    orig = d._on_wake
+
+    def counting() -> None:
+        nonlocal wakes
+        wakes += 1
+        orig()
+
+    d._on_wake = counting  # type: ignore[method-assign]
+    base = (int((d.now() + 0.2) / 0.05) + 1) * 0.05 + 0.001  # just after a grid line
+    asked = {}
+    for i in range(10):
+        local = (f"127.0.3.{i + 1}", free_port(f"127.0.3.{i + 1}"))
+        p = FakePeer(local, ("127.0.0.2", 9), bytes([i + 1]) * 8)
+        h = d.add_peer(p, name=f"t{i}", local=local, remote=("127.0.0.2", 9), natt=False)
+        p.deadline = asked[f"t{i}"] = base + i * 0.004
+        d.start_peer(h)
+    await wait_for(lambda: len(fired) == 10)
+    for name, t in fired:
+        assert t >= asked[name]
+        assert t - asked[name] < slack + 0.05
+    await d.aclose()
+    return wakes
+
+
+async def test_timer_slack_batches_nearby_deadlines_into_one_wake_up_never_early() -> None:
+    """Deadlines within one slack interval share a wake-up; with slack 0 each gets its own."""
+    from emulator.drivers import asyncio_udp
+
+    assert 1 <= await _wake_ups_for_ten_nearby_deadlines(0.05) <= 2
+    assert await _wake_ups_for_ten_nearby_deadlines(0.0) >= 8
+    with pytest.raises(ValueError, match="timer_slack"):
+        UdpDriver(timer_slack=-1.0)
+    assert UdpDriver().timer_slack == asyncio_udp.TIMER_SLACK

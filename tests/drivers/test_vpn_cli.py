@@ -202,3 +202,27 @@ def test_faults_errors_exit_2(text: str, msg: str, capsys: pytest.CaptureFixture
     assert main(["vpn", "--local", "127.0.0.1", "--remote", "127.0.0.2", "--faults", text]) == 2
     err = capsys.readouterr().err
     assert "faults" in err and msg in err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_timer_slack_errors_exit_2(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["vpn", "--local", "127.0.0.1", "--remote", "127.0.0.2", f"--timer-slack={value}"]
+    if value == "soon":  # argparse's own type check (exit 2 from the parser)
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "--timer-slack" in capsys.readouterr().err
+        return
+    assert main(argv) == 2
+    assert "timer_slack" in capsys.readouterr().err
+
+
+def test_timer_slack_from_yaml_and_default(tmp_path: Path) -> None:
+    from emulator.drivers.asyncio_udp import TIMER_SLACK
+    from emulator.vpn_cli import timer_slack
+
+    f = tmp_path / "c.yaml"
+    f.write_text("local: 10.0.0.1\nremote: 10.0.0.2\ntimer_slack: 0\n")
+    s = settings("--config", str(f))
+    assert timer_slack(s["timer_slack"]) == 0.0
+    assert "timer_slack" not in settings("--local", "10.0.0.1", "--remote", "10.0.0.2")
+    assert TIMER_SLACK == 0.05
