@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import math
 import os
 import random
 import signal
@@ -54,7 +53,7 @@ from cgw_peer.config import (
 from cgw_peer.errors import ConfigError as PeerConfigError
 from emulator.actions import Address, Event
 from emulator.cli import ConfigError
-from emulator.drivers.asyncio_udp import TIMER_SLACK, JsonLinesEvents, PeerHandle, UdpDriver
+from emulator.drivers.asyncio_udp import TIMER_SLACK, JsonLinesEvents, PeerHandle, UdpDriver, check_timer_slack
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter
@@ -369,14 +368,11 @@ def fault_plan(value: Any) -> FaultPlan | None:
 
 
 def timer_slack(value: Any) -> float:
-    """``--timer-slack`` / ``timer_slack:``: seconds >= 0."""
+    """``--timer-slack`` / ``timer_slack:``: seconds >= 0 (the driver's own check, as a config error)."""
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"timer_slack: must be a number of seconds >= 0, got {value!r}") from None
-    if not (v >= 0.0 and math.isfinite(v)):
-        raise ConfigError(f"timer_slack: must be a number of seconds >= 0, got {value!r}")
-    return v
+        return check_timer_slack(value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:

@@ -86,6 +86,17 @@ _STUCK_LIMIT = 1000
 """Timer wake-ups in a row without the deadline moving before the driver declares a peer's timer stuck."""
 
 
+def check_timer_slack(value: object) -> float:
+    """``value`` as a timer slack (a finite number of seconds >= 0), or ValueError naming ``timer_slack``."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (v >= 0.0 and math.isfinite(v)):
+        raise ValueError(f"timer_slack: must be a finite number of seconds >= 0, got {value!r}")
+    return v
+
+
 class DrivenPeer(Protocol):
     """What the driver needs from a peer (``close`` and ``ike_spis`` are optional, looked up at run time)."""
 
@@ -194,9 +205,7 @@ class UdpDriver:
         self._closed = False
         self.local_fastpath = local_fastpath
         """Read a socket of this driver right after sending to it (see the module docstring)."""
-        if not (timer_slack >= 0.0 and math.isfinite(timer_slack)):
-            raise ValueError(f"timer_slack: must be a finite number of seconds >= 0, not {timer_slack!r}")
-        self.timer_slack = timer_slack
+        self.timer_slack = check_timer_slack(timer_slack)
         """Timer wake-ups are rounded up to a multiple of this (seconds; 0: exact)."""
         self._local_q: deque[_Endpoint] = deque()
         self._pumping = False
