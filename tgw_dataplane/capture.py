@@ -1,10 +1,12 @@
 """Per-hop captures: a capture sink for :class:`~tgw_dataplane.dataplane.Dataplane` that keeps each node's
 capture in memory as ready-to-join pcap pieces and writes classic pcap files (raw IP, link type 101).
 
-Each record is stored as two pieces, its 16-byte record header and the frame, so a capture file is one
-``b"".join`` (perf-facts §12: joining records and writing once is the fastest way in pure Python). A frame's
-length does not change from hop to hop (only the TTL does), so the dataplane builds a packet's record header
-once and shares it between hops. The format is that of :class:`emulator.pcap.PcapWriter` (little-endian,
+Each record is stored as two pieces, so a capture file is one ``b"".join`` (perf-facts §12: joining records and
+writing once is the fastest way in pure Python): either (16-byte record header, frame), or, for a frame whose TTL
+the TGW lowered, (record header + the frame's first 12 bytes, the rest of the frame). A frame's length does not
+change from hop to hop (only the TTL and the header checksum do, both in the first 12 bytes), so the dataplane
+builds a packet's record header once and shares it between hops, and shares the rest of the frame between all
+the TTLs it is captured with. The format is that of :class:`emulator.pcap.PcapWriter` (little-endian,
 microsecond timestamps).
 """
 
@@ -24,8 +26,8 @@ def _safe(name: str) -> str:
 
 
 class HopCaptures:
-    """Callable sink ``(node, ts, frame)``. ``records[node]`` is the flat list of pcap pieces
-    ``[header, frame, header, frame, ...]``; :meth:`frames` decodes it."""
+    """Callable sink ``(node, ts, frame)``. ``records[node]`` is the flat list of pcap pieces, two per record
+    (see the module docstring); :meth:`frames` decodes it and :meth:`pcap_bytes` joins it."""
 
     __slots__ = ("_hdrs", "_last_ts", "_last_tsb", "records", "ts_origin")
 
@@ -74,8 +76,9 @@ class HopCaptures:
         r = self.records.get(node, [])
         out = []
         for i in range(0, len(r), 2):
-            sec, usec, _n, _o = _REC.unpack(r[i])
-            out.append((sec + usec / 1e6, r[i + 1]))
+            first = r[i]
+            sec, usec, _n, _o = _REC.unpack_from(first)
+            out.append((sec + usec / 1e6, first[16:] + r[i + 1] if len(first) > 16 else r[i + 1]))
         return out
 
     def pcap_bytes(self, node: str) -> bytes:

@@ -1017,13 +1017,16 @@ class Dataplane:
             return _tnew(Result, (DELIVERED, "", plan.node, None, pkt))
         segs = plan.segs
         if segs is not None:
-            # HopCaptures without generic sinks: segments of (captures, pins, then one middlebox). Each frame
-            # (one per TTL) is built once and appended with the packet's shared record header as one pair.
+            # HopCaptures without generic sinks: segments of (captures, pins, then one middlebox). A record is
+            # appended as one pair of pieces, shared by every node of its group. With the TTL unchanged that is
+            # (record header, packet). With the TTL lowered by d (IPv4) it is (record header + the first 12
+            # header bytes with the new TTL and checksum, the rest of the packet): the rest is copied once per
+            # packet and shared by all its TTLs, instead of one whole frame per TTL (capture.py reads both).
             hdr = self.capture_sink.header(now, pkt.length)  # type: ignore[union-attr]
             data = pkt.data
             v4 = pkt.version == 4
             last_d = 0
-            frame = data
+            pair = (hdr, data)
             hcn = proto = 0
             head = tail = b""
             for groups, pins, step in segs:
@@ -1031,20 +1034,19 @@ class Dataplane:
                     if d != last_d:
                         if not v4:
                             pkt.ttl = ttl0 - d
-                            frame = pkt.wire()
+                            pair = (hdr, pkt.wire())
                         else:
-                            # Packet.wire() inlined for IPv4 (same bytes): the TTL drops by d (the plan check
+                            # Packet.wire()'s IPv4 rewrite (same bytes): the TTL drops by d (the plan check
                             # guarantees ttl0 > d); RFC 1624 eqn. 3 with ~m + m' = 0xFFFF - (d << 8).
                             if not tail:
-                                head = data[:8]
+                                head = hdr + data[:8]
                                 tail = data[12:]
                                 hcn = ((data[10] << 8) | data[11]) ^ 0xFFFF
                                 proto = pkt.proto
                             c = hcn + 0xFFFF - (d << 8)
                             c = (c & 0xFFFF) + (c >> 16)
-                            frame = head + _TTL_PROTO_CSUM.pack(ttl0 - d, proto, c ^ 0xFFFF) + tail
+                            pair = (head + _TTL_PROTO_CSUM.pack(ttl0 - d, proto, c ^ 0xFFFF), tail)
                         last_d = d
-                    pair = (hdr, frame)
                     for pieces in lists:
                         pieces += pair
                 for flows, idx in pins:
