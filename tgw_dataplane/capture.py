@@ -78,7 +78,7 @@ class HopCaptures:
         for i in range(0, len(r), 2):
             first = r[i]
             sec, usec, _n, _o = _REC.unpack_from(first)
-            out.append((sec + usec / 1e6, first[16:] + r[i + 1] if len(first) > 16 else r[i + 1]))
+            out.append((sec + usec / 1e6, first[_REC.size :] + r[i + 1] if len(first) > _REC.size else r[i + 1]))
         return out
 
     def pcap_bytes(self, node: str) -> bytes:
