@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emulator.pcap import PcapWriter, read_pcap
+from tests.tgw.conftest import topo
 from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.craft import build, checksum
 from tgw_dataplane.dataplane import Dataplane
-from tgw_dataplane.model import load_topology
 from tgw_dataplane.packet import PROTO_TCP, TCP_ACK, TCP_PSH, TCP_SYN
 
 
@@ -48,7 +48,6 @@ def test_fast_path_records_share_the_rest_of_the_frame() -> None:
     whose TTL the TGW lowered is stored as (header + first 12 bytes, shared rest of the frame). The decoded
     frames carry the lowered TTL and a correct IPv4 header checksum, and the pcap files are the bytes the
     slow path writes."""
-    seed = Path(__file__).resolve().parents[2] / "fixtures" / "tgw" / "seed.yaml"
     flow = [
         (build("10.0.1.10", "10.1.2.20", PROTO_TCP, 40000, 443, flags=TCP_SYN), "i-a"),
         (build("10.1.2.20", "10.0.1.10", PROTO_TCP, 443, 40000, flags=TCP_SYN | TCP_ACK), "i-b"),
@@ -57,10 +56,10 @@ def test_fast_path_records_share_the_rest_of_the_frame() -> None:
     ]
     caps = {}
     for cache in (False, True):
-        topo = load_topology(seed)
-        topo.tgws["tgw-1"].attachments["tgw-attach-c"].appliance_mode = True  # type: ignore[union-attr]
+        t = topo("seed")
+        t.tgws["tgw-1"].attachments["tgw-attach-c"].appliance_mode = True  # type: ignore[union-attr]
         cap = HopCaptures()
-        dp = Dataplane(topo, flow_cache=cache, capture_sink=cap)
+        dp = Dataplane(t, flow_cache=cache, capture_sink=cap)
         for i, (data, src) in enumerate(flow):
             assert dp.send(data, src, 0.25 * i).verdict == "delivered"
         caps[cache] = cap
