@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from emulator.cli import ConfigError as _CliConfigError
+from emulator.errors import ConfigError as _BaseConfigError
 
 
 class DecodeError(ValueError):
@@ -30,7 +30,7 @@ class ProtocolViolation(Exception):
         self.detail = detail
 
 
-class ConfigError(_CliConfigError):
+class ConfigError(_BaseConfigError):
     """Bad configuration. The message names the field and the allowed values."""
 
     def __init__(self, field: str, message: str) -> None:

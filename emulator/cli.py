@@ -11,16 +11,16 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from emulator.errors import ConfigError
+
+__all__ = ["ConfigError", "build_parser", "main"]
+
 # (module, description); a module registers one or more subcommands.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "emulator.scenario_cli",  # run, demo
     "emulator.vpn_cli",  # vpn
     "tgw_dataplane.cli",  # tgw
 )
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong. The message names the field and the allowed values."""
 
 
 def build_parser() -> argparse.ArgumentParser:

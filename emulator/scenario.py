@@ -70,7 +70,7 @@ from typing import Any
 
 import yaml
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter

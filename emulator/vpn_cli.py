@@ -52,8 +52,8 @@ from cgw_peer.config import (
 )
 from cgw_peer.errors import ConfigError as PeerConfigError
 from emulator.actions import Address, Event
-from emulator.cli import ConfigError
 from emulator.drivers.asyncio_udp import TIMER_SLACK, JsonLinesEvents, PeerHandle, UdpDriver, check_timer_slack
+from emulator.errors import ConfigError
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter

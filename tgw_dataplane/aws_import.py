@@ -60,7 +60,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 from tgw_dataplane.model import (
     DEFAULT_ACCOUNT,
     SEED_LIMIT,

@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.craft import parse_flow
 from tgw_dataplane.dataplane import DELIVERED, Dataplane, Result

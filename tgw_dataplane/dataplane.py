@@ -29,7 +29,7 @@ from enum import StrEnum
 from hashlib import blake2b
 from typing import Any, NamedTuple
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 from tgw_dataplane import appliances as _appliances  # noqa: F401 - registers the built-in middleboxes
 from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.flowlogs import FlowLogs

@@ -54,7 +54,7 @@ from enum import StrEnum
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 from tgw_dataplane import geneve
 from tgw_dataplane.middlebox import register_middlebox
 from tgw_dataplane.packet import (

@@ -8,7 +8,7 @@ in the dataplane, not here.
 
 Identifiers are AWS-style strings (``vpc-...``, ``subnet-...``, ``tgw-...``, ``tgw-attach-...``, ``i-...``,
 ``eni-...``, ``gwlbe-...``, ``igw-...``, ``pl-...``). :meth:`Topology.validate` checks every reference and
-raises :class:`emulator.cli.ConfigError` naming the object and the field. The YAML format is documented in
+raises :class:`emulator.errors.ConfigError` naming the object and the field. The YAML format is documented in
 ``tgw_dataplane/TOPOLOGY.md``.
 """
 
@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from emulator.cli import ConfigError
+from emulator.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_ACCOUNT = "111111111111"
