@@ -317,27 +317,20 @@ class LivenessTraffic(StrEnum):
     """IKE always; ESP only when NAT-T is in use (strongSwan's ``get_use_time``)."""
 
 
-class IkeV2Liveness(StrEnum):
-    """IKEv2 only: how an implementation checks liveness and when it declares the peer dead (``ike-dpd.md``
-    §1.2, §5.1, §5.2). All three send an empty INFORMATIONAL after ``dpd_delay`` without inbound traffic and
-    only when no other request is outstanding; they differ in retransmission and in the dead time."""
+class LivenessModel(StrEnum):
+    """Whose Dead Peer Detection this side reproduces, in both IKE versions (:mod:`cgw_peer.lifecycle` has the
+    full table and the sources). All three probe after ``dpd_delay`` without authenticated inbound traffic."""
 
     AWS = "aws"
-    """AWS endpoint: the request is retransmitted every ``dpd_interval`` (10 s); the peer is dead at last
-    inbound + DPDTimeoutSeconds (``PeerConfig.dpd_timeout``); logged as "DPD timed out after N retransmits"."""
+    """The AWS endpoint (``ike-dpd.md`` §1.2): dead at the last authenticated inbound message + the DPD timeout.
+    IKEv1 repeats R-U-THERE every ``dpd_interval``; IKEv2 retransmits its INFORMATIONAL request every
+    ``dpd_interval`` (AWS logs "DPD timed out after N retransmits")."""
     STRONGSWAN = "strongswan"
-    """charon: retransmits per ``retransmit`` (4 s * 1.8**n, 5 tries); dead when that budget runs out."""
+    """charon (§5.1): IKEv1 as AWS with ``dpd_timeout``; IKEv2 dead when the request's ``retransmit`` schedule
+    (4 s * 1.8**n, 5 tries) is spent."""
     LIBRESWAN = "libreswan"
-    """pluto: retransmits per ``retransmit`` (0.5 s doubling); dead after ``retransmit.budget`` (60 s)."""
-
-
-class DeadReference(StrEnum):
-    """From which instant ``DPDTimeoutSeconds`` is counted."""
-
-    LAST_INBOUND = "last-inbound"
-    """Dead at last authenticated inbound + DPDTimeoutSeconds (AWS's wording, and strongSwan's log)."""
-    FIRST_PROBE = "first-probe"
-    """Dead at first unanswered probe + timeout (libreswan's dpdtimeout)."""
+    """pluto (§5.2): IKEv1 dead at the first unanswered probe + ``dpdtimeout``; IKEv2 dead when the
+    ``retransmit`` budget (60 s) is spent."""
 
 
 @dataclass(frozen=True)
@@ -383,7 +376,8 @@ class Behaviour:
     dpd_timeout: float | None = None
     """Seconds to dead; None means take ``TunnelOptions.dpd_timeout_seconds`` (AWS role) or
     ``dpd_delay * 3 + dpd_delay`` style values set by a profile (CGW role)."""
-    dead_reference: DeadReference = DeadReference.LAST_INBOUND
+    liveness_model: LivenessModel = LivenessModel.AWS
+    """Whose DPD timing to reproduce: aws | strongswan | libreswan (see :class:`LivenessModel`)."""
     seq_on_retry: SeqOnRetry = SeqOnRetry.REUSE
     dup_answer_limit: int | None = None
     """How many times a duplicate/old R-U-THERE is answered (libreswan 3, OpenBSD 5, strongSwan unlimited)."""
@@ -398,6 +392,11 @@ class Behaviour:
     """Whether DPDTimeoutAction=clear sends Deletes (AWS: unspecified; the peer is presumed dead)."""
     restart_ikev1: bool = True
     """Whether DPDTimeoutAction=restart re-initiates under IKEv1 too (AWS documents initiation for IKEv2)."""
+    retry_initiation: bool = True
+    """Whether a side that brings the tunnel up (it initiates at start-up, or it is restarting after a DPD
+    timeout) retries a failed negotiation, with the restart backoff. AWS does not document what an endpoint
+    with StartupAction=start does when its IKE_SA_INIT goes unanswered; libreswan's ``keyingtries=%forever``
+    (its default) keeps trying, and so does this by default."""
     restart_backoff_initial: float = 1.0
     restart_backoff_max: float = 60.0
     restart_backoff_jitter: float = 0.5
@@ -407,8 +406,6 @@ class Behaviour:
     retransmit: Retransmit = field(default_factory=Retransmit)
     nat_keepalive: float = 20.0
     """NAT keepalive interval (0xFF single byte on 4500); not a liveness proof."""
-    ikev2_liveness: IkeV2Liveness = IkeV2Liveness.AWS
-    """IKEv2 only: the liveness model (see :class:`IkeV2Liveness`). Default: the AWS endpoint's."""
     ikev2_require_cookie: bool = False
     """IKEv2 responder: demand a COOKIE (RFC 7296 §2.6) before keeping state for an IKE_SA_INIT. AWS does not
     document when it does this; default off (strongSwan only does it above a half-open threshold)."""
@@ -426,10 +423,9 @@ class Behaviour:
 
 
 _BEHAVIOUR_ENUMS: dict[str, type[StrEnum]] = {
-    "dead_reference": DeadReference,
+    "liveness_model": LivenessModel,
     "seq_on_retry": SeqOnRetry,
     "liveness_traffic": LivenessTraffic,
-    "ikev2_liveness": IkeV2Liveness,
 }
 
 
@@ -475,20 +471,19 @@ PROFILES: dict[str, Behaviour] = {
         liveness_traffic=LivenessTraffic.IKE_ESP_NAT,
         dpd_during_rekey=False,
         periodic_dpd_with_nat=False,
-        ikev2_liveness=IkeV2Liveness.STRONGSWAN,
+        liveness_model=LivenessModel.STRONGSWAN,
     ),
     # libreswan 4.x: seq increments on every probe, 3 answers to duplicates, timeout from the first probe.
     "libreswan": Behaviour(
         dpd_delay=10.0,
         dpd_interval=10.0,
         dpd_timeout=30.0,
-        dead_reference=DeadReference.FIRST_PROBE,
+        liveness_model=LivenessModel.LIBRESWAN,
         seq_on_retry=SeqOnRetry.INCREMENT,
         dup_answer_limit=3,
         wrong_seq_ack_counts=True,
         liveness_traffic=LivenessTraffic.IKE_ESP,
         retransmit=Retransmit(timeout=0.5, base=2.0, tries=7, limit=60.0, budget=60.0),
-        ikev2_liveness=IkeV2Liveness.LIBRESWAN,
     ),
     # A generic hardware device (e.g. a branch firewall): OpenBSD-like duplicate limit, AWS-like timers.
     "device": Behaviour(

@@ -36,7 +36,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from emulator.actions import Event
@@ -77,6 +77,8 @@ class EventSpec:
     fields: Mapping[str, FieldSpec]
     open_fields: bool = False
     """True for the few events whose field set is not fixed (a driver's statistics): any field is allowed."""
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Fields whose value must be one of a fixed set (e.g. ``tunnel_down.reason``)."""
 
     @property
     def summary(self) -> str:
@@ -132,7 +134,9 @@ def _types_of(hint: Any) -> tuple[tuple[type, ...], bool]:
     return (hint,), False
 
 
-def event(source: Source, *, open_fields: bool = False) -> Callable[[_F], _F]:
+def event(
+    source: Source, *, open_fields: bool = False, choices: Mapping[str, tuple[Any, ...]] | None = None
+) -> Callable[[_F], _F]:
     """Register a builder in :data:`EVENTS` (see the module docstring)."""
 
     def deco(fn: _F) -> _F:
@@ -158,7 +162,10 @@ def event(source: Source, *, open_fields: bool = False) -> Callable[[_F], _F]:
             if extra not in fields:
                 raise ValueError(f"{name}: documents a field {extra!r} it does not have")
         body = doc.split("Fields:", 1)[0].strip()
-        EVENTS[name] = EventSpec(name, source, body, fields, open_fields)
+        for c in choices or {}:
+            if c not in fields:
+                raise ValueError(f"{name}: choices for an unknown field {c!r}")
+        EVENTS[name] = EventSpec(name, source, body, fields, open_fields, dict(choices or {}))
         return fn
 
     return deco
@@ -193,8 +200,10 @@ DOWN_REASONS: tuple[str, ...] = (
 * ``negotiation_failed``: a (re)negotiation that would have brought the tunnel back failed.
 """
 
-DPD_MODELS: tuple[str, ...] = ("aws", "rfc3706", "rfc3706-first-probe", "strongswan", "libreswan")
-"""``dpd_timeout.model``: which liveness model declared the peer dead (:mod:`cgw_peer.lifecycle`)."""
+DPD_MODELS: tuple[str, ...] = ("aws", "strongswan", "libreswan")
+"""``dpd_timeout.model``: the liveness model that declared the peer dead (``Behaviour.liveness_model``; the
+rules are in :mod:`cgw_peer.lifecycle`)."""
+DPD_ACTIONS: tuple[str, ...] = ("clear", "restart", "none")
 
 SA_KINDS: tuple[str, ...] = ("ike", "child")
 PROTOCOLS: tuple[str, ...] = ("ike", "esp")
@@ -209,7 +218,7 @@ def tunnel_up() -> Event:
     return Event("tunnel_up", {})
 
 
-@event("engine")
+@event("engine", choices={"reason": DOWN_REASONS})
 def tunnel_down(*, reason: str) -> Event:
     """The tunnel went DOWN (Status UP -> DOWN): no usable SA pair is left. Exactly once per transition, always
     followed at the same instant by ``routes_withdrawn``.
@@ -220,7 +229,7 @@ def tunnel_down(*, reason: str) -> Event:
     return Event("tunnel_down", {"reason": reason})
 
 
-@event("engine")
+@event("engine", choices={"reason": DOWN_REASONS})
 def routes_withdrawn(*, reason: str) -> Event:
     """The routes through this tunnel are removed (static routes while DOWN, or the BGP prefixes learnt over it).
     Emitted with every ``tunnel_down``; a TGW VPN attachment follows it.
@@ -231,7 +240,7 @@ def routes_withdrawn(*, reason: str) -> Event:
     return Event("routes_withdrawn", {"reason": reason})
 
 
-@event("engine")
+@event("engine", choices={"action": DPD_ACTIONS, "model": DPD_MODELS})
 def dpd_timeout(*, action: str, last_inbound: float, model: str, probes: int, retransmits: int) -> Event:
     """The peer was declared dead by Dead Peer Detection; ``action`` (AWS ``DPDTimeoutAction``) follows at the
     same instant. Reported once per silence: not again until an authenticated message arrives (also with
@@ -495,7 +504,7 @@ def ike_sa_replaced(*, spi: str, reason: str) -> Event:
     return Event("ike_sa_replaced", {"spi": spi, "reason": reason})
 
 
-@event("engine")
+@event("engine", choices={"protocol": PROTOCOLS})
 def delete_sent(*, protocol: str, spi: str, message_id: int | None = None) -> Event:
     """We sent a Delete (RFC 2408 §3.15, RFC 7296 §3.11).
 
@@ -507,7 +516,7 @@ def delete_sent(*, protocol: str, spi: str, message_id: int | None = None) -> Ev
     return _ev("delete_sent", protocol=protocol, spi=spi, message_id=message_id)
 
 
-@event("engine")
+@event("engine", choices={"protocol": PROTOCOLS})
 def delete_received(*, protocol: str, spi: str) -> Event:
     """An authenticated Delete arrived.
 
@@ -518,7 +527,7 @@ def delete_received(*, protocol: str, spi: str) -> Event:
     return Event("delete_received", {"protocol": protocol, "spi": spi})
 
 
-@event("engine")
+@event("engine", choices={"sa": SA_KINDS})
 def rekey_started(*, sa: str, spi: str) -> Event:
     """We started a rekey (IKEv1: a new Main Mode or Quick Mode; IKEv2: CREATE_CHILD_SA).
 
@@ -529,7 +538,7 @@ def rekey_started(*, sa: str, spi: str) -> Event:
     return Event("rekey_started", {"sa": sa, "spi": spi})
 
 
-@event("engine")
+@event("engine", choices={"sa": SA_KINDS})
 def rekey_done(*, sa: str, old_spi: str, new_spi: str, initiator: bool) -> Event:
     """A rekey finished: the new SA is installed (the old one is deleted by whoever the RFC says).
 
@@ -542,7 +551,7 @@ def rekey_done(*, sa: str, old_spi: str, new_spi: str, initiator: bool) -> Event
     return Event("rekey_done", {"sa": sa, "old_spi": old_spi, "new_spi": new_spi, "initiator": initiator})
 
 
-@event("engine")
+@event("engine", choices={"sa": SA_KINDS})
 def rekey_collision(*, sa: str, kind: str, redundant: str | None = None, ours_redundant: bool | None = None) -> Event:
     """Both sides acted on the same SA at once (RFC 7296 §2.8.1, §2.25; RFC 2409 has no rule: see
     :mod:`cgw_peer.lifecycle`). One of the duplicates is deleted by its creator.
@@ -557,7 +566,10 @@ def rekey_collision(*, sa: str, kind: str, redundant: str | None = None, ours_re
     return _ev("rekey_collision", sa=sa, kind=kind, redundant=redundant, ours_redundant=ours_redundant)
 
 
-@event("engine")
+@event(
+    "engine",
+    choices={"exchange": ("main_mode", "quick_mode", "ike_sa_init", "ike_auth", "create_child_sa", "informational")},
+)
 def negotiation_failed(*, exchange: str, reason: str, retransmits: int | None = None) -> Event:
     """An exchange that would create or rekey an SA failed: the peer refused it, or our request went
     unanswered until the retransmission schedule gave up.
@@ -788,6 +800,8 @@ def check_event(name: str, fields: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name}.{f.name}: None (leave an optional field out instead)")
         elif not f.accepts(v):
             problems.append(f"{name}.{f.name}: {type(v).__name__} {v!r}, declared {f.type_text}")
+        elif f.name in spec.choices and v not in spec.choices[f.name]:
+            problems.append(f"{name}.{f.name}: {v!r} is not one of {', '.join(map(str, spec.choices[f.name]))}")
     if not spec.open_fields:
         for k in fields:
             if k not in spec.fields:

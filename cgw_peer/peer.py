@@ -27,7 +27,7 @@ from cgw_peer.config import IkeVersion, PeerConfig
 from emulator.actions import Action, Address
 
 if TYPE_CHECKING:
-    from cgw_peer.status import TunnelStatus
+    from cgw_peer.lifecycle.status import TunnelStatus
 
 
 class IkePeer(Protocol):

@@ -10,8 +10,9 @@ One :class:`IkeV1Peer` is one side of one tunnel. It owns:
   so a rekey is a fresh Main Mode).
 * Quick Mode exchanges in flight (:class:`~cgw_peer.ikev1.sa.QmExchange`) keyed by message ID.
 * IPsec SA pairs (:class:`~cgw_peer.ikev1.sa.ChildSa`). The tunnel is UP while at least one exists.
-* A :class:`~cgw_peer.dpd.DpdMonitor` (when both sides sent the RFC 3706 vendor ID): probes and the dead
-  verdict; the verdict runs the DPDTimeoutAction (clear / restart / none).
+* A :class:`~cgw_peer.lifecycle.Lifecycle`: the AWS tunnel behaviour shared with IKEv2 (liveness, the
+  DPDTimeoutAction, restarts, status, retransmission schedules). DPD runs only when both sides sent the RFC 3706
+  vendor ID; what stays here is the RFC 3706 wire work (R-U-THERE sequence numbers, the encrypted notify).
 
 Inputs are datagrams, timers and API calls; every handler appends to ``self._out`` and the entry point
 returns it. Bad bytes raise :class:`~cgw_peer.errors.DecodeError` internally; ``receive_datagram`` turns that
@@ -21,10 +22,10 @@ Timers (all absolute instants, ``*_at``): per ISAKMP SA retransmission / half-op
 expiry; per Quick Mode retransmission; per IPsec SA rekey / expiry; DPD probe / dead; restart; NAT
 keepalive. ``next_deadline()`` is their minimum; ``handle_timer(now)`` runs everything due.
 
-Settings used (``cgw_peer.config.Behaviour``): dpd_enabled, send_dpd_vendor_id, dpd_delay, dpd_interval,
-dead_reference, seq_on_retry, dup_answer_limit, wrong_seq_ack_counts, liveness_traffic, dpd_during_rekey,
-periodic_dpd_with_nat, send_delete_on_clear, restart_ikev1, restart_backoff_*, rekey_initiator, retransmit,
-nat_keepalive. From ``TunnelOptions``: DPDTimeoutSeconds/Action, algorithms, lifetimes, rekey margin/fuzz.
+Settings used here (``cgw_peer.config.Behaviour``): dpd_enabled, send_dpd_vendor_id, seq_on_retry,
+dup_answer_limit, wrong_seq_ack_counts, rekey_initiator, nat_keepalive; through the lifecycle, every liveness,
+restart and retransmission setting. From ``TunnelOptions``: DPDTimeoutSeconds/Action, algorithms, lifetimes,
+rekey margin/fuzz.
 """
 
 from __future__ import annotations
@@ -37,17 +38,32 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar
 
-from cgw_peer.config import DpdTimeoutAction, LivenessTraffic, PeerConfig, Retransmit, Role, SeqOnRetry
+from cgw_peer.config import DpdTimeoutAction, PeerConfig, Role, SeqOnRetry
 from cgw_peer.crypto import keymat_v1 as km
 from cgw_peer.crypto.cipher import AesCbc
 from cgw_peer.crypto.dh import get_group
 from cgw_peer.crypto.prf import get_prf, hash_digest
-from cgw_peer.dpd import DpdDecision, DpdMonitor
 from cgw_peer.errors import DecodeError
+from cgw_peer.events import (
+    child_sa_established,
+    child_sa_expired,
+    delete_received,
+    delete_sent,
+    ike_sa_established,
+    ike_sa_expired,
+    ike_sa_replaced,
+    negotiation_failed,
+    rekey_done,
+    rekey_started,
+    request_retransmitted,
+    response_retransmitted,
+)
 from cgw_peer.ikev1 import proposals as pr
-from cgw_peer.ikev1.sa import ZERO_COOKIE, ChildSa, IsakmpSa, MmState, QmExchange, Retrans
-from cgw_peer.rekey import backoff_delay, rekey_delay
-from cgw_peer.status import LOG_DELETE_IKE_SA_FROM_CGW, LOG_IKEV1_PEER_DEAD, PhaseState, TunnelStatus
+from cgw_peer.ikev1.sa import ZERO_COOKIE, ChildSa, IsakmpSa, MmState, QmExchange
+from cgw_peer.lifecycle import DEAD, PROBE, Lifecycle, Liveness, PhaseState, Retransmission, TunnelStatus, rekey_delay
+from cgw_peer.lifecycle.retransmit import cached
+from cgw_peer.lifecycle.status import LOG_DELETE_IKE_SA_FROM_CGW
+from cgw_peer.natt import Keepalive
 from cgw_peer.wire.constants import (
     DPD_VENDOR_ID,
     IKE_PORT,
@@ -203,13 +219,6 @@ def _ts_within(got: bytes, offered: bytes) -> bool:
     return o[1] <= g[1] and g[2] <= o[2] and o[3] in (0, g[3]) and o[4] in (0, g[4])
 
 
-@functools.lru_cache(maxsize=64)
-def _waits(r: Retransmit) -> tuple[tuple[float, ...], float]:
-    """Retransmission waits and their sum (shared by every peer with the same settings)."""
-    w = tuple(r.waits())
-    return w, sum(w)
-
-
 @functools.lru_cache(maxsize=256)
 def _psk_mac(hash_name: str, psk: bytes) -> Callable[[bytes], bytes]:
     """``prf(psk, .)`` with the pre-shared key's HMAC schedule computed once per (prf, PSK)."""
@@ -236,26 +245,20 @@ class IkeV1Peer:
     __slots__ = (
         "_children",
         "_current",
-        "_dpd",
-        "_dpd_on",
-        "_keepalive_at",
+        "_keepalive",
         "_last_p1",
         "_last_p2",
+        "_life",
+        "_live",
         "_out",
         "_p1",
         "_p2",
         "_pending_child_rekey",
         "_qms",
-        "_restart_at",
-        "_restart_attempt",
-        "_restarting",
+        "_rt",
         "_sa_at",
         "_sa_at_dirty",
         "_sas",
-        "_status",
-        "_up",
-        "_waits",
-        "_waits_total",
         "beh",
         "config",
         "counters",
@@ -271,7 +274,11 @@ class IkeV1Peer:
         self.remote = remote
         self.rng = rng
         self.counters: dict[str, int] = {}
-        self._status = TunnelStatus()
+        self._life = Lifecycle(config, rng, 1)
+        self._live = self._life.liveness
+        """The liveness monitor (``self._life.liveness``), kept at hand for the DPD fast paths."""
+        self._rt = self._life.retransmit
+        self._keepalive = Keepalive(self.beh.nat_keepalive)
         # Parsing the proposals here makes a bad proposal string a ConfigError at construction. The policies
         # (candidates plus memoised SA payloads and selections) are shared by every peer with this configuration.
         self._p1 = pr.p1_policy(config)
@@ -280,17 +287,8 @@ class IkeV1Peer:
         self._current: IsakmpSa | None = None
         self._qms: dict[int, QmExchange] = {}
         self._children: list[ChildSa] = []
-        b = self.beh
-        self._dpd = DpdMonitor(b.dpd_delay, b.dpd_interval, config.dpd_timeout, b.dead_reference, periodic=False)
-        self._dpd_on = False
-        self._restart_at: float | None = None
-        self._restart_attempt = 0
-        self._restarting = False
-        self._keepalive_at: float | None = None
         self._pending_child_rekey: ChildSa | None = None
         self._out: list[Action] = []
-        self._up = False
-        self._waits, self._waits_total = _waits(self.beh.retransmit)
         self._sa_at: float | None = None
         self._sa_at_dirty = True
         self._last_p1: pr.P1Suite | None = None
@@ -300,7 +298,7 @@ class IkeV1Peer:
 
     @property
     def status(self) -> TunnelStatus:
-        return self._status
+        return self._life.status
 
     def ike_spis(self) -> set[bytes]:
         """Initiator and responder cookies of every ISAKMP SA (established or negotiating)."""
@@ -322,6 +320,7 @@ class IkeV1Peer:
     def initiate(self, now: float) -> list[Action]:
         self._out = []
         self._sa_at_dirty = True
+        self._life.reopen()
         if not self._negotiating_fresh() and self._current is None:
             self._initiate_mm(now, rekey=False)
         elif self._current is not None and not self._children and not self._qms:
@@ -332,17 +331,15 @@ class IkeV1Peer:
     def close(self, now: float) -> list[Action]:
         self._out = []
         self._sa_at_dirty = True
+        self._life.state.cause("closed")
         self._teardown(now, "closed", send_deletes=True)
-        self._restart_at = None
-        self._restarting = False
+        self._life.close()
         self._refresh_status(now)
         return self._out
 
     def note_esp_inbound(self, now: float) -> None:
-        lt = self.beh.liveness_traffic
-        if lt == LivenessTraffic.IKE_ESP or (
-            lt == LivenessTraffic.IKE_ESP_NAT and self._current is not None and self._current.natt
-        ):
+        cur = self._current
+        if cur is not None and self._life.esp_counts(cur.natt):
             self._liveness(now)
 
     def next_deadline(self) -> float | None:
@@ -350,14 +347,15 @@ class IkeV1Peer:
             self._sa_at = self._sa_deadline()
             self._sa_at_dirty = False
         best = self._sa_at
-        if self._dpd_on:
-            t = self._dpd.deadline()
+        live = self._live
+        if live.active:
+            t = live.deadline()
             if t is not None and (best is None or t < best):
                 best = t
-        t = self._restart_at
+        t = self._life.restart.at
         if t is not None and (best is None or t < best):
             best = t
-        t = self._keepalive_at
+        t = self._keepalive.at
         if t is not None and (best is None or t < best):
             best = t
         return best
@@ -374,12 +372,12 @@ class IkeV1Peer:
 
         for sa in self._sas.values():
             if sa.retrans is not None:
-                upd(sa.retrans.next_at)
+                upd(sa.retrans.due())
             upd(sa.expire_at)
             if sa is self._current:
                 upd(sa.rekey_at)
         for qm in self._qms.values():
-            upd(qm.retrans.next_at if qm.retrans is not None else None)
+            upd(qm.retrans.due() if qm.retrans is not None else None)
             upd(qm.expire_at)
         for c in self._children:
             upd(c.rekey_at)
@@ -392,13 +390,16 @@ class IkeV1Peer:
         if nd is None or now < nd:
             return self._out  # early call: no-op
         sa_at = self._sa_at
+        restart_at = self._life.restart.at
+        keepalive_at = self._keepalive.at
         if (
             (sa_at is None or now < sa_at)
-            and (self._restart_at is None or now < self._restart_at)
-            and (self._keepalive_at is None or now < self._keepalive_at)
+            and (restart_at is None or now < restart_at)
+            and (keepalive_at is None or now < keepalive_at)
         ):
             # Only DPD is due: it touches no SA timer, so skip the full scan and status refresh.
-            if self._dpd_on and self._dpd.poll(now) is DpdDecision.SEND_PROBE:
+            live = self._live
+            if live.active and live.poll(now) == PROBE:
                 self._probe(now)  # the usual case, one probe; anything else goes through the loop
             self._dpd_timers(now)
             if self._sa_at_dirty:
@@ -461,8 +462,7 @@ class IkeV1Peer:
                 return c
 
     def _arm_retrans(self, holder: IsakmpSa | QmExchange, data: bytes, kind: str, now: float) -> None:
-        waits = self._waits
-        holder.retrans = Retrans(data, kind, now + waits[0])
+        holder.retrans = Retransmission(data, kind, self._rt, now, self.rng)
 
     def _negotiating_fresh(self) -> bool:
         return any(not sa.established and not sa.rekey for sa in self._sas.values())
@@ -546,7 +546,7 @@ class IkeV1Peer:
         # strongSwan sends INITIAL-CONTACT in MM5 when it has no other IKE SA with the peer; the responder then
         # drops stale SAs from a previous life of this peer (crash and return).
         sa.initial_contact = not rekey and self._current is None
-        sa.expire_at = now + HALF_OPEN_TIMEOUT + self._waits_total
+        sa.expire_at = now + HALF_OPEN_TIMEOUT + self._rt.total
         # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
         # selected proposal on rekey); the rest of the configured list follows.
         sa.sai_b = self._p1.offer_body(self.config.options.phase1_lifetime_seconds, self._last_p1)
@@ -556,8 +556,8 @@ class IkeV1Peer:
         self._sas[sa.icookie] = sa
         self._arm_retrans(sa, msg, "main_mode_1", now)
         self._send(msg, "main_mode_1", sa.local, sa.remote)
-        if rekey:
-            self._emit("rekey_started", sa="ike")
+        if rekey and self._current is not None:
+            self._out.append(rekey_started(sa="ike", spi=self._current.spi_hex()))
 
     def _on_main_mode(
         self, icky: bytes, rcky: bytes, np: int, flags: int, data: bytes, src: Address, dst: Address, now: float
@@ -572,6 +572,7 @@ class IkeV1Peer:
             # A retransmitted request: answer with the same bytes (RFC 2408 §5, no new state).
             self._count("retransmit_answered")
             self._send(sa.last_out, sa.last_out_kind, sa.local, sa.remote)
+            self._out.append(response_retransmitted(kind=sa.last_out_kind, message_id=0))
             return
         if sa.rcookie != rcky and not (sa.state == MmState.I1 and rcky != ZERO_COOKIE):
             raise DecodeError("unknown_spi")
@@ -615,12 +616,12 @@ class IkeV1Peer:
                     raise DecodeError("mm_collision")
                 self._count("mm_collision_yielded")
                 del self._sas[mine.icookie]
-        self._restart_at = None  # the peer is bringing the tunnel up: no need for our own restart
+        self._life.restart.cancel()  # the peer is bringing the tunnel up: no need for our own restart
         rcky = self._cookie()
         if chosen is None:
             self._send_plain_notify(icky, rcky, NotifyType.NO_PROPOSAL_CHOSEN, src, dst)
             self._count("ike:no_proposal_chosen")
-            self._emit("negotiation_failed", exchange="main_mode", reason="no_proposal_chosen")
+            self._out.append(negotiation_failed(exchange="main_mode", reason="no_proposal_chosen"))
             return
         suite, life, _transform = chosen
         sa = IsakmpSa(icky, rcky, False, dst, src)
@@ -857,9 +858,11 @@ class IkeV1Peer:
             if other is not keep and other.established:
                 del self._sas[other.icookie]
                 self._count("initial_contact_deleted")
+                self._out.append(ike_sa_replaced(spi=other.spi_hex(), reason="initial_contact"))
         if self._children:
             self._count("initial_contact_deleted", len(self._children))
             self._children.clear()
+            self._life.state.cause("initial_contact")
         self._qms.clear()
         if self._current is not keep:
             self._current = None
@@ -884,32 +887,37 @@ class IkeV1Peer:
             pass  # keep last_in/last_out: a retransmitted MM5 (MM6 lost) must get MM6 again
         assert sa.suite is not None
         self._last_p1 = sa.suite
-        self._emit(
-            "ike_sa_established",
-            spi_i=sa.icookie.hex(),
-            spi_r=sa.rcookie.hex(),
-            version=1,
-            proposal=sa.suite.name,
+        self._out.append(
+            ike_sa_established(
+                spi_i=sa.icookie.hex(),
+                spi_r=sa.rcookie.hex(),
+                version=1,
+                proposal=sa.suite.name,
+                initiator=sa.initiator,
+                nat=sa.natt,
+                local=f"{sa.local[0]}:{sa.local[1]}",
+                remote=f"{sa.remote[0]}:{sa.remote[1]}",
+            )
         )
         self._emit("sa_keys", ike_version=1, icookie=sa.icookie.hex(), rcookie=sa.rcookie.hex(), enc_key=sa.ka.hex())
         old = self._current
         self._current = sa
         if old is not None and old is not sa:
             old.rekey_at = None
-            self._emit("rekey_done", sa="ike")
+            self._out.append(rekey_done(sa="ike", old_spi=old.spi_hex(), new_spi=sa.spi_hex(), initiator=rekey))
             if rekey:
                 self._delete_isakmp(old, now, send=True)
         # DPD runs only when both sides sent the RFC 3706 vendor ID (libreswan: "remote peer did not advertise").
-        self._dpd_on = self.beh.dpd_enabled and self.beh.send_dpd_vendor_id and sa.peer_dpd
-        if self._dpd_on:
-            self._dpd.periodic = bool(self.beh.periodic_dpd_with_nat and sa.natt)
-            if old is None or self._dpd.probe_at is None:
-                self._dpd.reset(now)
+        live = self._live
+        if self.beh.dpd_enabled and self.beh.send_dpd_vendor_id and sa.peer_dpd:
+            live.periodic = self._life.periodic(sa.natt)
+            if old is None or not live.active:
+                live.start(now)
             else:
-                self._dpd.on_inbound(now)  # a new SA was just authenticated: the peer is alive
+                live.on_inbound(now)  # a new SA was just authenticated: the peer is alive
         else:
-            self._dpd.stop()
-        self._keepalive_at = now + self.beh.nat_keepalive if sa.natt and sa.nat_local else None
+            live.stop()
+        self._keepalive.start(now, sa.natt and sa.nat_local)
         if sa.initiator and (self._pending_child_rekey is not None or (not rekey and not self._children)):
             rk = self._pending_child_rekey
             self._pending_child_rekey = None
@@ -983,8 +991,9 @@ class IkeV1Peer:
         if sa.natt and src != sa.remote:
             sa.remote = src
             self._count("nat_mapping_changed")
-        if self._dpd_on:
-            self._dpd.on_inbound(now)
+        live = self._live
+        if live.active:
+            live.on_inbound(now)
         return True
 
     # ====================================================================================== Quick Mode
@@ -1039,12 +1048,12 @@ class IkeV1Peer:
         plain = self._hash_payload(h, np) + rest
         msg = self._encrypt(sa, ExchangeType.QUICK_MODE, qm.mid, PayloadType.HASH, plain, self._phase2_iv(sa, mp))
         qm.iv = msg[-sa.block :]
-        qm.expire_at = now + self._waits_total + QM_DONE_LINGER
+        qm.expire_at = now + self._rt.total + QM_DONE_LINGER
         self._qms[qm.mid] = qm
         self._arm_retrans(qm, msg, "quick_mode_1", now)
         self._send(msg, "quick_mode_1", sa.local, sa.remote)
         if rekey_of is not None:
-            self._emit("rekey_started", sa="child")
+            self._out.append(rekey_started(sa="child", spi=rekey_of.spi_in.hex()))
 
     def _verify_hash_first(
         self, sa: IsakmpSa, plain: bytes, np: int, prefix: bytes
@@ -1073,6 +1082,7 @@ class IkeV1Peer:
                 self._count("retransmit_answered")
                 assert qm.retrans is not None
                 self._send(qm.retrans.data, "quick_mode_2", sa.local, sa.remote)
+                self._out.append(response_retransmitted(kind="quick_mode_2", message_id=qm.mid))
                 return
             self._on_qm3(sa, qm, np, data, now)
         elif qm.done:
@@ -1080,6 +1090,7 @@ class IkeV1Peer:
                 # QM3 was lost: the responder retransmits QM2; send QM3 again.
                 self._count("retransmit_answered")
                 self._send(qm.retrans.data, "quick_mode_3", sa.local, sa.remote)
+                self._out.append(response_retransmitted(kind="quick_mode_3", message_id=qm.mid))
                 return
             raise DecodeError("unexpected_message")
         else:
@@ -1124,7 +1135,7 @@ class IkeV1Peer:
             self._count("child:no_proposal_chosen")
             notify = NotifyPayload(NotifyType.NO_PROPOSAL_CHOSEN, ProtocolId.ESP, peer_spi)
             self._send_info(sa, [notify], "informational")
-            self._emit("negotiation_failed", exchange="quick_mode", reason="no_proposal_chosen")
+            self._out.append(negotiation_failed(exchange="quick_mode", reason="no_proposal_chosen"))
             return
         suite, life, encap = choice
         if suite.group and not ke:
@@ -1191,7 +1202,7 @@ class IkeV1Peer:
                 del self._qms[qm.mid]
                 notify = NotifyPayload(NotifyType.INVALID_ID_INFORMATION, ProtocolId.ESP, qm.spi_in)
                 self._send_info(sa, [notify], "informational")
-                self._emit("negotiation_failed", exchange="quick_mode", reason="ts_unacceptable")
+                self._out.append(negotiation_failed(exchange="quick_mode", reason="ts_unacceptable"))
                 return
             qm.id_ci, qm.id_cr = ids[0], ids[1]
         qm.suite, life, qm.encap = got
@@ -1211,7 +1222,7 @@ class IkeV1Peer:
         qm.retrans = None
         qm.expire_at = now + QM_DONE_LINGER
         self._send(msg, "quick_mode_3", sa.local, sa.remote)
-        qm.retrans = Retrans(msg, "quick_mode_3", float("inf"))  # kept only to answer a retransmitted QM2
+        qm.retrans = cached(msg, "quick_mode_3")  # kept only to answer a retransmitted QM2
         self._install_child(sa, qm, now)
 
     def _on_qm3(self, sa: IsakmpSa, qm: QmExchange, np: int, data: bytes, now: float) -> None:
@@ -1248,7 +1259,6 @@ class IkeV1Peer:
                 child.rekey_at = now + rekey_delay(
                     child.lifetime, opts.rekey_margin_time_seconds, opts.rekey_fuzz_percentage, self.rng
                 )
-        was_up = bool(self._children)
         older = list(self._children)
         for c in older:
             c.rekey_at = None  # the newest pair is the one that gets rekeyed
@@ -1256,13 +1266,20 @@ class IkeV1Peer:
         mine, theirs = (qm.id_ci, qm.id_cr) if qm.initiator else (qm.id_cr, qm.id_ci)
         if not mine or not theirs:  # no client identities exchanged: the SA covers the two peers' addresses
             mine, theirs = _host_id(sa.local[0]), _host_id(sa.remote[0])
-        self._emit(
-            "child_sa_established",
-            spi_in=child.spi_in.hex(),
-            spi_out=child.spi_out.hex(),
-            proposal=qm.suite.name,
-            ts_local=[_id_text(mine)],
-            ts_remote=[_id_text(theirs)],
+        ek = qm.suite.enc_key_len
+        self._out.append(
+            child_sa_established(
+                spi_in=child.spi_in.hex(),
+                spi_out=child.spi_out.hex(),
+                proposal=qm.suite.name,
+                ts_local=[_id_text(mine)],
+                ts_remote=[_id_text(theirs)],
+                enc_in=k_in[:ek].hex(),
+                integ_in=k_in[ek:].hex(),
+                enc_out=k_out[:ek].hex(),
+                integ_out=k_out[ek:].hex(),
+                encap=qm.encap == EncapMode.UDP_TUNNEL,
+            )
         )
         if qm.rekey_of is not None:
             old = qm.rekey_of
@@ -1272,14 +1289,15 @@ class IkeV1Peer:
                 # (strongSwan: charon.delete_rekeyed_delay).
                 old.replaced = True
                 old.expire_at = min(old.expire_at, now + REKEY_DELETE_DELAY)
-            self._emit("rekey_done", sa="child")
+            self._out.append(
+                rekey_done(sa="child", old_spi=old.spi_in.hex(), new_spi=child.spi_in.hex(), initiator=True)
+            )
         elif older:
-            self._emit("rekey_done", sa="child")
-        if not was_up and not self._up:
-            self._up = True
-            self._restart_attempt = 0
-            self._restarting = False
-            self._emit("tunnel_up")
+            # The peer rekeyed the pair (its Quick Mode replaced the newest one we had).
+            self._out.append(
+                rekey_done(sa="child", old_spi=older[-1].spi_in.hex(), new_spi=child.spi_in.hex(), initiator=False)
+            )
+        self._refresh_status(now)
 
     # ==================================================================================== Informational
 
@@ -1379,8 +1397,9 @@ class IkeV1Peer:
         self._liveness(now)
 
     def _liveness(self, now: float) -> None:
-        if self._dpd_on:
-            self._dpd.on_inbound(now)
+        live = self._live
+        if live.active:
+            live.on_inbound(now)
 
     # ------------------------------------------------------------------------------------------- DPD
 
@@ -1423,21 +1442,23 @@ class IkeV1Peer:
 
     def _probe(self, now: float) -> None:
         sa = self._current
+        live = self._live
         if sa is None:
-            self._dpd.on_probe_skipped(now)
+            live.on_probe_skipped(now)
             return
         beh = self.beh
         if not beh.dpd_during_rekey and self._rekeying():
             self._count("dpd:probe_skipped_rekey")
-            self._dpd.on_probe_skipped(now)
+            live.on_probe_skipped(now)
             return
         seq = sa.dpd_seq
         if beh.seq_on_retry == SeqOnRetry.INCREMENT:
             sa.dpd_seq = (seq + 1) & 0xFFFFFFFF
         sa.dpd_expect = seq
         self._send_dpd(sa, _NT_R_U_THERE, seq, "dpd_request")
-        self._out.append(Event("dpd_request_sent", {"seq": seq}))
-        self._dpd.on_probe_sent(now)
+        # As events.dpd_request_sent(), inlined on this per-probe path.
+        self._out.append(Event("dpd_request_sent", {"attempt": live.probes + 1, "seq": seq}))
+        live.on_probe_sent(now)
 
     def _rekeying(self) -> bool:
         return any(s.rekey and not s.established for s in self._sas.values()) or any(
@@ -1445,27 +1466,14 @@ class IkeV1Peer:
         )
 
     def _peer_dead(self, now: float) -> None:
-        action = self.config.options.dpd_timeout_action
-        self._emit("dpd_timeout", action=action.value, last_inbound=self._dpd.last_inbound_at)
-        self._log(LOG_IKEV1_PEER_DEAD)
-        self._dpd.mark_dead()
+        """The lifecycle's liveness model declared the peer dead: apply the DPDTimeoutAction it returns."""
+        action = self._life.dpd_timeout(now, self._out)
         self._sa_at_dirty = True
         if action is DpdTimeoutAction.NONE:
-            return  # keep SAs and status; probes continue
-        restart = action is DpdTimeoutAction.RESTART and (self.config.role is Role.CGW or self.beh.restart_ikev1)
+            return  # keep SAs and status; probes continue (cgw_peer.lifecycle: reported once per silence)
         self._teardown(now, "dpd_timeout", send_deletes=self.beh.send_delete_on_clear)
-        if restart:
-            self._restarting = True
-            self._schedule_restart(now)
-
-    def _schedule_restart(self, now: float) -> None:
-        b = self.beh
-        delay = backoff_delay(
-            self._restart_attempt, b.restart_backoff_initial, b.restart_backoff_max, b.restart_backoff_jitter, self.rng
-        )
-        self._restart_at = now + delay
-        self._emit("restart_scheduled", at=self._restart_at, attempt=self._restart_attempt)
-        self._restart_attempt += 1
+        if action is DpdTimeoutAction.RESTART:
+            self._life.schedule_restart(now, self._out)
 
     # ------------------------------------------------------------------------------ notify / delete
 
@@ -1479,14 +1487,16 @@ class IkeV1Peer:
             # by the initiator (it names its own inbound SPI: our outbound one): stop retransmitting.
             if (qm.initiator and (not p.spi or p.spi == qm.spi_in)) or (not qm.initiator and p.spi == qm.spi_out):
                 del self._qms[mid]
-                self._emit("negotiation_failed", exchange="quick_mode", reason=reason)
+                # A refusal is final: the same offer would get the same answer (only an unanswered negotiation is
+                # retried, cgw_peer.lifecycle).
+                self._out.append(negotiation_failed(exchange="quick_mode", reason=reason))
                 break
 
     def _on_delete(self, sa: IsakmpSa, p: DeletePayload, now: float) -> None:
         if p.protocol == ProtocolId.ISAKMP:
             for spi in p.spis:
                 target = self._sas.get(spi[:8])
-                self._emit("delete_received", protocol="isakmp", spi=spi.hex())
+                self._out.append(delete_received(protocol="ike", spi=spi.hex()))
                 if target is None or target.rcookie != spi[8:]:
                     self._count("delete:unknown_spi")
                     continue
@@ -1494,7 +1504,7 @@ class IkeV1Peer:
                 self._delete_isakmp(target, now, send=False)
         elif p.protocol in (ProtocolId.ESP, ProtocolId.AH):
             for spi in p.spis:
-                self._emit("delete_received", protocol="esp", spi=spi.hex())
+                self._out.append(delete_received(protocol="esp", spi=spi.hex()))
                 for c in list(self._children):
                     if spi in (c.spi_out, c.spi_in):
                         self._children.remove(c)
@@ -1508,7 +1518,7 @@ class IkeV1Peer:
         if send and sa.established:
             d = DeletePayload(ProtocolId.ISAKMP, 16, (sa.icookie + sa.rcookie,))
             self._send_info(sa, [d], "delete")
-            self._emit("delete_sent", protocol="isakmp", spi=sa.spi_hex())
+            self._out.append(delete_sent(protocol="ike", spi=sa.spi_hex()))
         self._sas.pop(sa.icookie, None)
         for mid, qm in list(self._qms.items()):
             if qm.isakmp is sa:
@@ -1521,9 +1531,8 @@ class IkeV1Peer:
                 # strongSwan deletes an IKEv1 IKE_SA together with its CHILD_SAs.
                 self._current = None
                 self._children.clear()
-                self._dpd_on = False
-                self._dpd.stop()
-                self._keepalive_at = None
+                self._live.stop()
+                self._keepalive.stop()
                 self._tunnel_down(now, "delete_received" if not send else "ike_deleted")
 
     def _delete_child(self, c: ChildSa, now: float, *, send: bool) -> None:
@@ -1532,7 +1541,7 @@ class IkeV1Peer:
         sa = self._current
         if send and sa is not None:
             self._send_info(sa, [DeletePayload(ProtocolId.ESP, 4, (c.spi_in,))], "delete")
-            self._emit("delete_sent", protocol="esp", spi=c.spi_in.hex())
+            self._out.append(delete_sent(protocol="esp", spi=c.spi_in.hex()))
 
     def _teardown(self, now: float, reason: str, *, send_deletes: bool) -> None:
         """Drop every SA (children first, as libreswan does on a DPD timeout)."""
@@ -1543,28 +1552,25 @@ class IkeV1Peer:
                 if sa.established:
                     d = DeletePayload(ProtocolId.ISAKMP, 16, (sa.icookie + sa.rcookie,))
                     self._send_info(sa, [d], "delete")
-                    self._emit("delete_sent", protocol="isakmp", spi=sa.spi_hex())
+                    self._out.append(delete_sent(protocol="ike", spi=sa.spi_hex()))
         self._children.clear()
         self._sas.clear()
         self._qms.clear()
         self._current = None
-        self._dpd_on = False
-        self._dpd.stop()
-        self._keepalive_at = None
+        self._live.stop()
+        self._keepalive.stop()
         self._pending_child_rekey = None
         self._tunnel_down(now, reason)
 
     def _tunnel_down(self, now: float, reason: str) -> None:
-        if self._up and not self._children:
-            self._up = False
-            self._emit("tunnel_down", reason=reason)
-            self._emit("routes_withdrawn")
+        """Our SAs changed because of ``reason``: the lifecycle emits DOWN (once) if no SA pair is left."""
+        self._life.state.cause(reason)
+        self._refresh_status(now)
 
     # ========================================================================================== timers
 
     def _timers(self, now: float) -> None:
-        if self._restart_at is not None and now >= self._restart_at:
-            self._restart_at = None
+        if self._life.restart.due(now):
             if self._current is None and not self._negotiating_fresh():
                 self._initiate_mm(now, rekey=False)
             elif self._current is not None and not self._children and not self._qms:
@@ -1573,7 +1579,7 @@ class IkeV1Peer:
             if sa.icookie not in self._sas:
                 continue
             r = sa.retrans
-            if r is not None and now >= r.next_at:
+            if r is not None and now >= r.due():
                 self._retransmit(sa, r, now, "main_mode")
                 continue
             if not sa.established and sa.expire_at is not None and now >= sa.expire_at:
@@ -1586,10 +1592,12 @@ class IkeV1Peer:
                     self._initiate_mm(now, rekey=True)
                 if sa.expire_at is not None and now >= sa.expire_at:
                     self._count("ike:expired")
+                    self._out.append(ike_sa_expired(spi_i=sa.icookie.hex(), spi_r=sa.rcookie.hex()))
+                    self._life.state.cause("expired")
                     self._delete_isakmp(sa, now, send=True)
         for mid, qm in list(self._qms.items()):
             r = qm.retrans
-            if r is not None and now >= r.next_at:
+            if r is not None and now >= r.due():
                 self._retransmit(qm, r, now, "quick_mode")
             elif now >= qm.expire_at:
                 self._qms.pop(mid, None)
@@ -1602,44 +1610,47 @@ class IkeV1Peer:
                     self._pending_child_rekey = c
                     self._initiate_mm(now, rekey=False)
             if now >= c.expire_at and c in self._children:
-                self._count("child:replaced_deleted" if c.replaced else "child:expired")
+                if c.replaced:
+                    self._count("child:replaced_deleted")
+                else:
+                    self._count("child:expired")
+                    self._out.append(child_sa_expired(spi_in=c.spi_in.hex(), spi_out=c.spi_out.hex()))
                 self._delete_child(c, now, send=True)
                 if not self._children:
                     self._tunnel_down(now, "expired")
-        if self._keepalive_at is not None and now >= self._keepalive_at and self._current is not None:
-            cur = self._current
+        cur = self._current
+        if self._keepalive.due(now) and cur is not None:
+            # RFC 3948 §2.3: one 0xFF octet keeps our NAT mapping alive; it proves nothing and gets no answer.
             self._out.append(Transmit(NAT_KEEPALIVE, cur.local, cur.remote, "nat_keepalive"))
-            self._keepalive_at = now + self.beh.nat_keepalive
         self._dpd_timers(now)
 
     def _dpd_timers(self, now: float) -> None:
-        if self._dpd_on:
-            # Several decisions may be due at one instant (e.g. after a long gap); loop until idle.
-            for _ in range(1000):
-                d = self._dpd.poll(now)
-                if d is DpdDecision.PEER_DEAD:
-                    self._peer_dead(now)
-                    if not self._dpd_on:
-                        break
-                elif d is DpdDecision.SEND_PROBE:
-                    self._probe(now)
-                else:
-                    break
+        live = self._live
+        # Several decisions may be due at one instant (e.g. after a long gap); loop until idle.
+        for _ in range(1000):
+            if not live.active:
+                break
+            d = live.poll(now)
+            if d == DEAD:
+                self._peer_dead(now)
+            elif d == PROBE:
+                self._probe(now)
+            else:
+                break
 
-    def _retransmit(self, holder: IsakmpSa | QmExchange, r: Retrans, now: float, exchange: str) -> None:
-        waits = self._waits
-        r.attempt += 1
-        if r.attempt >= len(waits):
+    def _retransmit(self, holder: IsakmpSa | QmExchange, r: Retransmission, now: float, exchange: str) -> None:
+        if not r.advance(now):
             holder.retrans = None
-            self._give_up(holder, now, exchange)
+            self._give_up(holder, r, now, exchange)
             return
-        r.next_at = now + waits[r.attempt]
         self._count("retransmits")
         sa = holder if isinstance(holder, IsakmpSa) else holder.isakmp
         self._send(r.data, r.kind, sa.local, sa.remote)
+        mid = 0 if isinstance(holder, IsakmpSa) else holder.mid
+        self._out.append(request_retransmitted(kind=r.kind, retransmit=r.retransmits, message_id=mid))
 
-    def _give_up(self, holder: IsakmpSa | QmExchange, now: float, exchange: str) -> None:
-        self._emit("negotiation_failed", exchange=exchange, reason="peer_not_responding")
+    def _give_up(self, holder: IsakmpSa | QmExchange, r: Retransmission, now: float, exchange: str) -> None:
+        self._out.append(negotiation_failed(exchange=exchange, reason="peer_not_responding", retransmits=r.retransmits))
         if isinstance(holder, IsakmpSa):
             self._sas.pop(holder.icookie, None)
             if holder.rekey:
@@ -1648,9 +1659,7 @@ class IkeV1Peer:
             self._qms.pop(holder.mid, None)
             if holder.rekey_of is not None or self._children:
                 return
-        if self._restarting or self.config.initiates_at_startup:
-            self._restarting = True
-            self._schedule_restart(now)
+        self._life.negotiation_failed(now, self._out)
 
     # ========================================================================================== status
 
@@ -1682,7 +1691,7 @@ class IkeV1Peer:
             p2 = PhaseState.NEGOTIATING
         else:
             p2 = PhaseState.DOWN
-        self._status.update(now, up=bool(self._children), phase1=p1, phase2=p2)
+        self._life.settle(now, bool(self._children), p1, p2, "child_deleted", self._out)
 
     # ================================================================================ introspection
 
@@ -1696,8 +1705,13 @@ class IkeV1Peer:
         return self._current
 
     @property
-    def dpd(self) -> DpdMonitor:
-        return self._dpd
+    def liveness(self) -> Liveness:
+        """The liveness monitor (for tests and tools)."""
+        return self._live
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self._life
 
 
 _NOTIFY_NAMES: dict[int, str] = {n.value: n.name.lower() for n in NotifyType}

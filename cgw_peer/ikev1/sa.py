@@ -15,6 +15,7 @@ from cgw_peer.crypto.cipher import AesCbc
 from cgw_peer.crypto.dh import DhKeyPair
 from cgw_peer.crypto.prf import Prf
 from cgw_peer.ikev1.proposals import P1Suite, P2Suite
+from cgw_peer.lifecycle.retransmit import Retransmission
 from emulator.actions import Address
 
 ZERO_COOKIE = bytes(8)
@@ -34,18 +35,6 @@ class MmState(IntEnum):
     R2 = 12
     """MM4 sent, waiting for MM5."""
     ESTABLISHED = 20
-
-
-class Retrans:
-    """A message we may have to send again (RFC 2408 §5: the initiator retransmits; strongSwan timeouts)."""
-
-    __slots__ = ("attempt", "data", "kind", "next_at")
-
-    def __init__(self, data: bytes, kind: str, next_at: float) -> None:
-        self.data = data
-        self.kind = kind
-        self.next_at = next_at
-        self.attempt = 0
 
 
 class IsakmpSa:
@@ -142,7 +131,7 @@ class IsakmpSa:
         """NAT-T in use: UDP-encapsulated ESP, port 4500 (NAT detected, or forced)."""
         self.nat_local = False
         self.nat_remote = False
-        self.retrans: Retrans | None = None
+        self.retrans: Retransmission | None = None
         self.last_in = b""
         """Last request we answered (responder): a bitwise retransmission gets ``last_out`` again."""
         self.last_out = b""
@@ -238,7 +227,7 @@ class QmExchange:
         self.id_ci = b""
         self.id_cr = b""
         self.rekey_of: ChildSa | None = None
-        self.retrans: Retrans | None = None
+        self.retrans: Retransmission | None = None
         self.last_in = b""
         self.done = False
         """Initiator: QM3 sent (kept a while to answer a retransmitted QM2)."""

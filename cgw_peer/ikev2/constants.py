@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from cgw_peer.natt import NAT_KEEPALIVE as NAT_KEEPALIVE  # one definition for both versions
+from cgw_peer.natt import NON_ESP_MARKER as NON_ESP_MARKER
+
 IKEV2_VERSION = 0x20
 """Major version 2, minor 0 (RFC 7296 §3.1)."""
-
-NON_ESP_MARKER = b"\x00\x00\x00\x00"
-"""RFC 3948 §2.2: four zero octets in front of IKE on a UDP-encapsulation port."""
-
-NAT_KEEPALIVE = b"\xff"
-"""RFC 3948 §2.3: a NAT keepalive is the single octet 0xFF; it gets no reply and proves nothing."""
 
 
 class Exchange(IntEnum):

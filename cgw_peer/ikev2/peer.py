@@ -15,18 +15,12 @@ we send, ``IkeSa.peer_mid`` the next one we expect. At most one request of ours 
 in ``IkeSa.pending``. A retransmitted request (same ID as the last one we answered, same bytes) gets the
 cached response again, unprocessed (§2.1). Other IDs outside the window are dropped and counted.
 
-Retransmission (§2.1, §2.4): only requests, with ``Behaviour.retransmit`` waits (exponential backoff). The
-liveness policy (``Behaviour.ikev2_liveness``) sets when the peer is dead:
-
-* ``aws``: probe after ``dpd_delay`` idle, retransmit every ``dpd_interval``, dead at last inbound +
-  DPDTimeoutSeconds ("AWS tunnel DPD timed out after N retransmits");
-* ``strongswan``: probe after ``dpd_delay`` idle, dead when the retransmit budget is spent;
-* ``libreswan``: the same, with ``retransmit.budget`` (60 s) as the budget.
-
-Then the DPD timeout action applies (``TunnelOptions.dpd_timeout_action``): clear / restart (with backoff,
-``cgw_peer.rekey.backoff_delay``) / none. Giving up on any request of an established SA counts as a DPD
-timeout too; giving up on IKE_SA_INIT/IKE_AUTH is a ``negotiation_failed`` (then a restart if the action
-is restart).
+Retransmission (§2.1, §2.4): only requests, on the shared schedule of :mod:`cgw_peer.lifecycle.retransmit`.
+When the peer is dead, which DPD timeout action follows, restarts and the tunnel status are the shared
+:class:`~cgw_peer.lifecycle.Lifecycle` (``Behaviour.liveness_model``: aws | strongswan | libreswan); what is
+IKEv2-specific is that a probe is one empty INFORMATIONAL request, retransmitted (AWS: every ``dpd_interval``),
+and that any request of ours on the established IKE SA is a probe too. Giving up on IKE_SA_INIT/IKE_AUTH is a
+``negotiation_failed`` (retried with the restart backoff by the side that brings the tunnel up).
 
 NAT-T (§2.23, RFC 3948): NAT_DETECTION_* notifies in IKE_SA_INIT; on a mismatch (or ``force_encap``) the
 initiator floats to port 4500 from IKE_AUTH on. Whenever our port or the peer's configured port is not
@@ -42,9 +36,8 @@ old SA). A Delete for a Child SA we are rekeying is answered and the rekey compl
 initiation) are resolved by the same nonce rule. AWS log lines (``ike-dpd.md`` §1.5) are ``aws_log`` events,
 emitted by the AWS role only.
 
-Settings (all named, with documented defaults): ``Behaviour.ikev2_liveness`` (aws | strongswan | libreswan),
-``Behaviour.ikev2_require_cookie`` (off), ``Behaviour.retransmit`` (incl. ``budget``), ``dpd_delay``,
-``dpd_interval``, ``liveness_traffic``, ``send_delete_on_clear``, ``restart_backoff_*``, ``rekey_initiator``;
+Settings (all named, with documented defaults): ``Behaviour.ikev2_require_cookie`` (off), ``rekey_initiator``,
+``nat_keepalive``, and through the lifecycle every liveness, restart and retransmission setting;
 ``TunnelOptions`` for algorithms, lifetimes, margin/fuzz, DPDTimeoutSeconds/Action and StartupAction.
 Lifetimes (§2.8, not negotiated): each side rekeys by its own schedule and, when nobody rekeyed in time,
 deletes a Child SA at Phase2LifetimeSeconds and the IKE SA at Phase1LifetimeSeconds (tunnel DOWN, reason
@@ -67,10 +60,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from cgw_peer.config import DpdTimeoutAction, IkeV2Liveness, LivenessTraffic, PeerConfig, Role, TrafficSelector
+from cgw_peer.config import DpdTimeoutAction, PeerConfig, Role, TrafficSelector
 from cgw_peer.crypto.dh import DhKeyPair, get_group
 from cgw_peer.crypto.keymat_v2 import child_keymat, derive_ike_keys, psk_auth, rekey_skeyseed, skeyseed
 from cgw_peer.errors import ConfigError, DecodeError
+from cgw_peer.events import (
+    child_sa_established,
+    negotiation_failed,
+    rekey_done,
+    request_retransmitted,
+    response_retransmitted,
+)
 from cgw_peer.ikev2 import codec
 from cgw_peer.ikev2.codec import DeletePayload, Header, NotifyPayload, Proposal, RawPayload, Ts
 from cgw_peer.ikev2.constants import (
@@ -95,16 +95,15 @@ from cgw_peer.ikev2.proposals import (
     suite_sa_payload,
 )
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite, SkKeys, gcm_iv
-from cgw_peer.rekey import backoff_delay, rekey_delay
-from cgw_peer.status import (
+from cgw_peer.lifecycle import DEAD, PROBE, Lifecycle, Liveness, PhaseState, Retransmission, TunnelStatus, rekey_delay
+from cgw_peer.lifecycle.retransmit import RetransmitPolicy
+from cgw_peer.lifecycle.status import (
     LOG_CHILD_REKEY_COLLISION,
     LOG_DELETE_IKE_SA_FROM_CGW,
-    LOG_IKEV2_DPD_TIMEOUT,
     LOG_REDUNDANT_CHILD_SA,
     LOG_SENDING_CREATE_CHILD_SA,
-    PhaseState,
-    TunnelStatus,
 )
+from cgw_peer.natt import IKE_PORT, NATT_PORT, Keepalive
 from emulator.actions import Action, Address, Event, Transmit
 
 NONCE_LEN = 32
@@ -116,8 +115,7 @@ _INITIAL_CONTACT = NotifyPayload(Notify.INITIAL_CONTACT).encode()
 # Notify bodies without SPI are their 4-octet header followed by the data (RFC 7296 §3.10).
 _NAT_SRC_NOTIFY = NotifyPayload(Notify.NAT_DETECTION_SOURCE_IP).encode()
 _NAT_DST_NOTIFY = NotifyPayload(Notify.NAT_DETECTION_DESTINATION_IP).encode()
-IKE_PORT = 500
-NAT_T_PORT = 4500
+NAT_T_PORT = NATT_PORT
 INF = float("inf")
 HALF_OPEN_TIMEOUT = 30.0
 """Seconds a responder keeps an IKE SA whose IKE_AUTH never came (strongSwan ``half_open_timeout``, 30 s)."""
@@ -187,7 +185,12 @@ _PS_DOWN = PhaseState.DOWN
 _PS_ESTABLISHED = PhaseState.ESTABLISHED
 _PS_NEGOTIATING = PhaseState.NEGOTIATING
 _PS_REKEYING = PhaseState.REKEYING
-_LV_AWS = IkeV2Liveness.AWS
+_EXCHANGE_NAMES = {
+    _EX_IKE_SA_INIT: "ike_sa_init",
+    _EX_IKE_AUTH: "ike_auth",
+    _EX_CREATE_CHILD_SA: "create_child_sa",
+    _EX_INFORMATIONAL: "informational",
+}
 
 
 @dataclass(eq=False, slots=True)
@@ -218,29 +221,33 @@ class ChildSa:
 Handler = Callable[["IkeSa", "Message", float], list[Action]]
 
 
-@dataclass(eq=False, slots=True)
-class Request:
-    """Our outstanding request."""
+class Request(Retransmission):
+    """Our outstanding request (its datagram and retransmission schedule are the :class:`Retransmission`)."""
 
-    mid: int
-    exchange: int
-    kind: str
-    datagram: bytes
-    handler: Handler
-    first_sent: float
-    next_at: float
-    give_up_at: float
-    waits: list[float]
-    liveness: bool = False
-    retransmits: int = 0
-    fixed_wait: float = 0.0
-    """When > 0, every wait is this long (the AWS probe interval) instead of following ``waits``."""
+    __slots__ = ("exchange", "handler", "liveness", "mid")
 
-    def wait(self, n: int) -> float:
-        """The wait after send number ``n`` (0 = the original)."""
-        if self.fixed_wait > 0:
-            return self.fixed_wait
-        return self.waits[n] if n < len(self.waits) else INF
+    def __init__(
+        self,
+        mid: int,
+        exchange: int,
+        kind: str,
+        datagram: bytes,
+        handler: Handler,
+        policy: RetransmitPolicy,
+        now: float,
+        rng: random.Random,
+        liveness: bool = False,
+    ) -> None:
+        # Retransmission.__init__, inlined: one call less per request (the liveness path sends one per check).
+        self.data = datagram
+        self.kind = kind
+        self.policy = policy
+        self.retransmits = 0
+        self.mid = mid
+        self.exchange = exchange
+        self.handler = handler
+        self.liveness = liveness
+        policy.start(self, now, rng)
 
 
 @dataclass(eq=False, slots=True)
@@ -339,8 +346,6 @@ class IkeSa:
     initial_contact: bool = False
     expire_at: float | None = None
     """A half-open (INIT_DONE) or replaced (REKEYED) SA is dropped at this instant if nothing is outstanding."""
-    last_probe_at: float | None = None
-    """When our last liveness check went out on this SA (for periodic checks behind NAT)."""
     lifetime_end: float | None = None
     """Hard lifetime end of an established IKE SA (established + Phase1LifetimeSeconds): deleted then."""
     rekeyed_into: IkeSa | None = None
@@ -364,23 +369,15 @@ class IkeV2Peer:
         self.remote = remote
         self.rng = rng
         self.counters: dict[str, int] = {}
-        self._status = TunnelStatus()
+        self._life = Lifecycle(config, rng, 2)
+        self._live = self._life.liveness
+        self._keepalive = Keepalive(config.behaviour.nat_keepalive)
         self._sas: dict[bytes, IkeSa] = {}
         self._init_by_spi_i: dict[bytes, IkeSa] = {}
         self._ike_offer, self._esp_offer = _offers(config)
         self._cookie_secret = rng.randbytes(32)
         self._liveness_pending: Pending | None = None
         b = config.behaviour
-        self._liveness = b.ikev2_liveness
-        self._waits: list[float] | None = None
-        """The retransmission waits without jitter (the same for every request; never mutated), on first use."""
-        self._last_inbound: float | None = None
-        self._restart_at: float | None = None
-        self._keepalive_at: float | None = None
-        """When the next NAT keepalive is due (only while the current IKE SA has ``nat_local``)."""
-        self._restart_attempt = 0
-        self._closed = False
-        self._up = False
         if b.dpd_delay <= 0 and b.dpd_enabled:
             raise ConfigError("behaviour.dpd_delay", f"must be > 0 when dpd_enabled, got {b.dpd_delay}")
 
@@ -388,7 +385,16 @@ class IkeV2Peer:
 
     @property
     def status(self) -> TunnelStatus:
-        return self._status
+        return self._life.status
+
+    @property
+    def liveness(self) -> Liveness:
+        """The liveness monitor (for tests and tools)."""
+        return self._live
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self._life
 
     def ike_spis(self) -> set[bytes]:
         """Both SPIs of every live IKE SA (8 octets each; zero SPIs left out)."""
@@ -407,18 +413,18 @@ class IkeV2Peer:
 
     def initiate(self, now: float) -> list[Action]:
         """Start IKE_SA_INIT now (no-op while an IKE SA is up or being set up)."""
-        self._closed = False
+        self._life.reopen()
         if any(sa.state is not _ST_DEAD for sa in self._sas.values()):
             return []
-        self._restart_at = None
+        self._life.restart.cancel()
         return self._initiate(now)
 
     def close(self, now: float) -> list[Action]:
         """Delete every IKE SA (an INFORMATIONAL Delete each, not waited for), tunnel DOWN, no restart."""
         out: list[Action] = []
-        self._closed = True
-        self._restart_at = None
-        self._keepalive_at = None
+        self._life.close()
+        self._life.state.cause("closed")
+        self._keepalive.stop()
         for sa in list(self._sas.values()):
             if sa.state in (_ST_ESTABLISHED, _ST_REKEYED) and sa.sk is not None:
                 # Send a Delete now without waiting for the window: we are going away (RFC 7296 §1.4.1 allows
@@ -434,13 +440,9 @@ class IkeV2Peer:
 
     def note_esp_inbound(self, now: float) -> None:
         """Inbound ESP for this tunnel: liveness, per ``Behaviour.liveness_traffic``."""
-        lt = self.config.behaviour.liveness_traffic
-        if lt is LivenessTraffic.IKE:
-            return
-        if lt is LivenessTraffic.IKE_ESP_NAT and not any(s.nat_detected for s in self._sas.values()):
-            return
-        if self._current() is not None:
-            self._last_inbound = now if self._last_inbound is None else max(self._last_inbound, now)
+        cur = self._current()
+        if cur is not None and self._life.esp_counts(cur.nat_detected):
+            self._live.on_inbound(now, cur.outstanding is not None)
 
     def rekey_child(self, now: float) -> list[Action]:
         """Rekey the current Child SA now (CREATE_CHILD_SA with REKEY_SA; PFS if configured)."""
@@ -490,30 +492,35 @@ class IkeV2Peer:
 
     def next_deadline(self) -> float | None:
         t = INF
-        if self._restart_at is not None:
-            t = self._restart_at
-        if self._keepalive_at is not None and self._keepalive_at < t:
-            t = self._keepalive_at
+        at = self._life.restart.at
+        if at is not None:
+            t = at
+        at = self._keepalive.at
+        if at is not None and at < t:
+            t = at
+        live = self._live
+        if live.active:
+            at = live.deadline()
+            if at is not None and at < t:
+                t = at
         for sa in self._sas.values():
-            t = min(t, self._sa_deadline(sa))
+            at = self._sa_deadline(sa)
+            if at < t:
+                t = at
         return None if t == INF else t
 
     def _sa_deadline(self, sa: IkeSa) -> float:
         t = INF if sa.expire_at is None else sa.expire_at
         req = sa.outstanding
         if req is not None:
-            t = min(req.next_at, req.give_up_at, self._aws_dead_at(sa, req))
-        elif sa.state is _ST_ESTABLISHED:
-            probe = self._probe_at(sa)
-            if probe is not None:
-                t = min(t, probe)
+            t = req.next_at if req.next_at < req.give_up_at else req.give_up_at
         if sa.state is _ST_ESTABLISHED:
             if sa.lifetime_end is not None:
                 t = min(t, sa.lifetime_end)
             for c in sa.children:
                 if c.expire_at is not None and not c.deleting and not c.deleted:
                     t = min(t, c.expire_at)
-            if self.config.behaviour.rekey_initiator:
+            if req is None and self.config.behaviour.rekey_initiator:
                 if sa.rekey_at is not None and not sa.rekeying:
                     t = min(t, sa.rekey_at)
                 for c in sa.children:
@@ -521,39 +528,26 @@ class IkeV2Peer:
                         t = min(t, c.rekey_at)
         return t
 
-    def _probe_at(self, sa: IkeSa) -> float | None:
-        b = self.config.behaviour
-        if not b.dpd_enabled or self._last_inbound is None or sa is not self._current():
-            return None
-        at = self._last_inbound + b.dpd_delay
-        if sa.nat_detected and b.periodic_dpd_with_nat and self._liveness is _LV_AWS:
-            # AWS: "on-demand DPD for peers that are not using NAT, and periodic DPDs for peers using NAT"
-            # (ike-dpd.md §1.2): behind NAT a check goes out every dpd_interval even while traffic flows.
-            at = min(at, (sa.last_probe_at or sa.established_at or 0.0) + b.dpd_interval)
-        return at
-
-    def _aws_dead_at(self, sa: IkeSa, req: Request) -> float:
-        """AWS model: with a request outstanding on an established SA, dead at last inbound + DPDTimeout."""
-        if self._liveness is not _LV_AWS or sa.state is not _ST_ESTABLISHED:
-            return INF
-        if self._last_inbound is None or not self.config.behaviour.dpd_enabled:
-            return INF
-        return self._last_inbound + self.config.dpd_timeout
-
     def handle_timer(self, now: float) -> list[Action]:
         out: list[Action] = []
-        if self._keepalive_at is not None and now >= self._keepalive_at:
+        if self._keepalive.at is not None and self._keepalive.due(now):
             cur = self._current()
             if cur is not None and cur.nat_local:
                 # RFC 3948 §2.3 (RFC 7296 §2.23): one 0xFF octet to the peer's NAT-T port keeps our mapping alive.
                 out.append(Transmit(NAT_KEEPALIVE, cur.local, cur.remote, "nat_keepalive"))
-                self._keepalive_at = now + self.config.behaviour.nat_keepalive
             else:
-                self._keepalive_at = None
-        if self._restart_at is not None and now >= self._restart_at:
-            self._restart_at = None
-            if not self._closed and not any(s.state is not _ST_DEAD for s in self._sas.values()):
-                out += self._initiate(now)
+                self._keepalive.stop()
+        life = self._life
+        if (
+            life.restart.at is not None
+            and life.restart.due(now)
+            and not any(s.state is not _ST_DEAD for s in self._sas.values())
+        ):
+            out += self._initiate(now)
+        live = self._live
+        # Dead first: at t0 + DPDTimeout AWS declares the peer dead instead of sending another copy.
+        if live.active and live.poll(now) == DEAD:
+            out += self._peer_dead(now)
         for sa in list(self._sas.values()):
             if sa.local_spi not in self._sas:
                 continue
@@ -563,11 +557,9 @@ class IkeV2Peer:
                     continue
             req = sa.outstanding
             if req is not None:
-                # Dead first: at t0 + DPDTimeout AWS declares the peer dead instead of sending another probe.
-                if now >= min(req.give_up_at, self._aws_dead_at(sa, req)):
+                if now >= req.give_up_at:
                     out += self._give_up(sa, req, now)
-                    continue
-                if now >= req.next_at:
+                elif now >= req.next_at:
                     out += self._retransmit(sa, req, now)
                 continue
             if sa.state is not _ST_ESTABLISHED:
@@ -581,8 +573,7 @@ class IkeV2Peer:
             if sa.pending:
                 out += self._send_next(sa, now)
                 continue
-            b = self.config.behaviour
-            if b.rekey_initiator:
+            if self.config.behaviour.rekey_initiator:
                 if sa.rekey_at is not None and not sa.rekeying and now >= sa.rekey_at:
                     out += self._start_ike_rekey(sa, now)
                     continue
@@ -597,9 +588,13 @@ class IkeV2Peer:
                 if child is not None:
                     out += self._start_child_rekey(sa, child, now)
                     continue
-            probe = self._probe_at(sa)
-            if probe is not None and now >= probe:
-                out += self._queue(sa, self._liveness_request(), now)
+        if live.active and live.poll(now) == PROBE:
+            cur = self._current()
+            if cur is None or cur.outstanding is not None or cur.pending or not life.may_probe(cur.rekeying):
+                # RFC 7296 §2.3, a window of one: no liveness check while another exchange is in flight.
+                live.on_probe_skipped(now)
+            else:
+                out += self._queue(cur, self._liveness_request(), now)
         return out
 
     def _hard_expiry(self, sa: IkeSa, now: float) -> list[Action]:
@@ -694,9 +689,7 @@ class IkeV2Peer:
                 raise DecodeError("wrong_exchange_type", f"{exchange}")
             msg = self._decrypt(sa, hdr, data)
             sa.outstanding = None
-            last = self._last_inbound
-            if last is None or now > last:
-                self._last_inbound = now
+            self._live.on_inbound(now)  # authenticated, and it answers our only outstanding request
             out = req.handler(sa, msg, now)
             if sa.pending and sa.outstanding is None and sa.state is not _ST_DEAD:
                 out += self._send_next(sa, now)
@@ -706,10 +699,10 @@ class IkeV2Peer:
         if mid == peer_mid - 1 and sa.last_response and data == sa.last_request:
             # RFC 7296 §2.1: a retransmitted request gets the same response again, unprocessed.
             self._count("response_retransmitted")
-            self._alive(now)
+            self._alive(sa, now)
             return [
                 self._tx(sa, sa.last_response, sa.last_response_kind),
-                Event("response_retransmitted", {"message_id": mid}),
+                response_retransmitted(kind=sa.last_response_kind, message_id=mid),
             ]
         if mid != peer_mid:
             reason = "old_message_id" if mid < peer_mid else "out_of_window"
@@ -731,9 +724,7 @@ class IkeV2Peer:
         saved = (peer_mid, sa.last_request, sa.last_response, sa.last_response_kind)
         sa.peer_mid = peer_mid + 1
         sa.last_request = data
-        last = self._last_inbound
-        if last is None or now > last:
-            self._last_inbound = now
+        self._live.on_inbound(now, sa.outstanding is not None)
         try:
             out = handler(sa, msg, now)
         except DecodeError:
@@ -745,10 +736,9 @@ class IkeV2Peer:
             out += self._send_next(sa, now)
         return out
 
-    def _alive(self, now: float) -> None:
-        last = self._last_inbound
-        if last is None or now > last:
-            self._last_inbound = now
+    def _alive(self, sa: IkeSa, now: float) -> None:
+        """An authenticated message arrived on ``sa`` (liveness, cgw_peer.lifecycle)."""
+        self._live.on_inbound(now, sa.outstanding is not None)
 
     def _decrypt(self, sa: IkeSa, hdr: Header, data: bytes) -> Message:
         if hdr.next_payload != _PL_SK:
@@ -813,95 +803,80 @@ class IkeV2Peer:
         sa.my_mid += 1
         raw = self._encrypt(sa, p.exchange, mid, False, p.build(sa))
         out: list[Action] = [self._tx(sa, raw, p.kind)]
-        self._arm(sa, Request(mid, p.exchange, p.kind, raw, p.handler, now, now, now, [], p.liveness), now)
-        if p.liveness:
-            sa.last_probe_at = now
-            out.append(Event("dpd_request_sent", {"message_id": mid}))
+        life = self._life
+        policy = life.liveness_retransmit if p.liveness else life.retransmit
+        sa.outstanding = Request(mid, p.exchange, p.kind, raw, p.handler, policy, now, self.rng, p.liveness)
+        live = self._live
+        if sa.state is _ST_ESTABLISHED:
+            if p.liveness:
+                # As events.dpd_request_sent(), inlined on this per-check path.
+                out.append(Event("dpd_request_sent", {"attempt": live.probes + 1, "message_id": mid}))
+            # Any request of ours on the established IKE SA is a probe (cgw_peer.lifecycle).
+            live.on_probe_sent(now)
         if p.event is not None:
             out.append(Event(p.event.name, {**p.event.fields, "message_id": mid}))
         if p.exchange == _EX_CREATE_CHILD_SA and self.config.role is _ROLE_AWS:
             out.append(Event("aws_log", {"message": LOG_SENDING_CREATE_CHILD_SA.format(id=mid)}))
         return out
 
-    def _arm(self, sa: IkeSa, req: Request, now: float) -> None:
-        """Set the retransmission schedule of a request just sent."""
-        b = self.config.behaviour
-        if req.liveness and self._liveness is _LV_AWS:
-            # AWS: "repeat every 10 s" while the peer stays silent; the dead time comes from _aws_dead_at.
-            req.fixed_wait = b.dpd_interval
-            req.give_up_at = INF
-        else:
-            if self._waits is None:
-                self._waits = b.retransmit.waits()
-            req.waits = self._waits
-            if b.retransmit.jitter > 0:
-                # strongSwan retransmit_jitter: each wait may only be shortened, by up to this fraction.
-                j = b.retransmit.jitter
-                req.waits = [w * (1.0 - j * self.rng.random()) for w in req.waits]
-            total = sum(req.waits)
-            if b.retransmit.budget is not None:
-                total = min(total, b.retransmit.budget)
-            req.give_up_at = now + total
-        req.first_sent = now
-        req.next_at = now + req.wait(0)
+    def _arm(self, sa: IkeSa, req: Request) -> None:
+        """A request of the IKE SA set-up just went out (IKE_SA_INIT, IKE_AUTH): it is the outstanding one."""
         sa.outstanding = req
 
     def _retransmit(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
-        req.retransmits += 1
+        if not req.advance(now):
+            return self._give_up(sa, req, now)
         self._count("retransmits")
-        req.next_at = now + req.wait(req.retransmits)
+        n = req.retransmits
         out: list[Action] = [
-            self._tx(sa, req.datagram, req.kind),
-            Event("request_retransmitted", {"message_id": req.mid, "kind": req.kind, "retransmit": req.retransmits}),
+            self._tx(sa, req.data, req.kind),
+            request_retransmitted(kind=req.kind, retransmit=n, message_id=req.mid),
         ]
-        if req.liveness:
-            out.append(Event("dpd_request_sent", {"message_id": req.mid, "retransmit": req.retransmits}))
+        if sa.state is _ST_ESTABLISHED:
+            live = self._live
+            if req.liveness:
+                out.append(Event("dpd_request_sent", {"attempt": live.probes + 1, "message_id": req.mid}))
+            live.on_probe_repeated()
         return out
 
     def _give_up(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
         sa.outstanding = None
         if sa.state in (_ST_INIT_SENT, _ST_AUTH_SENT):
             out: list[Action] = [
-                Event(
-                    "negotiation_failed",
-                    {"exchange": req.kind, "reason": "peer_not_responding", "retransmits": req.retransmits},
+                negotiation_failed(
+                    exchange=_EXCHANGE_NAMES[req.exchange], reason="peer_not_responding", retransmits=req.retransmits
                 )
             ]
             self._drop_sa(sa)
             out += self._update_status(now, "negotiation_failed")
-            out += self._maybe_schedule_restart(now)
+            self._life.negotiation_failed(now, out)
             return out
         if sa.state in (_ST_REKEYED, _ST_DELETING):
             self._drop_sa(sa)
-            return self._update_status(now, "deleted")
-        return self._peer_dead(sa, req, now)
+            return self._update_status(now, "ike_deleted")
+        # RFC 7296 §2.4: unanswered retransmissions on the established IKE SA mean the peer is dead (the
+        # strongSwan and libreswan models decide this way; under the AWS model the DPD timeout comes first).
+        if self._live.dead_reported:
+            # Already reported for this silence (DPDTimeoutAction=none): keep the request going.
+            sa.outstanding = req
+            req.hold(now, self.config.behaviour.dpd_interval)
+            return []
+        sa.outstanding = req
+        return self._peer_dead(now)
 
     # ------------------------------------------------------------------------------ DPD timeout and restart
 
-    def _peer_dead(self, sa: IkeSa, req: Request, now: float) -> list[Action]:
-        action = self.config.options.dpd_timeout_action
-        out: list[Action] = [
-            Event(
-                "dpd_timeout",
-                {
-                    "action": action.value,
-                    "last_inbound": self._last_inbound,
-                    "retransmits": req.retransmits,
-                    "model": self._liveness.value,
-                },
-            )
-        ]
-        if self.config.role is _ROLE_AWS:
-            out.append(Event("aws_log", {"message": LOG_IKEV2_DPD_TIMEOUT.format(retry_count=req.retransmits)}))
+    def _peer_dead(self, now: float) -> list[Action]:
+        """The lifecycle declared the peer dead: carry out the DPDTimeoutAction it returns."""
+        out: list[Action] = []
+        action = self._life.dpd_timeout(now, out)
+        cur = self._current()
         if action is DpdTimeoutAction.NONE:
-            # AWS: "Take no action". Keep the SAs and UP, and keep retransmitting the same request (its
-            # message ID must stay in sequence, §2.2) so a returning peer is recognised; the timeout is counted
-            # afresh from now (UNSPECIFIED by AWS; documented here).
-            self._last_inbound = now
-            sa.outstanding = req
-            if req.give_up_at <= now:
-                req.give_up_at = now + (req.give_up_at - req.first_sent)
-                req.first_sent = now
+            # Keep the SAs and UP; the outstanding request keeps going (its message ID must stay in sequence,
+            # §2.2), one copy every dpd_interval, so a returning peer is recognised (cgw_peer.lifecycle).
+            req = cur.outstanding if cur is not None else None
+            if req is not None and req.give_up_at <= now:
+                req.hold(now, self.config.behaviour.dpd_interval)
             return out
         if self.config.behaviour.send_delete_on_clear:
             for s in list(self._sas.values()):
@@ -914,26 +889,15 @@ class IkeV2Peer:
                         [(_PL_DELETE, DeletePayload(_PR_IKE).encode())],
                     )
                     out.append(self._tx(s, raw, "delete_request"))
-                    out.append(Event("delete_sent", {"protocol": "ike", "spi": s.local_spi.hex()}))
+                    out.append(
+                        Event("delete_sent", {"protocol": "ike", "spi": s.local_spi.hex(), "message_id": s.my_mid})
+                    )
         for s in list(self._sas.values()):
             self._drop_sa(s)
         out += self._update_status(now, "dpd_timeout")
         if action is DpdTimeoutAction.RESTART:
-            out += self._maybe_schedule_restart(now, force=True)
+            self._life.schedule_restart(now, out)
         return out
-
-    def _maybe_schedule_restart(self, now: float, force: bool = False) -> list[Action]:
-        if self._closed:
-            return []
-        if not force and self.config.options.dpd_timeout_action is not DpdTimeoutAction.RESTART:
-            return []
-        b = self.config.behaviour
-        delay = backoff_delay(
-            self._restart_attempt, b.restart_backoff_initial, b.restart_backoff_max, b.restart_backoff_jitter, self.rng
-        )
-        self._restart_attempt += 1
-        self._restart_at = now + delay
-        return [Event("restart_scheduled", {"at": self._restart_at, "attempt": self._restart_attempt})]
 
     def _drop_sa(self, sa: IkeSa) -> None:
         sa.state = _ST_DEAD
@@ -961,6 +925,8 @@ class IkeV2Peer:
         return None
 
     def _update_status(self, now: float, reason: str) -> list[Action]:
+        """Recompute the status; ``reason`` (one of ``events.DOWN_REASONS``) names a DOWN transition if this is
+        one and nothing noted an earlier cause."""
         sa = self._current()
         if sa is not None:
             up = self._live_child(sa) is not None
@@ -972,15 +938,10 @@ class IkeV2Peer:
             up = False
             negotiating = any(s.state in (_ST_INIT_SENT, _ST_AUTH_SENT, _ST_INIT_DONE) for s in self._sas.values())
             p1 = p2 = _PS_NEGOTIATING if negotiating else _PS_DOWN
-        self._status.update(now, up=up, phase1=p1, phase2=p2)
         out: list[Action] = []
-        if up and not self._up:
-            self._up = True
-            out.append(Event("tunnel_up", {}))
-        elif not up and self._up:
-            self._up = False
-            out.append(Event("tunnel_down", {"reason": reason}))
-            out.append(Event("routes_withdrawn", {"reason": reason}))
+        if sa is None:
+            self._live.stop()  # no IKE SA left to check
+        self._life.settle(now, up, p1, p2, reason, out)
         return out
 
     # --------------------------------------------------------------------------------------- IKE_SA_INIT
@@ -1033,7 +994,7 @@ class IkeV2Peer:
         sa.initial_contact = not any(s.state is _ST_ESTABLISHED for s in self._sas.values())
         self._sas[sa.spi_i] = sa
         out = self._send_init(sa, now)
-        out += self._update_status(now, "negotiating")
+        out += self._update_status(now, "negotiation_failed")
         return out
 
     def _send_init(self, sa: IkeSa, now: float) -> list[Action]:
@@ -1055,7 +1016,11 @@ class IkeV2Peer:
         raw = codec.encode_plain_message(hdr, payloads)
         sa.init_request = raw
         sa.my_mid = 1
-        self._arm(sa, Request(0, _EX_IKE_SA_INIT, "ike_sa_init_request", raw, self._no_handler, now, now, now, []), now)
+        life = self._life
+        self._arm(
+            sa,
+            Request(0, _EX_IKE_SA_INIT, "ike_sa_init_request", raw, self._no_handler, life.retransmit, now, self.rng),
+        )
         return [self._tx(sa, raw, "ike_sa_init_request")]
 
     def _no_handler(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
@@ -1098,8 +1063,8 @@ class IkeV2Peer:
                     },
                 )
             ]
-            out += self._update_status(now, "negotiation_failed")
-            return out + self._maybe_schedule_restart(now)
+            # A refusal is final (cgw_peer.lifecycle): only an unanswered negotiation is retried.
+            return out + self._update_status(now, "negotiation_failed")
         sa_body, ke_body, nonce = msg.first(_PL_SA), msg.first(_PL_KE), msg.first(_PL_NONCE)
         if sa_body is None or ke_body is None or nonce is None or hdr.spi_r == bytes(8):
             raise DecodeError("missing_payload", "IKE_SA_INIT response needs SA, KE, Nr and SPIr")
@@ -1124,7 +1089,7 @@ class IkeV2Peer:
                 sa.local = (sa.local[0], NAT_T_PORT)
             if sa.remote[1] == IKE_PORT:
                 sa.remote = (sa.remote[0], NAT_T_PORT)
-        self._alive(now)
+        self._alive(sa, now)
         return self._send_auth(sa, now)
 
     def _offered_ike(self, s: IkeSuite) -> bool:
@@ -1245,7 +1210,7 @@ class IkeV2Peer:
         self._sas[sa.spi_r] = sa
         self._init_by_spi_i[sa.spi_i] = sa
         out: list[Action] = [Transmit(marker + raw, dst, src, "ike_sa_init_response")]
-        out += self._update_status(now, "negotiating")
+        out += self._update_status(now, "negotiation_failed")
         return out
 
     # ------------------------------------------------------------------------------------------ IKE_AUTH
@@ -1277,7 +1242,10 @@ class IkeV2Peer:
         sa.my_mid += 1
         raw = self._encrypt(sa, _EX_IKE_AUTH, mid, False, payloads)
         self._arm(
-            sa, Request(mid, _EX_IKE_AUTH, "ike_auth_request", raw, self._on_auth_response, now, now, now, []), now
+            sa,
+            Request(
+                mid, _EX_IKE_AUTH, "ike_auth_request", raw, self._on_auth_response, self._life.retransmit, now, self.rng
+            ),
         )
         return [self._tx(sa, raw, "ike_auth_request")]
 
@@ -1313,6 +1281,7 @@ class IkeV2Peer:
             # §2.4: INITIAL_CONTACT: every other IKE SA with this peer is stale.
             for other in list(self._sas.values()):
                 if other is not sa and other.state in (_ST_ESTABLISHED, _ST_REKEYED, _ST_DELETING):
+                    self._life.state.cause("initial_contact")
                     self._drop_sa(other)
                     out.append(Event("ike_sa_replaced", {"spi": other.local_spi.hex(), "reason": "initial_contact"}))
         out.insert(0, self._respond(sa, msg, payloads, "ike_auth_response"))
@@ -1322,7 +1291,7 @@ class IkeV2Peer:
             out += self._child_established(sa, child, now)
         elif err:
             out.append(Event("negotiation_failed", {"exchange": "ike_auth", "reason": err}))
-        out += self._update_status(now, "ike_auth")
+        out += self._update_status(now, "negotiation_failed")
         return out
 
     def _on_auth_response(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
@@ -1335,8 +1304,7 @@ class IkeV2Peer:
             )
             self._drop_sa(sa)
             out: list[Action] = [Event("negotiation_failed", {"exchange": "ike_auth", "reason": reason})]
-            out += self._update_status(now, "negotiation_failed")
-            return out + self._maybe_schedule_restart(now)
+            return out + self._update_status(now, "negotiation_failed")
         method, auth_data = codec.parse_auth(auth)
         expected = psk_auth(sa.suite.prf, self.config.psk, sa.init_response, sa.ni, sa.sk_pr, idr)
         if method != _AM_PSK or auth_data != expected or not self._check_peer_id(idr):
@@ -1362,7 +1330,7 @@ class IkeV2Peer:
                     },
                 )
             )
-        out += self._update_status(now, "ike_auth")
+        out += self._update_status(now, "negotiation_failed")
         return out
 
     def _established(self, sa: IkeSa, now: float, fresh: bool = True) -> list[Action]:
@@ -1371,9 +1339,15 @@ class IkeV2Peer:
         sa.established_at = now
         sa.expire_at = None
         sa.lifetime_end = now + self.config.options.phase1_lifetime_seconds
-        if sa.nat_local and self.config.behaviour.nat_keepalive > 0 and self._keepalive_at is None:
-            self._keepalive_at = now + self.config.behaviour.nat_keepalive
-        self._restart_attempt = 0
+        if self._keepalive.at is None:
+            self._keepalive.start(now, sa.nat_local)
+        live = self._live
+        if self.config.behaviour.dpd_enabled:
+            live.periodic = self._life.periodic(sa.nat_detected)
+            if not live.active:
+                live.start(now)
+            else:
+                live.on_inbound(now)  # a new IKE SA was just authenticated: the peer is alive
         o = self.config.options
         sa.rekey_at = now + rekey_delay(
             o.phase1_lifetime_seconds, o.rekey_margin_time_seconds, o.rekey_fuzz_percentage, self.rng
@@ -1529,17 +1503,19 @@ class IkeV2Peer:
             o.phase2_lifetime_seconds, o.rekey_margin_time_seconds, o.rekey_fuzz_percentage, self.rng
         )
         child.expire_at = now + o.phase2_lifetime_seconds
+        k = child.keys
         return [
-            Event(
-                "child_sa_established",
-                {
-                    "spi_in": child.spi_in.hex(),
-                    "spi_out": child.spi_out.hex(),
-                    "proposal": child.suite.describe(),
-                    "ts_local": [str(t) for t in child.ts_local],
-                    "ts_remote": [str(t) for t in child.ts_remote],
-                    **child.keys,
-                },
+            child_sa_established(
+                spi_in=child.spi_in.hex(),
+                spi_out=child.spi_out.hex(),
+                proposal=child.suite.describe(),
+                ts_local=[str(t) for t in child.ts_local],
+                ts_remote=[str(t) for t in child.ts_remote],
+                enc_in=k["enc_in"],
+                integ_in=k["integ_in"],
+                enc_out=k["enc_out"],
+                integ_out=k["integ_out"],
+                encap=sa.nat_detected,
             )
         ]
 
@@ -1574,7 +1550,7 @@ class IkeV2Peer:
 
         out: list[Action] = [Event("rekey_started", {"sa": "child", "spi": child.spi_in.hex()})]
         out += self._queue(sa, Pending(_EX_CREATE_CHILD_SA, "create_child_sa_request", build, handler), now)
-        out += self._update_status(now, "rekey")
+        out += self._update_status(now, "child_deleted")
         return out
 
     def _on_child_rekey_response(
@@ -1588,7 +1564,7 @@ class IkeV2Peer:
             out: list[Action] = [Event("negotiation_failed", {"exchange": "create_child_sa", "reason": name})]
             if err is not None and err.ntype == _NT_TEMPORARY_FAILURE:
                 old.rekey_at = now + 2.0  # §2.25: retry later; the peer is busy with a collision
-            return out + self._update_status(now, "rekey")
+            return out + self._update_status(now, "child_deleted")
         nr = codec.check_nonce(nr_b)
         shared = None
         if dh is not None:
@@ -1604,7 +1580,7 @@ class IkeV2Peer:
             return [Event("negotiation_failed", {"exchange": "create_child_sa", "reason": "child_sa_failed"})]
         sa.children.append(new)
         out = self._child_established(sa, new, now)
-        out.append(Event("rekey_done", {"sa": "child", "old_spi": old.spi_in.hex(), "new_spi": new.spi_in.hex()}))
+        out.append(rekey_done(sa="child", old_spi=old.spi_in.hex(), new_spi=new.spi_in.hex(), initiator=True))
         collided = old.replaced_by
         if collided is not None and collided is not new:
             # §2.8.1 simultaneous rekey: two new SAs. The one holding the lowest of the four nonces is
@@ -1622,7 +1598,7 @@ class IkeV2Peer:
                     out.append(Event("aws_log", {"message": LOG_REDUNDANT_CHILD_SA}))
                 new.replaced_by = collided
                 out += self._queue(sa, self._delete_child_request(sa, new), now)
-                out += self._update_status(now, "rekey")
+                out += self._update_status(now, "child_deleted")
                 return out
             # We won: the peer deletes its redundant SA; we delete the old one.
             collided.replaced_by = new
@@ -1631,7 +1607,7 @@ class IkeV2Peer:
             out += self._queue(sa, self._delete_child_request(sa, old), now)
         else:
             sa.children.remove(old)
-        out += self._update_status(now, "rekey")
+        out += self._update_status(now, "child_deleted")
         return out
 
     def _delete_child_request(self, sa: IkeSa, child: ChildSa) -> Pending:
@@ -1660,7 +1636,8 @@ class IkeV2Peer:
     def _on_liveness_response(self, sa: IkeSa, msg: Message, now: float) -> list[Action]:
         # strongSwan ike_dpd.c: any response is success.
         self.counters["liveness_ok"] = self.counters.get("liveness_ok", 0) + 1
-        return [Event("dpd_ack_received", {"message_id": msg.header.message_id})]
+        # As events.dpd_ack_received(), inlined on this per-check path.
+        return [Event("dpd_ack_received", {"valid": True, "message_id": msg.header.message_id})]
 
     def _start_ike_rekey(self, sa: IkeSa, now: float) -> list[Action]:
         assert sa.suite is not None
@@ -1682,7 +1659,7 @@ class IkeV2Peer:
 
         out: list[Action] = [Event("rekey_started", {"sa": "ike", "spi": sa.local_spi.hex()})]
         out += self._queue(sa, Pending(_EX_CREATE_CHILD_SA, "create_child_sa_request", build, handler), now)
-        out += self._update_status(now, "rekey")
+        out += self._update_status(now, "child_deleted")
         return out
 
     def _on_ike_rekey_response(
@@ -1697,7 +1674,7 @@ class IkeV2Peer:
                 sa.rekey_at = now + 2.0
             return [
                 Event("negotiation_failed", {"exchange": "create_child_sa", "reason": name}),
-                *self._update_status(now, "rekey"),
+                *self._update_status(now, "child_deleted"),
             ]
         props = codec.parse_sa(sa_body)
         suite = suite_from_response(props[0]) if len(props) == 1 else None
@@ -1710,7 +1687,7 @@ class IkeV2Peer:
         other = sa.rekeyed_into  # the peer's new SA, if it rekeyed this SA at the same time
         new = self._rekeyed_ike(sa, True, new_spi, props[0].spi, suite, ni, nr, dh.compute(pub), now)
         out = self._established(new, now, fresh=False)
-        out.append(Event("rekey_done", {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex()}))
+        out.append(rekey_done(sa="ike", old_spi=sa.local_spi.hex(), new_spi=new.local_spi.hex(), initiator=True))
         if other is not None and other.state is _ST_ESTABLISHED:
             # §2.8.1 simultaneous IKE rekey: the new SA holding the lowest of the four nonces is redundant and
             # is deleted by its creator; the creator of the survivor deletes the old SA.
@@ -1725,14 +1702,14 @@ class IkeV2Peer:
             if redundant is new:
                 # The Child SAs already moved to the peer's SA when we answered its request.
                 out += self._delete_ike(new, now)
-                out += self._update_status(now, "rekey")
+                out += self._update_status(now, "child_deleted")
                 return out
             new.children, other.children = other.children, []
             other.state = _ST_REKEYED  # the peer deletes it
             other.expire_at = now + REKEYED_LINGER
         # §2.18: the initiator of the (surviving) rekey deletes the old IKE SA (on the old SA).
         out += self._delete_ike(sa, now)
-        out += self._update_status(now, "rekey")
+        out += self._update_status(now, "child_deleted")
         return out
 
     def _rekeyed_ike(
@@ -1853,14 +1830,14 @@ class IkeV2Peer:
             out.append(
                 Event(
                     "rekey_done",
-                    {"sa": "child", "old_spi": old.spi_in.hex(), "new_spi": child.spi_in.hex(), "responder": True},
+                    {"sa": "child", "old_spi": old.spi_in.hex(), "new_spi": child.spi_in.hex(), "initiator": False},
                 )
             )
             if old.rekeying:
                 # We are rekeying the same SA: a simultaneous rekey; resolved when our response arrives.
                 out.append(Event("rekey_collision", {"sa": "child", "kind": "simultaneous_rekey"}))
             old.replaced_by = child
-        out += self._update_status(now, "rekey")
+        out += self._update_status(now, "child_deleted")
         return out
 
     def _on_ike_rekey_request(
@@ -1926,7 +1903,7 @@ class IkeV2Peer:
         out.append(
             Event(
                 "rekey_done",
-                {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex(), "responder": True},
+                {"sa": "ike", "old_spi": sa.local_spi.hex(), "new_spi": new.local_spi.hex(), "initiator": False},
             )
         )
         return out
@@ -1947,8 +1924,6 @@ class IkeV2Peer:
             if self.config.role is _ROLE_AWS and sa.state is _ST_ESTABLISHED:
                 out.append(Event("aws_log", {"message": LOG_DELETE_IKE_SA_FROM_CGW}))
             self._drop_sa(sa)
-            if self._current() is None:
-                self._last_inbound = None
             out += self._update_status(now, "delete_received")
             return out
         answer: list[bytes] = []

@@ -143,9 +143,8 @@ DPD_VENDOR_ID = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")
 NATT_RFC3947_VENDOR_ID = bytes.fromhex("4a131c81070358455c5728f20e95452f")
 """RFC 3947 §3.1: MD5("RFC 3947")."""
 
-NON_ESP_MARKER = b"\x00\x00\x00\x00"
-"""RFC 3948 §2.2: prefixed to IKE messages on the NAT-T port."""
-NAT_KEEPALIVE = b"\xff"
-"""RFC 3948 §2.3."""
-IKE_PORT = 500
-NATT_PORT = 4500
+# NAT-T: one definition for both versions (cgw_peer.natt), re-exported here.
+from cgw_peer.natt import IKE_PORT as IKE_PORT  # noqa: E402
+from cgw_peer.natt import NAT_KEEPALIVE as NAT_KEEPALIVE  # noqa: E402
+from cgw_peer.natt import NATT_PORT as NATT_PORT  # noqa: E402
+from cgw_peer.natt import NON_ESP_MARKER as NON_ESP_MARKER  # noqa: E402

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cgw_peer.ikev1.peer import IkeV1Peer
-from cgw_peer.status import Status
+from cgw_peer.lifecycle.status import Status
 from emulator.actions import Event, Transmit
 from tests.ikev1.helpers import AWS_ADDR, CGW_ADDR, make_net
 

@@ -15,7 +15,7 @@ import pytest
 from cgw_peer.config import PROFILES, Behaviour, DpdTimeoutAction, SeqOnRetry, TunnelOptions
 from cgw_peer.ikev1.peer import IkeV1Peer
 from cgw_peer.ikev1.sa import IsakmpSa
-from cgw_peer.status import LOG_IKEV1_PEER_DEAD, PhaseState, Status
+from cgw_peer.lifecycle.status import LOG_IKEV1_PEER_DEAD, PhaseState, Status
 from cgw_peer.wire.constants import NotifyType
 from emulator.link import FaultPlan
 from tests.ikev1.helpers import AWS_IP, CGW_IP, QUIET_CGW, aws_config, cgw_config, make_net, make_peer, sel, sent, times
@@ -74,7 +74,10 @@ def test_timeout_clear() -> None:
     # Last inbound: the ACK at 90. Probes at 100, 110, 120; dead at 90 + 40 = 130 (no fourth probe).
     assert times(net, "dpd_request_sent", "aws") == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
     (to,) = sel(net, "dpd_timeout", "aws")
-    assert (to.t, to.fields) == (130.0, {"action": "clear", "last_inbound": 90.0})
+    assert (to.t, to.fields) == (
+        130.0,
+        {"action": "clear", "last_inbound": 90.0, "model": "aws", "probes": 3, "retransmits": 2},
+    )
     assert [(r.t, r.fields) for r in sel(net, "aws_log", "aws")] == [(130.0, {"message": LOG_IKEV1_PEER_DEAD})]
     assert [(r.t, r.fields) for r in sel(net, "tunnel_down", "aws")] == [(130.0, {"reason": "dpd_timeout"})]
     assert times(net, "routes_withdrawn", "aws") == [130.0]
@@ -89,7 +92,7 @@ def test_timeout_clear() -> None:
 
 
 def test_timeout_clear_with_30s_and_first_probe_reference() -> None:
-    net, _aws, _cgw = make_net(aws_cfg=aws_with("clear", timeout=30, dead_reference="first-probe"))
+    net, _aws, _cgw = make_net(aws_cfg=aws_with("clear", timeout=30, liveness_model="libreswan"))
     net.start_all()
     silent_from(net, 95)
     net.run_until(200)
@@ -119,8 +122,8 @@ def test_timeout_restart_backoff_and_recovery() -> None:
     assert times(net, "tunnel_down", "aws") == [130.0] and times(net, "routes_withdrawn", "aws") == [130.0]
     rs = sel(net, "restart_scheduled", "aws")
     # Backoff 1 s, then (after a full retransmission budget of 165.06 s each) 2 s, 4 s...
-    assert rs[0].t == 130.0 and rs[0].fields == {"at": 131.0, "attempt": 0}
-    assert rs[1].fields["attempt"] == 1 and rs[1].fields["at"] - rs[1].t == 2.0
+    assert rs[0].t == 130.0 and rs[0].fields == {"at": 131.0, "attempt": 1, "delay": 1.0}
+    assert rs[1].fields["attempt"] == 2 and rs[1].fields["at"] - rs[1].t == 2.0
     assert sent(net, "main_mode_1", "aws")[0].t == 131.0
     # AWS re-initiates IKEv1 with INITIAL-CONTACT; the CGW (which never noticed) replaces its stale SAs.
     up = times(net, "tunnel_up", "aws")
@@ -305,8 +308,8 @@ def test_simultaneous_restart_by_both_sides_converges() -> None:
     assert times(net, "dpd_timeout", "cgw") == [pytest.approx(130.3, abs=0.05)]
     # No storm: each side made 3 attempts (backoff 1 s, 2 s, 4 s with jitter, each after a full retransmission
     # budget); the first Main Mode after the path healed won and cancelled the other side's pending restart.
-    assert [r.fields["attempt"] for r in sel(net, "restart_scheduled", "aws")] == [0, 1, 2]
-    assert [r.fields["attempt"] for r in sel(net, "restart_scheduled", "cgw")] == [0, 1, 2]
+    assert [r.fields["attempt"] for r in sel(net, "restart_scheduled", "aws")] == [1, 2, 3]
+    assert [r.fields["attempt"] for r in sel(net, "restart_scheduled", "cgw")] == [1, 2, 3]
     assert len([r for r in sent(net, "main_mode_1") if r.t > 400]) == 1
     # Converged: exactly one ISAKMP SA and one IPsec SA pair, the same on both sides.
     assert aws.status.status is Status.UP and cgw.status.status is Status.UP
@@ -335,8 +338,8 @@ def test_close_sends_deletes_and_peer_goes_down() -> None:
     net.start_all()
     net.call("cgw", cgw.close, at=50)
     net.run_until(100)
-    assert [r.fields["protocol"] for r in sel(net, "delete_sent", "cgw")] == ["esp", "isakmp"]
-    assert [r.fields["protocol"] for r in sel(net, "delete_received", "aws")] == ["esp", "isakmp"]
+    assert [r.fields["protocol"] for r in sel(net, "delete_sent", "cgw")] == ["esp", "ike"]
+    assert [r.fields["protocol"] for r in sel(net, "delete_received", "aws")] == ["esp", "ike"]
     assert "AWS tunnel received DELETE for IKE_SA from CGW" in [r.fields["message"] for r in sel(net, "aws_log")]
     assert times(net, "tunnel_down") == [50.0, 50.0]
     assert aws.status.status is Status.DOWN and aws.next_deadline() is None and cgw.next_deadline() is None

@@ -8,7 +8,7 @@ import random
 
 from cgw_peer.config import PROFILES, Behaviour
 from cgw_peer.ikev1.peer import IkeV1Peer
-from cgw_peer.status import Status
+from cgw_peer.lifecycle.status import Status
 from emulator.actions import Action, Event, Transmit
 from tests.ikev1.helpers import AWS_ADDR, aws_config, cgw_config
 

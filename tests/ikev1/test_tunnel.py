@@ -6,8 +6,8 @@ import pytest
 
 from cgw_peer.config import Behaviour, PeerConfig, Role, StartupAction, TunnelOptions
 from cgw_peer.errors import ConfigError
+from cgw_peer.lifecycle.status import MSG_UP, PhaseState, Status
 from cgw_peer.peer import create_peer
-from cgw_peer.status import MSG_UP, PhaseState, Status
 from tests.ikev1.helpers import AWS_ADDR, CGW_ADDR, aws_config, cgw_config, make_net, sel, sent, times
 
 
@@ -32,8 +32,17 @@ def test_startup_add_cgw_initiates_tunnel_up_at_zero() -> None:
     # The SA pair mirrors: my inbound SPI is the peer's outbound one, and so are the keys.
     assert (a.spi_in, a.spi_out, a.keys_in, a.keys_out) == (c.spi_out, c.spi_in, c.keys_out, c.keys_in)
     assert len(a.keys_in) == 16 + 20
-    ike = sel(net, "ike_sa_established")
-    assert ike[0].fields == ike[1].fields and ike[0].fields["version"] == 1
+    ike = {r.node: r.fields for r in sel(net, "ike_sa_established")}
+    same = ("spi_i", "spi_r", "version", "proposal", "nat")
+    assert {k: ike["aws"][k] for k in same} == {k: ike["cgw"][k] for k in same} and ike["aws"]["version"] == 1
+    # Each side's view: who initiated, and the addresses from its own side.
+    assert (ike["cgw"]["initiator"], ike["aws"]["initiator"]) == (True, False)
+    assert (ike["aws"]["local"], ike["aws"]["remote"]) == (ike["cgw"]["remote"], ike["cgw"]["local"])
+    # The child SA event carries the ESP keys, mirrored between the sides (enc 16 + integ 20 for aes128-sha1).
+    ch = {r.node: r.fields for r in sel(net, "child_sa_established")}
+    assert (ch["aws"]["enc_in"], ch["aws"]["integ_in"]) == (ch["cgw"]["enc_out"], ch["cgw"]["integ_out"])
+    assert bytes.fromhex(ch["aws"]["enc_in"] + ch["aws"]["integ_in"]) == a.keys_in
+    assert len(ch["aws"]["enc_in"]) == 32 and len(ch["aws"]["integ_in"]) == 40 and ch["aws"]["encap"] is False
     keys = sel(net, "sa_keys")
     assert keys[0].fields == keys[1].fields and len(keys[0].fields["enc_key"]) == 32
     assert aws.ike_spis() == cgw.ike_spis() and len(aws.ike_spis()) == 2
@@ -150,7 +159,7 @@ def test_wrong_psk_fails_cleanly() -> None:
     assert mm5 == [0.0, 4.0, 11.2, 24.16, 47.488, 89.478]
     fail = sel(net, "negotiation_failed", "cgw")
     assert len(fail) == 1 and fail[0].t == pytest.approx(165.062, abs=1e-3)
-    assert fail[0].fields == {"exchange": "main_mode", "reason": "peer_not_responding"}
+    assert fail[0].fields == {"exchange": "main_mode", "reason": "peer_not_responding", "retransmits": 5}
     # The CGW keeps trying (it initiates at start-up), with backoff.
     assert len(sel(net, "restart_scheduled", "cgw")) == 1
     assert sel(net, "tunnel_up") == [] and sel(net, "ike_sa_established") == []
@@ -211,7 +220,7 @@ def test_keepalive_is_not_liveness() -> None:
     net.run_until(1)
     acts = aws.receive_datagram(b"\xff", ("198.51.100.1", 4500), ("203.0.113.1", 4500), 5.0)
     assert acts == [] and aws.counters["nat_keepalive_received"] == 1
-    assert aws.dpd.last_inbound_at == 0.0
+    assert aws.liveness.last_inbound_at == 0.0
 
 
 def test_behaviour_without_dpd_vendor_id_disables_dpd() -> None:
@@ -298,6 +307,7 @@ def test_quick_mode_given_up_is_retried_by_restart() -> None:
     assert next(r.fields for r in sel(net, "negotiation_failed", "cgw")) == {
         "exchange": "quick_mode",
         "reason": "peer_not_responding",
+        "retransmits": 5,
     }
     assert sel(net, "restart_scheduled", "cgw")
     assert cgw.status.status is Status.UP and aws.status.status is Status.UP

@@ -9,7 +9,7 @@ import random
 
 from cgw_peer.config import Behaviour, Role
 from cgw_peer.ikev2.peer import IkeV2Peer
-from cgw_peer.status import Status
+from cgw_peer.lifecycle.status import Status
 from tests.ikev1.test_nat import PRIVATE, PUBLIC
 from tests.ikev1.test_nat import Lab as NatLab
 from tests.ikev2.helpers import AWS_ADDR, config, pair

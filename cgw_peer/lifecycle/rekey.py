@@ -1,8 +1,19 @@
-"""Rekey schedule and restart backoff: pure, version-agnostic policy functions."""
+"""When to rekey, and which SA survives when both sides rekey (or set up) the same SA at once.
+
+* :func:`rekey_delay`: strongSwan's schedule, which AWS's ``RekeyMarginTimeSeconds`` / ``RekeyFuzzPercentage``
+  mirror (``ike-dpd.md`` §1.4).
+* :func:`redundant`: the collision rule. RFC 7296 §2.8.1: of two SAs created by a simultaneous rekey, "the SA
+  created with the lowest of the four nonces SHOULD be closed by the endpoint that created it". RFC 2409 has no
+  rule for IKEv1; the IKEv1 engine applies the same one (see :mod:`cgw_peer.lifecycle`), so that in both
+  versions exactly one new SA survives and both sides agree on which without talking.
+"""
 
 from __future__ import annotations
 
 import random
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 def rekey_delay(lifetime: float, margin: float, fuzz_percent: float, rng: random.Random) -> float:
@@ -26,11 +37,8 @@ def rekey_delay(lifetime: float, margin: float, fuzz_percent: float, rng: random
     return max(0.0, lifetime - (margin + jitter))
 
 
-def backoff_delay(attempt: int, initial: float, maximum: float, jitter: float, rng: random.Random) -> float:
-    """Restart delay before attempt ``attempt`` (0-based): ``min(max, initial * 2**attempt)``, shortened by up to
-    ``jitter`` (a fraction) at random, so that two sides restarting at the same instant do not collide again
-    (strongSwan issue #292: restarts without delay storm metered links)."""
-    base = min(maximum, initial * (2.0 ** min(attempt, 62)))
-    if jitter > 0:
-        base *= 1.0 - jitter * rng.random()
-    return base
+def redundant(candidates: list[tuple[bytes, bytes, _T]]) -> _T:
+    """The collision loser among SAs given as (nonce_i, nonce_r, sa): the one holding the lowest of all their
+    nonces (octet-wise; a shorter nonce that is a prefix of a longer one is lower), RFC 7296 §2.8.1."""
+    best = min(candidates, key=lambda c: min(c[0], c[1]))
+    return best[2]

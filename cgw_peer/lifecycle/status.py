@@ -1,4 +1,4 @@
-"""Tunnel status as AWS shows it, and the AWS log lines (version-agnostic: IKEv1 and IKEv2 both use it).
+"""Tunnel status as AWS shows it, its UP/DOWN machine, and the AWS log lines (both IKE versions).
 
 AWS ``VgwTelemetry`` per tunnel: ``Status`` UP|DOWN, ``StatusMessage`` (free text; ``IPSEC IS UP`` /
 ``IPSEC IS DOWN`` appear in real describe-vpn-connections output), ``LastStatusChange`` ("updated when changes
@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from cgw_peer.events import routes_withdrawn, tunnel_down, tunnel_up
+from emulator.actions import Action
 
 
 class Status(StrEnum):
@@ -71,3 +74,50 @@ class TunnelStatus:
             "TunnelIKEPhase1State": self.phase1_state.value,
             "TunnelIKEPhase2State": self.phase2_state.value,
         }
+
+
+class TunnelState:
+    """The tunnel's UP/DOWN machine: the one place that emits ``tunnel_up``, ``tunnel_down`` and
+    ``routes_withdrawn``, exactly once per transition, and keeps :class:`TunnelStatus` in agreement with them.
+
+    ::
+
+        DOWN --(an SA pair / Child SA installed)--> UP          tunnel_up
+        UP --(no usable SA pair left: reason)--> DOWN           tunnel_down(reason), routes_withdrawn(reason)
+
+    Engines call :meth:`settle` whenever their SAs may have changed, with what is true now; a call that changes
+    nothing emits nothing. The reason of a DOWN transition is the one given to :meth:`settle` or, when the change
+    was caused earlier in the same input, the one noted with :meth:`cause`.
+    """
+
+    __slots__ = ("_cause", "status", "up")
+
+    def __init__(self) -> None:
+        self.status = TunnelStatus()
+        self.up = False
+        self._cause: str | None = None
+
+    def cause(self, reason: str) -> None:
+        """Note why the SAs are going away (used by the next DOWN transition)."""
+        if self._cause is None:
+            self._cause = reason
+
+    def settle(
+        self, now: float, up: bool, phase1: PhaseState, phase2: PhaseState, reason: str, out: list[Action]
+    ) -> bool:
+        """Apply the current state; append the transition events to ``out``. Returns whether UP changed."""
+        self.status.update(now, up=up, phase1=phase1, phase2=phase2)
+        if up == self.up:
+            if up:
+                self._cause = None
+            return False
+        self.up = up
+        if up:
+            self._cause = None
+            out.append(tunnel_up())
+        else:
+            why = self._cause or reason
+            self._cause = None
+            out.append(tunnel_down(reason=why))
+            out.append(routes_withdrawn(reason=why))
+        return True
