@@ -1,0 +1,189 @@
+"""A tunnel pair of either IKE version on the virtual-time network, configured identically apart from the
+version, and the checks every lifecycle test applies to a finished trace."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from cgw_peer.config import Behaviour, IkeVersion, PeerConfig, Role, TrafficSelector, TunnelOptions
+from cgw_peer.events import check_event
+from cgw_peer.peer import IkePeer, create_peer
+from emulator.simnet import SimNetwork
+from emulator.trace import Trace, TraceRecord
+
+AWS_IP = "203.0.113.1"
+CGW_IP = "198.51.100.1"
+PSK = b"lifecycle.psk.0123"
+
+AUTHENTICATED_RECEIPT = frozenset(
+    {
+        "dpd_request_received",
+        "dpd_ack_received",
+        "delete_received",
+        "ike_sa_established",
+        "child_sa_established",
+        "response_retransmitted",
+    }
+)
+"""Events a node emits only when an authenticated message from its peer arrived at that instant."""
+
+
+def options(version: int, **kw: Any) -> TunnelOptions:
+    base: dict[str, Any] = {
+        "ike_versions": (IkeVersion.IKEV1 if version == 1 else IkeVersion.IKEV2,),
+        "phase1_encryption_algorithms": ("AES128",),
+        "phase1_integrity_algorithms": ("SHA2-256",),
+        "phase1_dh_group_numbers": (19,),
+        "phase2_encryption_algorithms": ("AES128",),
+        "phase2_integrity_algorithms": ("SHA2-256",),
+        "phase2_dh_group_numbers": (19,),
+    }
+    base.update(kw)
+    return TunnelOptions(**base)
+
+
+def peer_config(role: Role, version: int, opts: TunnelOptions, behaviour: Behaviour, **kw: Any) -> PeerConfig:
+    if role is Role.AWS:
+        lts, rts = TrafficSelector("10.0.0.0/16"), TrafficSelector("192.168.0.0/24")
+    else:
+        lts, rts = TrafficSelector("192.168.0.0/24"), TrafficSelector("10.0.0.0/16")
+    return PeerConfig(
+        role=role,
+        ike_version=IkeVersion.IKEV1 if version == 1 else IkeVersion.IKEV2,
+        options=opts,
+        behaviour=behaviour,
+        psk=PSK,
+        local_ts=lts,
+        remote_ts=rts,
+        **kw,
+    )
+
+
+QUIET = Behaviour(dpd_enabled=False, restart_backoff_jitter=0.0)
+"""A CGW that answers DPD but never probes, so AWS's timeline is the only one."""
+
+
+class Pair:
+    """AWS endpoint + CGW of one IKE version on a :class:`SimNetwork`, with fresh processes on revive."""
+
+    def __init__(
+        self,
+        version: int,
+        *,
+        opts: TunnelOptions | None = None,
+        aws_beh: Behaviour | None = None,
+        cgw_beh: Behaviour | None = None,
+        cgw_initiates: bool = True,
+        seed: int = 1,
+        wrap: Callable[[IkePeer, str], IkePeer] | None = None,
+    ) -> None:
+        self.version = version
+        self.opts = opts or options(version)
+        self.aws_cfg = peer_config(
+            Role.AWS, version, self.opts, aws_beh or Behaviour(restart_backoff_jitter=0.0), name="aws"
+        )
+        self.cgw_cfg = peer_config(Role.CGW, version, self.opts, cgw_beh or QUIET, initiate=cgw_initiates, name="cgw")
+        self.seed = seed
+        self.wrap = wrap
+        """Applied to every peer process this pair creates (a test's recorder)."""
+        self.incarnation = {"aws": 0, "cgw": 0}
+        self.net = SimNetwork(seed=seed)
+        self.net.add_node("aws", self.make("aws"), [AWS_IP])
+        self.net.add_node("cgw", self.make("cgw"), [CGW_IP])
+
+    def make(self, side: str, initiate: bool | None = None) -> IkePeer:
+        cfg = self.aws_cfg if side == "aws" else self.cgw_cfg
+        if initiate is not None:
+            cfg = replace(cfg, initiate=initiate)
+        rng = random.Random(f"{self.seed}:{side}:{self.incarnation[side]}")
+        me, other = (AWS_IP, CGW_IP) if side == "aws" else (CGW_IP, AWS_IP)
+        peer = create_peer(cfg, local=(me, 500), remote=(other, 500), rng=rng)
+        return self.wrap(peer, side) if self.wrap is not None else peer
+
+    def node(self, side: str) -> IkePeer:
+        n: IkePeer = self.net.node(side)  # type: ignore[assignment]
+        return n
+
+    def crash(self, side: str, at: float) -> None:
+        self.net.at(at, lambda: self.net.crash(side))
+
+    def revive(self, side: str, at: float, initiate: bool | None = None) -> None:
+        def go() -> None:
+            self.incarnation[side] += 1
+            self.net.revive(side, self.make(side, initiate))
+
+        self.net.at(at, go)
+
+    @property
+    def trace(self) -> Trace:
+        return self.net.trace
+
+    def run(self, until: float) -> Trace:
+        self.net.start_all(at=0.0)
+        self.net.run_until(until)
+        check_trace(self.net.trace, {s: self.node(s) for s in ("aws", "cgw")})
+        return self.net.trace
+
+    def sel(self, event: str, node: str = "aws") -> list[TraceRecord]:
+        return self.net.trace.select(event, node)
+
+    def times(self, event: str, node: str = "aws") -> list[float]:
+        return [r.t for r in self.sel(event, node)]
+
+
+def check_trace(trace: Trace, nodes: dict[str, IkePeer] | None = None) -> None:
+    """The invariants every run must satisfy, whatever its faults:
+
+    * every event matches its declaration in ``cgw_peer.events`` (names, fields, types, choices);
+    * per node, ``tunnel_up`` and ``tunnel_down`` alternate, starting with ``tunnel_up`` (at most one DOWN per UP),
+      and every ``tunnel_down`` is followed at once by ``routes_withdrawn`` with the same reason;
+    * the final status agrees with the last UP/DOWN event (after a crash the old process's events no longer
+      count: a revived node starts DOWN);
+    * ``dpd_timeout`` reports a ``last_inbound`` no older than any authenticated receipt before it, and the
+      AWS model never declares a peer dead while authenticated traffic is younger than the timeout.
+    """
+    problems: list[str] = []
+    up: dict[str, bool] = {}
+    crashed: set[str] = set()
+    last_auth: dict[str, float] = {}
+    recs = list(trace)
+    for i, r in enumerate(recs):
+        problems += [f"t={r.t} {r.node}: {p}" for p in check_event(r.event, r.fields)]
+        if r.event in ("node_revived", "node_crashed"):
+            up[r.node] = False
+            last_auth.pop(r.node, None)
+            if r.event == "node_crashed":
+                crashed.add(r.node)
+            else:
+                crashed.discard(r.node)
+        elif r.event == "tunnel_up":
+            if up.get(r.node):
+                problems.append(f"t={r.t} {r.node}: tunnel_up while UP")
+            up[r.node] = True
+        elif r.event == "tunnel_down":
+            if not up.get(r.node):
+                problems.append(f"t={r.t} {r.node}: tunnel_down while DOWN")
+            up[r.node] = False
+            nxt = next((x for x in recs[i + 1 :] if x.node == r.node), None)
+            if nxt is None or nxt.event != "routes_withdrawn" or nxt.fields != r.fields or nxt.t != r.t:
+                problems.append(f"t={r.t} {r.node}: tunnel_down not followed by routes_withdrawn({r.fields})")
+        elif r.event in AUTHENTICATED_RECEIPT:
+            last_auth[r.node] = r.t
+        elif r.event == "dpd_timeout":
+            li = r.fields["last_inbound"]
+            seen = last_auth.get(r.node)
+            if seen is not None and li < seen - 1e-9:
+                problems.append(f"t={r.t} {r.node}: dpd_timeout last_inbound {li} older than a receipt at {seen}")
+            if li > r.t + 1e-9:
+                problems.append(f"t={r.t} {r.node}: dpd_timeout last_inbound {li} in the future")
+    if nodes is not None:
+        for name, peer in nodes.items():
+            if name in crashed:
+                continue  # a killed process reports nothing
+            want = "UP" if up.get(name) else "DOWN"
+            if peer.status.status.value != want:
+                problems.append(f"{name}: status {peer.status.status.value} but the last event says {want}")
+    assert not problems, "\n".join(problems[:20])
