@@ -37,10 +37,15 @@ def make_peer(cfg: PeerConfig, seed: int) -> IkeV1Peer:
 
 
 def make_net(
-    aws_cfg: PeerConfig | None = None, cgw_cfg: PeerConfig | None = None, seed: int = 1
+    aws_cfg: PeerConfig | None = None,
+    cgw_cfg: PeerConfig | None = None,
+    seed: int = 1,
+    *,
+    cgw_peer: IkeV1Peer | None = None,
 ) -> tuple[SimNetwork, IkeV1Peer, IkeV1Peer]:
+    """``cgw_peer``: a CGW built by the test (e.g. a misbehaving subclass) instead of one from ``cgw_cfg``."""
     aws = make_peer(aws_cfg or aws_config(), seed * 2 + 1)
-    cgw = make_peer(cgw_cfg or cgw_config(), seed * 2 + 2)
+    cgw = cgw_peer or make_peer(cgw_cfg or cgw_config(), seed * 2 + 2)
     net = SimNetwork(seed=seed)
     net.add_node("aws", aws, [AWS_IP])
     net.add_node("cgw", cgw, [CGW_IP])

@@ -8,10 +8,11 @@ from functools import cache
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cgw_peer.config import Behaviour
 from cgw_peer.ikev1.peer import IkeV1Peer
 from cgw_peer.lifecycle.status import Status
-from emulator.actions import Event, Transmit
-from tests.ikev1.helpers import AWS_ADDR, CGW_ADDR, make_net
+from emulator.actions import Event
+from tests.ikev1.helpers import AWS_ADDR, CGW_ADDR, cgw_config, make_net
 
 NATT_SRC = (CGW_ADDR[0], 4500)
 NATT_DST = (AWS_ADDR[0], 4500)
@@ -20,7 +21,7 @@ NATT_DST = (AWS_ADDR[0], 4500)
 @cache
 def established() -> tuple[IkeV1Peer, list[bytes]]:
     """An established AWS peer and every datagram the CGW sent it (the seed corpus for mutations)."""
-    net, aws, cgw = make_net()
+    net, aws, _cgw = make_net(cgw_cfg=cgw_config(behaviour=Behaviour(dpd_delay=0.5, dpd_interval=0.5)))
     corpus: list[bytes] = []
 
     def spy(data: bytes, kind: str, now: float) -> bool:
@@ -32,12 +33,8 @@ def established() -> tuple[IkeV1Peer, list[bytes]]:
     net.set_faults(CGW_ADDR[0], AWS_ADDR[0], FaultPlan(drop_if=spy))
     net.start_all()
     net.run_until(1)
-    # Pull one R-U-THERE from the CGW too, so the corpus has an encrypted Informational.
-    cgw_sa = cgw.current_isakmp
-    assert cgw_sa is not None
-    cgw._out = []
-    cgw._send_dpd(cgw_sa, 36136, 5, "dpd_request")
-    corpus += [a.data for a in cgw._out if isinstance(a, Transmit)]
+    # The CGW probes after 0.5 s of silence, so the corpus also has an encrypted Informational (an R-U-THERE).
+    assert any(r.fields["kind"] == "dpd_request" for r in net.trace.select("datagram_sent", "cgw"))
     assert aws.status.status is Status.UP
     return aws, corpus
 

@@ -155,9 +155,8 @@ class ShiftedAckPeer(IkeV1Peer):
 
 @pytest.mark.parametrize("counts", [False, True])
 def test_wrong_sequence_acks(counts: bool) -> None:
-    net, aws, _ = make_net(aws_cfg=aws_with("clear", wrong_seq_ack_counts=counts))
     cgw = ShiftedAckPeer(cgw_config(), local=(CGW_IP, 500), remote=(AWS_IP, 500), rng=random.Random(9))
-    net._nodes["cgw"].node = cgw  # swap in the misbehaving CGW before anything runs
+    net, aws, _ = make_net(aws_cfg=aws_with("clear", wrong_seq_ack_counts=counts), cgw_peer=cgw)
     net.start_all()
     net.run_until(100)
     acks = sel(net, "dpd_ack_received", "aws")

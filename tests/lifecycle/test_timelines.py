@@ -9,6 +9,8 @@ visible as ``seq`` vs ``message_id``) and the AWS log line.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from cgw_peer.config import Behaviour, DpdTimeoutAction, Retransmit, StartupAction
@@ -197,8 +199,8 @@ def test_retransmit_budget_and_jitter_apply_to_both_versions(version: int) -> No
     jit.run(200)
     got = [r.t for r in jit.sel("datagram_sent", "cgw") if r.fields["kind"] == first]
     plain = [0.0, 4.0, 11.2, 24.16, 47.488, 89.4784]
-    waits = [b - a for a, b in zip(got, got[1:], strict=False)]
-    full = [b - a for a, b in zip(plain, plain[1:], strict=False)]
+    waits = [b - a for a, b in itertools.pairwise(got)]
+    full = [b - a for a, b in itertools.pairwise(plain)]
     assert len(got) == 6 and got != plain
     assert all(f * 0.5 - 1e-9 <= w <= f + 1e-9 for w, f in zip(waits, full, strict=True))
 
