@@ -652,8 +652,8 @@ class Scenario:
         return self.tgw
 
     def make_dataplane(self) -> Any:
-        from tgw_dataplane.cli import load_any
         from tgw_dataplane.dataplane import Dataplane
+        from tgw_dataplane.loader import load_any
 
         assert self.tgw is not None
         path = self.tgw[0]

@@ -105,7 +105,7 @@ def tgw_demo(out: str) -> bool:
     """The seed topology with appliance mode off (reply dropped by the other AZ's firewall) and on (both
     directions through one firewall): per-hop captures, flow logs, a summary and the hop-by-hop trace."""
     from emulator.pcap import LINKTYPE_RAW, PcapWriter
-    from tgw_dataplane.cli import cmd_replay, cmd_trace
+    from emulator.tgw_cli import cmd_replay, cmd_trace
     from tgw_dataplane.craft import parse_flow
 
     flow = parse_flow(SEED_FLOW)
