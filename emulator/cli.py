@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from emulator import scenario_cli, tgw_cli, vpn_cli
+from emulator import report_cli, scenario_cli, tgw_cli, vpn_cli
 from emulator.errors import ConfigError
 
 __all__ = ["ConfigError", "build_parser", "main"]
@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (
     scenario_cli,  # run, demo
     vpn_cli,  # vpn
     tgw_cli,  # tgw
+    report_cli,  # report
 )
 
 
