@@ -56,6 +56,7 @@ KIND_MALFORMED = "malformed"
 
 _IP4 = struct.Struct("!BBHHHBBH4s4s")
 _IP4_PARSE = struct.Struct("!BxHHHBBH4s4s")
+_IP4_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")  # an IPv4 header without options, then the UDP header
 _UDP = struct.Struct("!HHHH")
 _IP6 = struct.Struct("!IHBB16s16s")
 _PORTS = struct.Struct("!HH")
@@ -125,23 +126,23 @@ class OuterFramer:
             s = self._base + total + ident
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
-            return (
-                _IP4.pack(
-                    0x45,
-                    0,
-                    total,
-                    ident,
-                    0x4000 if self.df else 0,
-                    self.ttl,
-                    UDP_PROTO,
-                    ~s & 0xFFFF,
-                    self._src,
-                    self._dst,
-                )
-                # RFC 3948 §2.1: the IPv4 UDP checksum SHOULD be zero for ESP in UDP.
-                + _UDP.pack(self.sport, self.dport, ulen, 0)
-                + esp
+            hdr = _IP4_UDP.pack(
+                0x45,
+                0,
+                total,
+                ident,
+                0x4000 if self.df else 0,
+                self.ttl,
+                UDP_PROTO,
+                ~s & 0xFFFF,
+                self._src,
+                self._dst,
+                self.sport,
+                self.dport,
+                ulen,
+                0,  # RFC 3948 §2.1: the IPv4 UDP checksum SHOULD be zero for ESP in UDP
             )
+            return hdr + esp
         total = 20 + len(esp)
         s = self._base + total + ident
         s = (s & 0xFFFF) + (s >> 16)
@@ -207,33 +208,31 @@ def parse_outer(packet: bytes, nat_t_port: int = NAT_T_PORT, ike_port: int = IKE
     if n < 1:
         return _MALFORMED
     version = packet[0] >> 4
+    # Offsets first, one slice at the end: the payload is copied once.
     if version == 4:
         if n < 20:
             return _MALFORMED
-        vihl, total, _ident, _frag, _ttl, proto, _csum, src, dst = _IP4_PARSE.unpack_from(packet)
-        hlen = (vihl & 0x0F) * 4
-        if hlen < 20 or total < hlen or total > n:
+        vihl, end, _ident, _frag, _ttl, proto, _csum, src, dst = _IP4_PARSE.unpack_from(packet)
+        start = (vihl & 0x0F) * 4
+        if start < 20 or end < start or end > n:
             return _MALFORMED
-        payload = packet[hlen:total]
     elif version == 6:
         if n < 40:
             return _MALFORMED
         _vtf, plen, proto, _hop, src, dst = _IP6.unpack_from(packet)
-        if 40 + plen > n:
+        start, end = 40, 40 + plen
+        if end > n:
             return _MALFORMED
-        payload = packet[40 : 40 + plen]
     else:
         return _MALFORMED
-    if proto == ESP_PROTO:
-        return Outer(KIND_ESP, src, dst, proto, 0, 0, payload)
     if proto != UDP_PROTO:
-        return Outer(KIND_OTHER, src, dst, proto, 0, 0, payload)
-    if len(payload) < 8:
+        return Outer(KIND_ESP if proto == ESP_PROTO else KIND_OTHER, src, dst, proto, 0, 0, packet[start:end])
+    if end - start < 8:
         return _MALFORMED
-    sport, dport, ulen, _ = _UDP.unpack_from(payload)
-    if ulen < 8 or ulen > len(payload):
+    sport, dport, ulen, _ = _UDP.unpack_from(packet, start)
+    if ulen < 8 or ulen > end - start:
         return _MALFORMED
-    data = payload[8:ulen]
+    data = packet[start + 8 : start + ulen]
     if dport == nat_t_port or sport == nat_t_port:
         if data == _KEEPALIVE:
             return Outer(KIND_KEEPALIVE, src, dst, proto, sport, dport, data)

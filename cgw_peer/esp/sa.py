@@ -70,13 +70,12 @@ DecryptResult = tuple[bytes, None] | tuple[None, EspDrop]
 """``(inner packet, None)`` or ``(None, reason)``."""
 
 _HDR = struct.Struct("!II")  # SPI, sequence number (RFC 4303 §2.1, §2.2)
-_IV64 = struct.Struct("!Q")
+_HDR_IV = struct.Struct("!IIQ")  # SPI, sequence number, GCM explicit IV
 _PADS = [bytes(range(1, n + 1)) for n in range(256)]
 """``_PADS[n]`` is the default padding of length n: octets 1, 2, ..., n (RFC 4303 §2.4)."""
 _TRAILERS: dict[int, list[bytes]] = {}
 """Per next header: ``padding | pad length | next header`` for every pad length (built on first use)."""
 _NH_VERSION = {NH_IPV4: 4, NH_IPV6: 6}
-_TUNNEL_NH = {4: NH_IPV4, 6: NH_IPV6}
 
 _MIN_PLAIN = 2  # pad length + next header
 
@@ -86,6 +85,10 @@ def _trailers(nh: int) -> list[bytes]:
     if t is None:
         t = _TRAILERS[nh] = [_PADS[n] + bytes((n, nh)) for n in range(256)]
     return t
+
+
+_TAILS_BY_VERSION = {4: _trailers(NH_IPV4), 6: _trailers(NH_IPV6)}
+"""Trailers by the inner packet's IP version (tunnel mode: IPv4 -> next header 4, IPv6 -> 41)."""
 
 
 class EspSa:
@@ -286,23 +289,25 @@ class EspSa:
             self.drops[EspDrop.SEQ_OVERFLOW] = self.drops.get(EspDrop.SEQ_OVERFLOW, 0) + 1
             return None
         if next_header is None:
-            next_header = _TUNNEL_NH.get(inner[0] >> 4, 0) if inner else 0
-            if not next_header:
+            tails = _TAILS_BY_VERSION.get(inner[0] >> 4) if inner else None
+            if tails is None:
                 raise ValueError("inner packet is not IPv4 or IPv6; pass next_header explicitly")
+        else:
+            tails = _trailers(next_header)
         self.seq = seq
         self.packets += 1
-        self.octets += len(inner)
-        self.last_used_at = now
         n = len(inner)
-        plain = inner + _trailers(next_header)[-(n + 2) % self._pad_align]
-        hdr = _HDR.pack(self.spi, seq)
+        self.octets += n
+        self.last_used_at = now
+        plain = inner + tails[-(n + 2) % self._pad_align]
         if self._aead:
             assert self._gcm is not None
-            iv = _IV64.pack(seq)
-            return hdr + iv + self._gcm.encrypt(self._salt + iv, plain, hdr)
+            # SPI | seq | IV in one pack; the IV is the sequence number (a counter, RFC 4106 §3.1).
+            head = _HDR_IV.pack(self.spi, seq, seq)
+            return head + self._gcm.encrypt(self._salt + head[8:], plain, head[:8])
         assert self._cbc is not None and self._mac is not None and self._rng is not None
         iv = self._rng.getrandbits(128).to_bytes(16, "big")
-        body = hdr + iv + self._cbc.encrypt(iv, plain)
+        body = _HDR.pack(self.spi, seq) + iv + self._cbc.encrypt(iv, plain)
         return body + self._mac(body)
 
     def encapsulate(self, inner: bytes, now: float, ident: int | None = None) -> bytes | None:
