@@ -152,7 +152,7 @@ def _scapy(name: str, t: float) -> float:
 
 
 def run(quick: bool) -> list[Row]:
-    t = 0.5 if quick else 2.5
+    t = 0.5 if quick else 1.5
     load = os.getloadavg()[0]
     rows: list[Row] = []
     for name, label, target in (
