@@ -273,7 +273,15 @@ def check_pre_shared_key(psk: Any, field: str = "PreSharedKey") -> str:
     if not isinstance(psk, str):
         raise ConfigError(field, f"must be text ({PSK_RULE}), got {psk!r}")
     if not _PSK_RE.fullmatch(psk) or psk.startswith("0"):
-        raise ConfigError(field, f"must be {PSK_RULE}, got {len(psk)} characters")
+        # Say what is wrong without echoing the secret.
+        bad = next((i for i, c in enumerate(psk) if not (c.isascii() and (c.isalnum() or c in "._"))), None)
+        if bad is not None:
+            what = f"{psk[bad]!r} at position {bad + 1} of {len(psk)}"
+        elif psk.startswith("0"):
+            what = "a key starting with 0"
+        else:
+            what = f"{len(psk)} characters"
+        raise ConfigError(field, f"must be {PSK_RULE}, got {what}")
     return psk
 
 
