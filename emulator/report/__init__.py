@@ -56,7 +56,7 @@ def summarize(records: Sequence[TraceRecord], names: Mapping[str, str] | None = 
         if ups:
             bits.append("UP at " + ", ".join(f"t={t:g}" for t in ups[:3]) + (", ..." if len(ups) > 3 else ""))
         if probes:
-            bits.append(f"{probes} probes, {acks} answered")
+            bits.append(f"{probes} probe{'s' if probes != 1 else ''}, {acks} answered")
         for to in tos:
             bits.append(f"DPD timeout at t={to.t:g} ({to.fields.get('action')})")
         if downs:
@@ -174,6 +174,7 @@ def write_vpn_material(
         options["links"] = raw["links"]
     if raw.get("schedule"):
         options["schedule"] = raw["schedule"]
+    files["html"] = base + ".html"
     manifest = {
         "kind": "vpn",
         "name": name,
@@ -208,7 +209,6 @@ def write_vpn_material(
         ike_version=ctx.ike_version,
         events_text=_events_text(records),
     )
-    files["html"] = base + ".html"
     with open(files["html"], "w") as f:
         f.write(page)
     return files
@@ -260,6 +260,7 @@ def write_tgw_material(res: TgwStoryResult, out_dir: str) -> dict[str, str]:
     with open(files["paths_svg"], "w") as f:
         f.write(svg)
     raw = dict(res.raw)
+    files["html"] = base + ".html"
     manifest = {
         "kind": "tgw",
         "name": res.name,
@@ -276,7 +277,6 @@ def write_tgw_material(res: TgwStoryResult, out_dir: str) -> dict[str, str]:
     files["manifest"] = base + "-run.json"
     with open(files["manifest"], "w") as f:
         json.dump(manifest, f, indent=1)
-    files["html"] = base + ".html"
     _write_tgw_page(manifest, svg, files, out_dir)
     return files
 

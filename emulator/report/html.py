@@ -189,7 +189,7 @@ def _files_section(name: str, files: Mapping[str, str], base: str, ike_version: 
     rows = "".join(
         f"<tr><th>{escape(labels.get(k, k))}</th><td>{_link(v, base)}</td></tr>"
         for k, v in files.items()
-        if v and os.path.exists(v)
+        if v and k not in ("html", "manifest") and os.path.exists(v)
     )
     cmds = ""
     if files.get("pcapng"):
@@ -239,7 +239,9 @@ def tgw_page(
         f'<section id="paths"><h2>The path of each packet</h2>{_svg_inline(paths_svg)}</section>',
     ]
     rows = "".join(
-        f"<tr><th>{escape(k)}</th><td>{_link(v, base)}</td></tr>" for k, v in files.items() if v and os.path.exists(v)
+        f"<tr><th>{escape(k)}</th><td>{_link(v, base)}</td></tr>"
+        for k, v in files.items()
+        if v and k not in ("html", "manifest") and os.path.exists(v)
     )
     cmd = ""
     if files.get("path_pcapng"):

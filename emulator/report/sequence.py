@@ -171,7 +171,7 @@ def _fold_text(anns: Sequence[Annotation]) -> str:
     if len(probes) >= 2:
         every = (probes[-1].t - probes[0].t) / (len(probes) - 1)
         return (
-            f"{len(anns)} routine messages folded: {len(probes)} answered liveness checks, "
+            f"{len(anns)} routine messages folded: {len(probes)} answered DPD probes, "
             f"about every {every:.3g} s, t={t0:g} to t={t1:g}"
         )
     return f"{len(anns)} routine messages folded, t={t0:g} to t={t1:g}"
