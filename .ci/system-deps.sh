@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests run against (Debian packages): strongSwan charon + swanctl
-# (with kernel-libipsec), tshark, ike-scan, and nftables (a NAT inside a test namespace).
+# (with kernel-libipsec), tshark, ike-scan, nftables (a NAT inside a test namespace), and chromium (the HTML
+# report is rendered in it, headless).
 # Idempotent: does nothing when they are present.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ike-scan >/dev/null 2>&1 || need+=(ike-scan)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

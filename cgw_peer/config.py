@@ -15,6 +15,7 @@ Errors are :class:`~cgw_peer.errors.ConfigError` naming the field and the allowe
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -61,7 +62,10 @@ PHASE_INTEGRITY = ("SHA1", "SHA2-256", "SHA2-384", "SHA2-512")
 PHASE1_DH_GROUPS = (2, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24)
 PHASE2_DH_GROUPS = (2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24)
 
-_PSK_RE = re.compile(r"^[A-Za-z0-9._]{8,64}$")
+_PSK_RE = re.compile(r"[A-Za-z0-9._]{8,64}")
+"""AWS PreSharedKey characters and length (``ike-dpd.md`` §1.1). Used with ``fullmatch``: ``$`` would also match
+before a trailing newline, letting ``"key\\n"`` through."""
+PSK_RULE = "8-64 characters of A-Z a-z 0-9 . _ and must not start with 0"
 _RESERVED_INSIDE = [ipaddress.ip_network(f"169.254.{i}.0/30") for i in range(6)] + [
     ipaddress.ip_network("169.254.169.252/30")
 ]
@@ -157,34 +161,49 @@ class TunnelOptions:
         if self.tunnel_inside_cidr is not None:
             _check_inside_cidr(self.tunnel_inside_cidr)
         if self.pre_shared_key is not None:
-            psk = self.pre_shared_key
-            if not _PSK_RE.match(psk) or psk.startswith("0"):
-                raise ConfigError(
-                    "PreSharedKey",
-                    "must be 8-64 characters of A-Z a-z 0-9 . _ and must not start with 0",
-                )
+            check_pre_shared_key(self.pre_shared_key, "PreSharedKey")
         if self.startup_action is StartupAction.START and self.ike_versions != (IkeVersion.IKEV2,):
             # AWS: "AWS-initiated ... is supported for IKEv2 only" (ike-dpd.md §1.3).
             raise ConfigError(
                 "StartupAction",
                 "'start' requires IKEVersions to be [ikev2] only (AWS initiates IKEv2 only); "
-                f"got IKEVersions={[v.value for v in self.ike_versions]} (the default allows both); "
-                "set IKEVersions to [ikev2] (vpn command: --ike-versions ikev2)",
+                f"got IKEVersions={[v.value for v in self.ike_versions]} (without IKEVersions, a peer's options "
+                "default to the IKE version it runs: run IKEv2, or set IKEVersions to [ikev2])",
             )
 
     # -- construction -------------------------------------------------------------------------------------
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any], where: str = "") -> TunnelOptions:
-        """Build from a mapping in AWS spelling or snake_case. Unknown keys are an error naming the key."""
+    def from_mapping(
+        cls, m: Mapping[str, Any], where: str = "", *, ike_version: IkeVersion | None = None
+    ) -> TunnelOptions:
+        """Build from a mapping in AWS spelling or snake_case. Unknown keys are an error naming the key.
+
+        ``ike_version``: the version of the peer these options are for. When the mapping gives no
+        ``IKEVersions``, they default to that version alone, so ``StartupAction: start`` works for an IKEv2 peer
+        without also spelling ``IKEVersions: [ikev2]``. An explicit ``IKEVersions`` is kept as given (a
+        contradiction with the peer's version is :class:`PeerConfig`'s error). Without ``ike_version`` the
+        default is AWS's (both versions).
+        """
+        if not isinstance(m, Mapping):
+            raise ConfigError(where.rstrip(".") or "tunnel options", "must be a mapping of AWS tunnel options")
         known = {f.name for f in fields(cls)}
         kw: dict[str, Any] = {}
         for key, value in m.items():
-            name = _snake(key)
+            name = _snake(key) if isinstance(key, str) else ""
             if name not in known:
                 raise ConfigError(f"{where}{key}", f"unknown tunnel option (allowed: {_allowed(sorted(known))})")
+            if name in kw:
+                raise ConfigError(f"{where}{key}", "given twice (AWS spelling and snake_case)")
             kw[name] = _coerce(name, value, f"{where}{key}")
-        return cls(**kw)
+        if ike_version is not None and "ike_versions" not in kw:
+            kw["ike_versions"] = (ike_version,)
+        try:
+            return cls(**kw)
+        except ConfigError as e:
+            if where and not e.field.startswith(where):
+                raise ConfigError(f"{where}{e.field}", str(e).split(": ", 1)[1]) from None
+            raise
 
     def to_aws(self) -> dict[str, Any]:
         """The effective options, in AWS API spelling (what ``describe-vpn-connections`` would show)."""
@@ -249,48 +268,97 @@ def _check_inside_cidr(cidr: str) -> None:
             )
 
 
+def check_pre_shared_key(psk: Any, field: str = "PreSharedKey") -> str:
+    """``psk`` if it satisfies AWS's PreSharedKey rule (:data:`PSK_RULE`), else ConfigError naming ``field``."""
+    if not isinstance(psk, str):
+        raise ConfigError(field, f"must be text ({PSK_RULE}), got {psk!r}")
+    if not _PSK_RE.fullmatch(psk) or psk.startswith("0"):
+        # Say what is wrong without echoing the secret.
+        bad = next((i for i, c in enumerate(psk) if not (c.isascii() and (c.isalnum() or c in "._"))), None)
+        if bad is not None:
+            what = f"{psk[bad]!r} at position {bad + 1} of {len(psk)}"
+        elif psk.startswith("0"):
+            what = "a key starting with 0"
+        else:
+            what = f"{len(psk)} characters"
+        raise ConfigError(field, f"must be {PSK_RULE}, got {what}")
+    return psk
+
+
+_INT_OPTIONS = (
+    "dpd_timeout_seconds",
+    "phase1_lifetime_seconds",
+    "phase2_lifetime_seconds",
+    "rekey_margin_time_seconds",
+    "rekey_fuzz_percentage",
+    "replay_window_size",
+)
+
+
+def _int(value: Any) -> int:
+    """An integer option: an ``int`` or its decimal text; never a boolean, a float or anything else."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError
+
+
 def _coerce(name: str, value: Any, where: str) -> Any:
     try:
-        if name in (
-            "dpd_timeout_seconds",
-            "phase1_lifetime_seconds",
-            "phase2_lifetime_seconds",
-            "rekey_margin_time_seconds",
-            "rekey_fuzz_percentage",
-            "replay_window_size",
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise ValueError
-            return int(value)
+        if name in _INT_OPTIONS:
+            return _int(value)
         if name == "dpd_timeout_action":
-            return DpdTimeoutAction(str(value).lower())
+            return DpdTimeoutAction(_word(value))
         if name == "startup_action":
-            return StartupAction(str(value).lower())
+            return StartupAction(_word(value))
         if name == "ike_versions":
-            items = _items(value)
-            return tuple(IkeVersion(str(v).lower()) for v in items)
+            return tuple(IkeVersion(_word(v)) for v in _items(value))
         if name in ("phase1_dh_group_numbers", "phase2_dh_group_numbers"):
-            return tuple(int(v) for v in _items(value))
+            return tuple(_int(v) for v in _items(value))
         if name.endswith("_algorithms"):
-            return tuple(str(v).upper() for v in _items(value))
+            return tuple(_word(v).upper() for v in _items(value))
         if name in ("tunnel_inside_cidr", "pre_shared_key"):
-            return None if value is None else str(value)
-    except ValueError:
+            if value is not None and not isinstance(value, str):
+                raise ValueError
+            return value
+    except (ValueError, TypeError, OverflowError):
         allowed = {
             "dpd_timeout_action": _allowed(tuple(DpdTimeoutAction)),
             "startup_action": _allowed(tuple(StartupAction)),
-            "ike_versions": _allowed(tuple(IkeVersion)),
-        }.get(name, "see the AWS VpnTunnelOptionsSpecification")
-        raise ConfigError(where, f"invalid value {value!r} (allowed: {allowed})") from None
+            "ike_versions": "a list of " + _allowed(tuple(IkeVersion)),
+            "phase1_dh_group_numbers": "a list of " + _allowed(PHASE1_DH_GROUPS),
+            "phase2_dh_group_numbers": "a list of " + _allowed(PHASE2_DH_GROUPS),
+            "phase1_encryption_algorithms": "a list of " + _allowed(PHASE_ENCRYPTION),
+            "phase2_encryption_algorithms": "a list of " + _allowed(PHASE_ENCRYPTION),
+            "phase1_integrity_algorithms": "a list of " + _allowed(PHASE_INTEGRITY),
+            "phase2_integrity_algorithms": "a list of " + _allowed(PHASE_INTEGRITY),
+            "tunnel_inside_cidr": "a /30 inside 169.254.0.0/16, as text",
+            "pre_shared_key": PSK_RULE,
+        }.get(name, "an integer" if name in _INT_OPTIONS else "see the AWS VpnTunnelOptionsSpecification")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(where, f"invalid value {shown} (allowed: {allowed})") from None
     return value
 
 
+def _word(value: Any) -> str:
+    """An enumeration word (any case); anything but text is refused rather than ``str()``-ed."""
+    if not isinstance(value, str):
+        raise ValueError
+    return value.strip().lower()
+
+
 def _items(value: Any) -> list[Any]:
-    """AWS lists come as ``[{"Value": x}]``, plain lists, or comma-separated strings."""
+    """AWS lists come as ``[{"Value": x}]``, plain lists, or comma-separated strings (a single integer is a list
+    of one). Anything else (a mapping, null, a boolean) is refused."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError
     out = []
     for v in value:
         out.append(v["Value"] if isinstance(v, Mapping) and "Value" in v else v)
@@ -412,10 +480,14 @@ class Behaviour:
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any], where: str = "behaviour.") -> Behaviour:
+        """Build from a mapping of setting names (``-`` or ``_``); every value is checked by type and range
+        (:func:`_coerce_behaviour`), unknown names are an error listing the known ones."""
+        if not isinstance(m, Mapping):
+            raise ConfigError(where.rstrip("."), "must be a mapping of Behaviour settings")
         known = {f.name: f for f in fields(cls)}
         kw: dict[str, Any] = {}
         for key, value in m.items():
-            name = key.replace("-", "_")
+            name = key.replace("-", "_") if isinstance(key, str) else ""
             if name not in known:
                 raise ConfigError(f"{where}{key}", f"unknown setting (allowed: {_allowed(sorted(known))})")
             kw[name] = _coerce_behaviour(name, value, f"{where}{key}")
@@ -429,32 +501,94 @@ _BEHAVIOUR_ENUMS: dict[str, type[StrEnum]] = {
 }
 
 
+# Numeric settings: (integer, minimum, minimum inclusive, maximum, None allowed). A period of 0 makes no sense
+# (a zero DPD delay livelocks a virtual-time run); the floor a run needs on top is emulator.validate's.
+_NUMBER_RULES: dict[str, tuple[bool, float, bool, float, bool]] = {
+    "dpd_delay": (False, 0.0, False, math.inf, False),
+    "dpd_interval": (False, 0.0, False, math.inf, False),
+    "dpd_timeout": (False, 0.0, False, math.inf, True),
+    "dup_answer_limit": (True, 0, True, math.inf, True),
+    "restart_backoff_initial": (False, 0.0, False, math.inf, False),
+    "restart_backoff_max": (False, 0.0, False, math.inf, False),
+    "restart_backoff_jitter": (False, 0.0, True, 1.0, False),
+    "nat_keepalive": (False, 0.0, True, math.inf, False),
+}
+_RETRANSMIT_RULES: dict[str, tuple[bool, float, bool, float, bool]] = {
+    "timeout": (False, 0.0, False, math.inf, False),
+    "base": (False, 0.0, False, math.inf, False),
+    # strongSwan's default is 5, the libreswan profile's 7; 100 keeps waits() a short list.
+    "tries": (True, 0, True, 100, False),
+    "limit": (False, 0.0, False, math.inf, True),
+    "jitter": (False, 0.0, True, 1.0, False),  # a fraction of each wait; below 1 (strongSwan: percent < 100)
+    "budget": (False, 0.0, False, math.inf, True),
+}
+
+
+def _check_number(value: Any, rule: tuple[bool, float, bool, float, bool], where: str) -> Any:
+    """``value`` under ``rule`` (see :data:`_NUMBER_RULES`): a finite number in range, never a boolean or NaN."""
+    integer, lo, lo_incl, hi, nullable = rule
+    if value is None and nullable:
+        return None
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(where, f"expected {kind}{' or null' if nullable else ''}, got {value!r}")
+    if integer and isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ConfigError(where, f"expected {kind}, got {value!r}")
+    v: float = int(value) if integer else float(value)
+    if not math.isfinite(v):
+        raise ConfigError(where, f"must be a finite number, got {value!r}")
+    if not (v >= lo if lo_incl else v > lo) or v > hi:
+        low = f">= {lo:g}" if lo_incl else f"> {lo:g}"
+        rng = low if hi == math.inf else f"{low} and <= {hi:g}"
+        raise ConfigError(where, f"must be {rng}, got {value!r}")
+    return v
+
+
+def _coerce_retransmit(value: Any, where: str) -> Retransmit:
+    if isinstance(value, Retransmit):
+        value = {f.name: getattr(value, f.name) for f in fields(Retransmit)}
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, f"must be a mapping of {_allowed(sorted(_RETRANSMIT_RULES))}, got {value!r}")
+    kw: dict[str, Any] = {}
+    for k, v in value.items():
+        if k not in _RETRANSMIT_RULES:
+            raise ConfigError(f"{where}.{k}", f"unknown setting (allowed: {_allowed(sorted(_RETRANSMIT_RULES))})")
+        kw[k] = _check_number(v, _RETRANSMIT_RULES[k], f"{where}.{k}")
+    if "jitter" in kw and not kw["jitter"] < 1.0:
+        raise ConfigError(f"{where}.jitter", f"must be >= 0 and < 1 (a fraction of each wait), got {kw['jitter']!r}")
+    return Retransmit(**kw)
+
+
 def _coerce_behaviour(name: str, value: Any, where: str) -> Any:
+    """One ``Behaviour`` setting from a mapping: enums by value, booleans as booleans, numbers by
+    :data:`_NUMBER_RULES` (a setting without a rule: a finite number >= 0, like its default's type)."""
     if name in _BEHAVIOUR_ENUMS:
         enum = _BEHAVIOUR_ENUMS[name]
         try:
-            return enum(str(value))
+            if not isinstance(value, str):
+                raise ValueError
+            return enum(value)
         except ValueError:
             raise ConfigError(where, f"invalid value {value!r} (allowed: {_allowed(tuple(enum))})") from None
     if name == "retransmit":
-        if isinstance(value, Retransmit):
-            return value
-        allowed = {f.name for f in fields(Retransmit)}
-        for k in value:
-            if k not in allowed:
-                raise ConfigError(f"{where}.{k}", f"unknown setting (allowed: {_allowed(sorted(allowed))})")
-        return Retransmit(**value)
-    default = Behaviour.__dataclass_fields__[name].default
+        return _coerce_retransmit(value, where)
+    f = Behaviour.__dataclass_fields__[name]
+    default = f.default
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(where, f"expected true or false, got {value!r}")
         return value
-    if value is None:
-        return None
-    try:
-        return int(value) if name == "dup_answer_limit" else float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(where, f"expected a number, got {value!r}") from None
+    if isinstance(default, StrEnum):
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            return type(default)(value)
+        except ValueError:
+            raise ConfigError(where, f"invalid value {value!r} (allowed: {_allowed(tuple(type(default)))})") from None
+    rule = _NUMBER_RULES.get(name)
+    if rule is None:
+        rule = (isinstance(default, int), 0.0, True, math.inf, default is None)
+    return _check_number(value, rule, where)
 
 
 PROFILES: dict[str, Behaviour] = {

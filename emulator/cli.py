@@ -7,19 +7,21 @@ configuration (the message names the field).
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
+from emulator import report_cli, scenario_cli, tgw_cli, vpn_cli
 from emulator.errors import ConfigError
 
 __all__ = ["ConfigError", "build_parser", "main"]
 
-# (module, description); a module registers one or more subcommands.
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "emulator.scenario_cli",  # run, demo
-    "emulator.vpn_cli",  # vpn
-    "tgw_dataplane.cli",  # tgw
+# The subcommand modules, in help order; each registers one or more subcommands.
+SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (
+    scenario_cli,  # run, demo
+    vpn_cli,  # vpn
+    tgw_cli,  # tgw
+    report_cli,  # report
 )
 
 
@@ -29,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Emulator for AWS Site-to-Site VPN tunnels (IKE + DPD) and Transit Gateway forwarding.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for modname in SUBCOMMAND_MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name == modname:
-                continue  # subcommand not built yet
-            raise
+    for mod in SUBCOMMAND_MODULES:
         mod.register(sub)
     return parser
 

@@ -8,10 +8,13 @@ One-way faults are simply a plan on one direction only.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from emulator import validate
 
 DropPredicate = Callable[[bytes, str, float], bool]
 """``(data, kind, now) -> True`` to drop the datagram."""
@@ -43,57 +46,70 @@ class FaultPlan:
     """Arbitrary predicate; True drops the datagram."""
 
     def __post_init__(self) -> None:
+        # Programmatic construction gets the same rules as a file (emulator.validate), named by the bare field;
+        # the error is a ConfigError, which is a ValueError.
+        self._check("")
+
+    def _check(self, where: str) -> None:
+        def at(name: str) -> str:
+            return f"{where}.{name}" if where else name
+
         for name in ("loss", "duplicate", "reorder"):
             v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: must be in [0, 1], got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+                validate.fail(at(name), f"must be a probability in [0, 1], got {v!r}")
         for name in ("delay", "jitter", "duplicate_delay", "reorder_delay"):
             v = getattr(self, name)
-            if v < 0:
-                raise ValueError(f"{name}: must be >= 0, got {v!r}")
-        for w in self.blackholes:
-            if len(w) != 2 or w[0] > w[1]:
-                raise ValueError(f"blackholes: a window must be [start, end) with start <= end, got {w!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v >= 0):
+                validate.fail(at(name), f"must be a finite number of seconds >= 0, got {v!r}")
+        for i, w in enumerate(self.blackholes):
+            validate.window(w, at(f"blackholes[{i}]"))
+        validate.window(self.drop_kinds_window, at("drop_kinds_window"))
+        if not isinstance(self.drop_kinds, frozenset) or not all(isinstance(k, str) for k in self.drop_kinds):
+            validate.fail(at("drop_kinds"), f"must be a set of datagram kinds (text), got {self.drop_kinds!r}")
 
     @property
     def perfect(self) -> bool:
         return self == PERFECT
 
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "loss",
+        "delay",
+        "jitter",
+        "duplicate",
+        "duplicate_delay",
+        "reorder",
+        "reorder_delay",
+        "blackholes",
+        "drop_kinds",
+        "drop_kinds_window",
+    )
+    """The keys of a fault plan in a file (scenario ``links:`` / ``plan:``, ``awsnetemu vpn --faults``)."""
+
     @classmethod
-    def from_mapping(cls, m: dict[str, Any], where: str = "faults") -> FaultPlan:
-        """Build from a scenario-file mapping; unknown keys are an error naming the field."""
-        allowed = {
-            "loss",
-            "delay",
-            "jitter",
-            "duplicate",
-            "duplicate_delay",
-            "reorder",
-            "reorder_delay",
-            "blackholes",
-            "drop_kinds",
-            "drop_kinds_window",
-        }
-        for k in m:
-            if k not in allowed:
-                raise ValueError(f"{where}.{k}: unknown field (allowed: {', '.join(sorted(allowed))})")
+    def from_mapping(cls, m: Any, where: str = "faults") -> FaultPlan:
+        """Build from a file's mapping; every value is checked (type, range, finiteness) and a bad one is a
+        :class:`~emulator.errors.ConfigError` (a ``ValueError``) naming ``where.field`` and the allowed values.
+
+        Windows (``blackholes`` items, ``drop_kinds_window``) are ``[start, end]`` with ``end >= start``; ``end``
+        may be ``.inf`` (open-ended). Delays are finite seconds >= 0; probabilities are in [0, 1].
+        """
+        m = validate.mapping(m, where)
+        validate.keys(m, where, cls.FIELDS)
         kw: dict[str, Any] = {}
         for k, v in m.items():
+            w = f"{where}.{k}"
             if k == "blackholes":
-                kw[k] = tuple((float(a), float(b)) for a, b in v)
+                kw[k] = tuple(validate.window(x, f"{w}[{i}]") for i, x in enumerate(validate.sequence(v, w)))
             elif k == "drop_kinds":
-                kw[k] = frozenset(str(x) for x in v)
+                kw[k] = frozenset(validate.string_list(v, w))
             elif k == "drop_kinds_window":
-                kw[k] = (float(v[0]), float(v[1]))
+                kw[k] = validate.window(v, w)
+            elif k in ("loss", "duplicate", "reorder"):
+                kw[k] = validate.number(v, w, minimum=0.0, maximum=1.0)
             else:
-                try:
-                    kw[k] = float(v)
-                except (TypeError, ValueError):
-                    raise ValueError(f"{where}.{k}: expected a number, got {v!r}") from None
-        try:
-            return cls(**kw)
-        except ValueError as e:
-            raise ValueError(f"{where}.{e}") from None
+                kw[k] = validate.number(v, w, minimum=0.0)
+        return cls(**kw)
 
 
 PERFECT = FaultPlan()

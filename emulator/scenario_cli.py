@@ -1,4 +1,9 @@
-"""``awsnetemu run FILE...`` (scenario files) and ``awsnetemu demo`` (the embedded scenarios)."""
+"""``awsnetemu run FILE...`` (scenario files) and ``awsnetemu demo`` (the embedded scenarios).
+
+Every file is loaded and validated, and ``--out`` checked, before the first run (a bad input exits 2 with one
+line naming the field). ``--check`` stops there (exit 0). ``--max-events N`` overrides each scenario's event
+budget (``max_events``; default :data:`emulator.validate.DEFAULT_MAX_EVENTS`): a run past it stops with exit 2.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import os
 import sys
 from typing import Any
 
-from emulator.scenario import Scenario, ScenarioResult
+from emulator import validate
+from emulator.scenario import Scenario, ScenarioResult, write_timeline
 
 SCENARIO_DIR = os.path.join(os.path.dirname(__file__), "scenarios")
 
@@ -22,6 +28,14 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", metavar="DIR", help="write captures, key tables, traces and timelines here")
     p.add_argument("--timeline", action="store_true", help="print each scenario's timeline")
+    p.add_argument(
+        "--max-events",
+        type=int,
+        metavar="N",
+        help="event budget of each run, overriding the files' max_events "
+        f"(default {validate.DEFAULT_MAX_EVENTS:,}); a run past it stops with exit 2",
+    )
+    p.add_argument("--check", action="store_true", help="validate the files and --out, run nothing (exit 0 if valid)")
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="run the embedded VPN and TGW scenarios, writing everything under --out")
@@ -42,16 +56,41 @@ def _print_result(res: ScenarioResult, show_timeline: bool) -> None:
     for k, v in res.outputs.items():
         print(f"  {k}: {v}")
     if show_timeline:
-        from emulator.scenario import timeline
+        write_timeline(res.trace, sys.stdout)  # streamed from the trace file
 
-        print(timeline(res.trace), end="")
+
+def load_all(files: list[str], out: str | None) -> list[Scenario]:
+    """Load and validate every file (and ``out``) before anything runs; names must not collide in ``out``."""
+    if out is not None:
+        validate.output_dir(out, "--out")
+    scenarios = [Scenario.load(f) for f in files]
+    if out is not None:
+        seen: dict[str, str] = {}
+        for f, sc in zip(files, scenarios, strict=True):
+            if sc.name in seen:
+                validate.fail(
+                    "name",
+                    f"{f} and {seen[sc.name]} are both named {sc.name!r}: their outputs would overwrite each other "
+                    "in --out",
+                )
+            seen[sc.name] = f
+    return scenarios
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    scenarios = [Scenario.load(f) for f in args.files]  # load all first: a bad file fails before any run
-    results = [sc.run(args.out) for sc in scenarios]
+    if args.max_events is not None:
+        validate.integer(args.max_events, "--max-events", minimum=1)
+    scenarios = load_all(args.files, args.out)
+    if args.check:
+        for sc in scenarios:
+            print(
+                f"valid {sc.name}: {len(sc.schedule)} scheduled actions, {len(sc.raw.get('expect') or [])} expectations"
+            )
+        return 0
+    results = [sc.run(args.out, max_events=args.max_events) for sc in scenarios]
     if args.json:
-        print(json.dumps([r.to_json() for r in results] if len(results) > 1 else results[0].to_json(), indent=2))
+        doc = [r.to_json() for r in results] if len(results) > 1 else results[0].to_json()
+        print(json.dumps(doc, indent=2, default=str))
     else:
         for r in results:
             _print_result(r, args.timeline)
@@ -66,7 +105,7 @@ def tgw_demo(out: str) -> bool:
     """The seed topology with appliance mode off (reply dropped by the other AZ's firewall) and on (both
     directions through one firewall): per-hop captures, flow logs, a summary and the hop-by-hop trace."""
     from emulator.pcap import LINKTYPE_RAW, PcapWriter
-    from tgw_dataplane.cli import cmd_replay, cmd_trace
+    from emulator.tgw_cli import cmd_replay, cmd_trace
     from tgw_dataplane.craft import parse_flow
 
     flow = parse_flow(SEED_FLOW)
@@ -108,13 +147,14 @@ def tgw_demo(out: str) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = args.out
+    out = validate.output_dir(args.out, "--out")
+    vpn_out = os.path.join(out, "vpn")
+    scenarios = load_all(embedded_scenarios(), vpn_out)
     os.makedirs(out, exist_ok=True)
     ok = True
-    vpn_out = os.path.join(out, "vpn")
     print(f"== VPN scenarios (virtual time) -> {vpn_out}/")
-    for path in embedded_scenarios():
-        res = Scenario.load(path).run(vpn_out)
+    for sc in scenarios:
+        res = sc.run(vpn_out)
         _print_result(res, False)
         ok &= res.ok
     tgw_out = os.path.join(out, "tgw")

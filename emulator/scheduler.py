@@ -11,6 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from emulator.clock import VirtualClock
+from emulator.errors import ConfigError
+
+
+class BudgetExceeded(ConfigError, RuntimeError):
+    """A run went past its event budget (``max_events``): too many trace records or scheduled callbacks.
+
+    A configuration error (the ``awsnetemu`` command prints it as one line and exits 2): the budget or the timers
+    that fire this often must change. Also a :class:`RuntimeError`, as the scheduler's limit always was."""
 
 
 class TimerHandle:
@@ -73,23 +81,31 @@ class Scheduler:
         return False
 
     def run_until(self, until: float, max_events: int | None = None) -> None:
-        """Run every entry due at or before ``until``, then set the clock to ``until``."""
+        """Run every entry due at or before ``until``, then set the clock to ``until``.
+
+        ``max_events``: raise :class:`BudgetExceeded` after that many callbacks (a loop that never lets virtual
+        time reach ``until``, e.g. a timer re-armed at the same instant, stops here instead of hanging)."""
         n = 0
         while True:
             nxt = self.peek()
             if nxt is None or nxt > until:
                 break
+            if max_events is not None and n >= max_events:
+                raise BudgetExceeded(
+                    f"max_events: the run stopped at t={self.now:.6f}: more than {max_events:,} scheduled "
+                    f"callbacks before t={until:g} (raise the event budget, or lengthen the timers that fire this "
+                    "often)"
+                )
             self.step()
             n += 1
-            if max_events is not None and n >= max_events:
-                raise RuntimeError(f"more than {max_events} events before t={until}")
         if until > self.now:
             self.clock.advance_to(until)
 
     def run(self, max_events: int | None = None) -> None:
         """Run until the queue is empty."""
         n = 0
-        while self.step():
-            n += 1
+        while self.peek() is not None:
             if max_events is not None and n >= max_events:
-                raise RuntimeError(f"more than {max_events} events")
+                raise BudgetExceeded(f"max_events: more than {max_events:,} scheduled callbacks")
+            self.step()
+            n += 1

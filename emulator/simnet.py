@@ -14,6 +14,11 @@ Typical use (tests and scenario files)::
     net.start_all()
     net.run_until(300)
     net.trace.select("dpd_timeout")
+
+``strict_events=True`` checks every recorded event against its declaration in :mod:`cgw_peer.events` (name,
+fields, types) and raises ``AssertionError`` listing the problems: the engines' own events and the network's
+``datagram_sent`` / ``node_crashed`` / ``node_revived``. ``trace`` may be any :class:`~emulator.trace.BaseTrace`,
+e.g. a :class:`~emulator.trace.StreamingTrace` that keeps a long run's records on disk.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from cgw_peer import events as ev
 from emulator.actions import Action, Address, Event, Transmit
 from emulator.link import PERFECT, FaultPlan, Link
 from emulator.node import SansIoNode
 from emulator.pcap import PcapWriter
 from emulator.scheduler import Scheduler, TimerHandle
-from emulator.trace import Trace, TraceRecord
+from emulator.trace import BaseTrace, Trace, TraceRecord
 
 EventHook = Callable[[TraceRecord], None]
 
@@ -52,15 +58,18 @@ class SimNetwork:
         seed: int = 0,
         *,
         scheduler: Scheduler | None = None,
-        trace: Trace | None = None,
+        trace: BaseTrace | None = None,
         pcap: PcapWriter | None = None,
         trace_datagrams: bool = True,
+        strict_events: bool = False,
     ) -> None:
         self.seed = seed
         self.scheduler = scheduler or Scheduler()
-        self.trace = trace or Trace()
+        self.trace: BaseTrace = trace if trace is not None else Trace()
         self.pcap = pcap
         self.trace_datagrams = trace_datagrams
+        self.strict_events = strict_events
+        """Check every recorded event against :mod:`cgw_peer.events`; a mismatch raises ``AssertionError``."""
         self._nodes: dict[str, _NodeSlot] = {}
         self._by_ip: dict[str, _NodeSlot] = {}
         self._links: dict[tuple[str, str], Link] = {}
@@ -142,7 +151,7 @@ class SimNetwork:
             slot.timer.cancel()
         slot.timer = None
         slot.timer_at = None
-        self.trace.add(self.now, name, "node_crashed")
+        self._record(name, ev.node_crashed())
 
     def revive(self, name: str, node: SansIoNode | None = None, start: bool = True) -> None:
         """Bring a crashed node back, optionally as a fresh process (``node``), and start it."""
@@ -150,7 +159,7 @@ class SimNetwork:
         if node is not None:
             slot.node = node
         slot.alive = True
-        self.trace.add(self.now, name, "node_revived")
+        self._record(name, ev.node_revived())
         if start:
             self.call(name, slot.node.start)
         else:
@@ -167,10 +176,19 @@ class SimNetwork:
             if isinstance(a, Transmit):
                 self._send(slot, a, now)
             elif isinstance(a, Event):
-                rec = self.trace.add(now, slot.name, a.name, dict(a.fields))
+                rec = self._record(slot.name, a)
                 for hook in self._hooks:
                     hook(rec)
         self._rearm(slot)
+
+    def _record(self, node: str, event: Event) -> TraceRecord:
+        if self.strict_events:
+            problems = ev.check_event(event.name, event.fields)
+            if problems:
+                raise AssertionError(
+                    f"t={self.now:.6f} node {node}: event does not match cgw_peer.events: " + "; ".join(problems)
+                )
+        return self.trace.add(self.now, node, event.name, dict(event.fields))
 
     def _send(self, slot: _NodeSlot, tx: Transmit, now: float) -> None:
         self.datagrams_sent += 1
@@ -179,17 +197,15 @@ class SimNetwork:
         dst_slot = self._by_ip.get(tx.dst[0])
         arrivals = self.link(tx.src[0], tx.dst[0]).transmit(tx.data, tx.kind, now)
         if self.trace_datagrams:
-            self.trace.add(
-                now,
+            self._record(
                 slot.name,
-                "datagram_sent",
-                {
-                    "kind": tx.kind,
-                    "src": f"{tx.src[0]}:{tx.src[1]}",
-                    "dst": f"{tx.dst[0]}:{tx.dst[1]}",
-                    "len": len(tx.data),
-                    "lost": not arrivals,
-                },
+                ev.datagram_sent(
+                    kind=tx.kind,
+                    src=f"{tx.src[0]}:{tx.src[1]}",
+                    dst=f"{tx.dst[0]}:{tx.dst[1]}",
+                    len=len(tx.data),
+                    lost=not arrivals,
+                ),
             )
         if not arrivals or dst_slot is None:
             self.datagrams_lost += 1

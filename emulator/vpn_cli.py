@@ -15,6 +15,16 @@ Defaults that are the emulator's own choices (named here so they are never silen
   injection; windows count from start; seeded by ``--seed``).
 * ``--timer-slack`` defaults to 0.05 s: timers fire up to 50 ms after their deadline, never before
   (``emulator.drivers.asyncio_udp.TIMER_SLACK``); 0 asks for exact wake-ups.
+* Without ``--ike-versions`` (``IKEVersions``), the tunnel options allow the version this peer runs
+  (``--ike-version``), so ``--ike-version 2 --startup-action start`` is enough for an AWS-initiated IKEv2
+  tunnel. An explicit contradiction (``--ike-versions ikev1 --ike-version 2``) is an error.
+
+Validation (:mod:`emulator.validate`): every setting is checked before a socket is opened, with the same rules
+for a flag and for its ``--config`` key: numbers are finite numbers, timers (``dpd-delay``, ``dpd-interval``,
+``dpd-timeout``, the retransmission schedule, ``behaviour:`` periods) are at least
+:data:`emulator.validate.MIN_PERIOD` (10 ms), booleans are booleans or yes/no, the PSK is text (quote a numeric
+one in YAML), output paths (``--events``, ``--pcap``, ``--keys``) are writable. ``--check`` stops after the
+validation (and after building the engine, which checks the proposals) and exits 0 without opening sockets.
 
 Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
 first line is the driver's ``listening`` event with ``wall_clock_start``, the Unix time of ``t = 0``; the last
@@ -37,7 +47,7 @@ import os
 import random
 import signal
 import sys
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import IO, Any
 
 from cgw_peer.config import (
@@ -51,6 +61,7 @@ from cgw_peer.config import (
     TunnelOptions,
 )
 from cgw_peer.errors import ConfigError as PeerConfigError
+from emulator import validate
 from emulator.actions import Address, Event
 from emulator.drivers.asyncio_udp import TIMER_SLACK, JsonLinesEvents, PeerHandle, UdpDriver, check_timer_slack
 from emulator.errors import ConfigError
@@ -168,15 +179,20 @@ def register(sub: Any) -> None:
     o.add_argument("--events", metavar="FILE|-", help="JSON-lines events ('-' for stdout)")
     o.add_argument("--pcap", metavar="FILE", help="capture of every datagram sent and received")
     o.add_argument("--keys", metavar="DIR", help="Wireshark decryption tables, kept current")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate every setting (and build the engine), print a summary and exit 0 without opening sockets",
+    )
     p.set_defaults(func=cmd_vpn)
 
 
 # -- configuration --------------------------------------------------------------------------------------
 
 
-def parse_address(text: str, field: str) -> Address:
+def parse_address(text: Any, field: str) -> Address:
     """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` -> (ip, port); default port 500."""
-    s = str(text).strip()
+    s = validate.string(text, field).strip()
     host, port = s, "500"
     if s.startswith("["):
         host, _, rest = s[1:].partition("]")
@@ -194,27 +210,17 @@ def parse_address(text: str, field: str) -> Address:
     return (str(ip), p)
 
 
-def _selector(text: str, field: str) -> TrafficSelector:
-    try:
-        net = ipaddress.ip_network(str(text), strict=False)
-    except ValueError:
-        raise ConfigError(f"{field}: expected a CIDR block such as 10.1.0.0/24, got {text!r}") from None
-    return TrafficSelector(cidr=str(net))
+def _selector(text: Any, field: str) -> TrafficSelector:
+    return TrafficSelector(cidr=validate.cidr(text, field))
 
 
 def load_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The merged settings: the YAML file's keys, overridden by every flag that was given."""
     settings: dict[str, Any] = {}
     if args.config:
-        import yaml
-
-        try:
-            with open(args.config) as f:
-                raw = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ConfigError(f"config: cannot read {args.config}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config: {args.config} is not valid YAML: {e}") from None
+        raw = validate.load_yaml(args.config, "config")
+        if raw is None:
+            raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config: {args.config} must hold a mapping of settings")
         for k, v in raw.items():
@@ -241,11 +247,28 @@ def build_config(settings: dict[str, Any]) -> tuple[PeerConfig, Address, Address
         raise ConfigError(str(e)) from None
 
 
+def _ike_version(v: Any) -> IkeVersion:
+    """``1``, ``2``, ``"1"``, ``"ikev2"``... (never a boolean)."""
+    if isinstance(v, int | str) and not isinstance(v, bool):
+        text = str(v).strip().lower().removeprefix("ikev")
+        if text in ("1", "2"):
+            return IkeVersion.IKEV1 if text == "1" else IkeVersion.IKEV2
+    raise ConfigError(f"ike-version: must be 1 or 2, got {v!r}")
+
+
+def _behaviour_override(beh: Behaviour, name: str, value: Any, flag: str) -> Behaviour:
+    """One flat timer setting (flag or --config key) through the same rules as ``behaviour:`` entries
+    (:meth:`Behaviour.from_mapping`), the error naming the flag."""
+    try:
+        merged = Behaviour.from_mapping({name: value}, "")
+    except PeerConfigError as e:
+        raise ConfigError(f"{flag}: {str(e).split(': ', 1)[1]}") from None
+    return replace(beh, **{name: getattr(merged, name)})
+
+
 def _build_config(s: dict[str, Any]) -> tuple[PeerConfig, Address, Address]:
-    role_s = str(s.get("role", "cgw")).lower()
-    if role_s not in ("aws", "cgw"):
-        raise ConfigError(f"role: must be aws or cgw, got {role_s!r}")
-    role = Role(role_s)
+    role_text = validate.string(s.get("role", "cgw"), "role").strip().lower()
+    role = Role(validate.choice(role_text, "role", ("aws", "cgw")))
     if "local" not in s:
         raise ConfigError("local: required (IP[:PORT] of this peer)")
     if "remote" not in s:
@@ -254,71 +277,53 @@ def _build_config(s: dict[str, Any]) -> tuple[PeerConfig, Address, Address]:
     remote = parse_address(s["remote"], "remote")
     if ipaddress.ip_address(local[0]).version != ipaddress.ip_address(remote[0]).version:
         raise ConfigError("remote: must be the same address family as local")
-    ver_s = str(s.get("ike_version", "1")).lower().removeprefix("ikev")
-    if ver_s not in ("1", "2"):
-        raise ConfigError(f"ike-version: must be 1 or 2, got {s.get('ike_version')!r}")
-    version = IkeVersion.IKEV1 if ver_s == "1" else IkeVersion.IKEV2
+    version = _ike_version(s.get("ike_version", "1"))
 
-    # AWS tunnel options: the nested mapping first, then the flat keys.
-    topts: dict[str, Any] = {}
-    nested = s.get("tunnel_options") or {}
-    if not isinstance(nested, dict):
-        raise ConfigError("tunnel_options: must be a mapping of AWS tunnel options")
-    topts.update(nested)
+    # AWS tunnel options: the nested mapping first, then the flat keys. Without IKEVersions they default to the
+    # version this peer runs (so --ike-version 2 --startup-action start needs no --ike-versions ikev2).
+    topts: dict[str, Any] = dict(validate.mapping(s.get("tunnel_options"), "tunnel_options"))
     for _, name, _ in _TUNNEL_FLAGS:
         if name in s:
             topts[name] = s[name]
-    psk = s.get("psk")
+    psk = None if s.get("psk") is None else validate.string(s["psk"], "psk")
     if psk is not None and role is Role.AWS:
-        topts["pre_shared_key"] = str(psk)  # validated the way AWS validates PreSharedKey
-    options = TunnelOptions.from_mapping(topts)
+        topts["pre_shared_key"] = psk  # validated the way AWS validates PreSharedKey
+    options = TunnelOptions.from_mapping(topts, ike_version=version)
 
-    profile = str(s.get("profile") or ("aws" if role is Role.AWS else "strongswan"))
-    if profile not in PROFILES:
-        raise ConfigError(f"profile: must be one of {', '.join(sorted(PROFILES))}, got {profile!r}")
+    default_profile = "aws" if role is Role.AWS else "strongswan"
+    profile = validate.choice(s.get("profile") or default_profile, "profile", sorted(PROFILES))
     beh: Behaviour = PROFILES[profile]
-    overrides = s.get("behaviour") or {}
-    if not isinstance(overrides, dict):
-        raise ConfigError("behaviour: must be a mapping of Behaviour settings")
+    overrides = validate.mapping(s.get("behaviour"), "behaviour")
     if overrides:
         merged = Behaviour.from_mapping(overrides, "behaviour.")
-        beh = replace(beh, **{k.replace("-", "_"): getattr(merged, k.replace("-", "_")) for k in overrides})
-    changes: dict[str, Any] = {}
+        names = [str(k).replace("-", "_") for k in overrides]
+        beh = replace(beh, **{n: getattr(merged, n) for n in names})
     for key in ("dpd_delay", "dpd_interval", "dpd_timeout"):
         if key in s:
-            changes[key] = _positive(s[key], key)
-    if changes:
-        beh = replace(beh, **changes)
+            beh = _behaviour_override(beh, key, s[key], key.replace("_", "-"))
     rt = {f.name: s[f"retransmit_{f.name}"] for f in fields(Retransmit) if f"retransmit_{f.name}" in s}
-    if rt:
-        kw: dict[str, Any] = {}
-        for k, v in rt.items():
-            if k == "tries":
-                try:
-                    kw[k] = int(v)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"retransmit-tries: expected an integer, got {v!r}") from None
-                if kw[k] < 0:
-                    raise ConfigError(f"retransmit-tries: must be >= 0, got {v!r}")
-            else:
-                kw[k] = _positive(v, f"retransmit_{k}")
-        beh = replace(beh, retransmit=replace(beh.retransmit, **kw))
+    for k, v in rt.items():
+        current = {f.name: getattr(beh.retransmit, f.name) for f in fields(Retransmit)}
+        try:
+            merged_rt = Behaviour.from_mapping({"retransmit": {**current, k: v}}, "")
+        except PeerConfigError as e:
+            raise ConfigError(f"retransmit-{k}: {str(e).split(': ', 1)[1]}") from None
+        beh = replace(beh, retransmit=merged_rt.retransmit)
+    validate.check_timer_floors(beh, "")
 
     pc: dict[str, Any] = {}
     if psk is not None:
-        pc["psk"] = str(psk).encode()
+        pc["psk"] = psk.encode()
     for key, attr in (("proposal", "proposals"), ("esp_proposal", "esp_proposals")):
         if key in s:
-            v = s[key]
-            items = [v] if isinstance(v, str) else list(v)
-            pc[attr] = tuple(str(x) for x in items)
+            pc[attr] = validate.string_list(s[key], key.replace("_", "-"), single=True)
     if "local_ts" in s:
         pc["local_ts"] = _selector(s["local_ts"], "local-ts")
     if "remote_ts" in s:
         pc["remote_ts"] = _selector(s["remote_ts"], "remote-ts")
     for key in ("local_id", "remote_id", "name"):
         if key in s:
-            pc[key] = str(s[key])
+            pc[key] = validate.string(s[key], key.replace("_", "-"))
     if "force_encap" in s:
         pc["force_encap"] = _bool(s["force_encap"], "force-encap")
     if "no_nat_t" in s:
@@ -329,25 +334,8 @@ def _build_config(s: dict[str, Any]) -> tuple[PeerConfig, Address, Address]:
     return cfg, local, remote
 
 
-def _positive(v: Any, field: str) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{field.replace('_', '-')}: expected a number, got {v!r}") from None
-    if not f > 0:
-        raise ConfigError(f"{field.replace('_', '-')}: must be > 0, got {v!r}")
-    return f
-
-
 def _bool(v: Any, field: str) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).lower()
-    if s in ("yes", "true", "1", "on"):
-        return True
-    if s in ("no", "false", "0", "off"):
-        return False
-    raise ConfigError(f"{field}: expected yes or no, got {v!r}")
+    return validate.boolean(v, field, words=True)
 
 
 def fault_plan(value: Any) -> FaultPlan | None:
@@ -357,22 +345,50 @@ def fault_plan(value: Any) -> FaultPlan | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"faults: not valid JSON ({e.msg})") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ConfigError(f"faults: not valid JSON ({getattr(e, 'msg', type(e).__name__)})") from None
     if not isinstance(value, dict):
         raise ConfigError("faults: must be a mapping of FaultPlan fields")
-    try:
-        return FaultPlan.from_mapping(value, "faults")
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    return FaultPlan.from_mapping(value, "faults")
 
 
 def timer_slack(value: Any) -> float:
     """``--timer-slack`` / ``timer_slack:``: seconds >= 0 (the driver's own check, as a config error)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"timer_slack: must be a finite number of seconds >= 0, got {value!r}")
     try:
         return check_timer_slack(value)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class VpnPlan:
+    """Everything ``awsnetemu vpn`` runs with, validated: built by :func:`plan` before any socket is opened."""
+
+    cfg: PeerConfig
+    local: Address
+    remote: Address
+    seed: int | None
+    faults: FaultPlan | None
+    timer_slack: float
+    events: str | None
+    pcap: str | None
+    keys: str | None
+
+
+def plan(settings: dict[str, Any]) -> VpnPlan:
+    """Validate every setting (configuration, seed, fault plan, timer slack, output paths) at once."""
+    cfg, local, remote = build_config(settings)
+    seed = None if settings.get("seed") is None else validate.integer(settings["seed"], "seed")
+    faults = fault_plan(settings.get("faults"))
+    slack = timer_slack(settings.get("timer_slack", TIMER_SLACK))
+    events = settings.get("events")
+    if events is not None and validate.string(events, "events") != "-":
+        validate.output_file(events, "events")
+    pcap = None if settings.get("pcap") is None else validate.output_file(settings["pcap"], "pcap")
+    keys = None if settings.get("keys") is None else validate.output_dir(settings["keys"], "keys")
+    return VpnPlan(cfg, local, remote, seed, faults, slack, events, pcap, keys)
 
 
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
@@ -421,27 +437,30 @@ def status(msg: str) -> None:
 
 
 def cmd_vpn(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
-    cfg, local, remote = build_config(settings)
-    seed = settings.get("seed")
+    p = plan(load_settings(args))
     # The engine is sans-I/O and takes its randomness from this generator: seed it from the OS here (the
-    # driver side), or from --seed for a reproducible run.
-    rng = random.Random(int(seed)) if seed is not None else random.Random(os.urandom(32))
-    faults = fault_plan(settings.get("faults"))
-    slack = timer_slack(settings.get("timer_slack", TIMER_SLACK))
-    peer = make_peer(cfg, local, remote, rng)
+    # driver side), or from --seed for a reproducible run. Building it also checks the proposals.
+    rng = random.Random(p.seed) if p.seed is not None else random.Random(os.urandom(32))
+    peer = make_peer(p.cfg, p.local, p.remote, rng)
+    if args.check:
+        version = 1 if p.cfg.ike_version is IkeVersion.IKEV1 else 2
+        print(
+            f"awsnetemu vpn: configuration valid: {p.cfg.role.value} peer, IKEv{version}, "
+            f"{p.local[0]}:{p.local[1]} -> {p.remote[0]}:{p.remote[1]} (not started: --check)"
+        )
+        return 0
     return asyncio.run(
         run_vpn(
             peer,
-            cfg,
-            local,
-            remote,
-            events_path=settings.get("events"),
-            pcap_path=settings.get("pcap"),
-            keys_dir=settings.get("keys"),
-            faults=faults,
-            fault_seed=int(seed) if seed is not None else 0,
-            timer_slack=slack,
+            p.cfg,
+            p.local,
+            p.remote,
+            events_path=p.events,
+            pcap_path=p.pcap,
+            keys_dir=p.keys,
+            faults=p.faults,
+            fault_seed=p.seed if p.seed is not None else 0,
+            timer_slack=p.timer_slack,
         )
     )
 

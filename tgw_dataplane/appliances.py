@@ -1,7 +1,7 @@
 """Built-in appliances: a stateful firewall (connection tracking) and a stateless router.
 
-Both are :class:`~tgw_dataplane.middlebox.Middlebox` plug-ins registered for the instance kinds
-``stateful-firewall`` and ``router``.
+Both are :class:`~tgw_dataplane.middlebox.Middlebox` plug-ins; :data:`tgw_dataplane.registry.MIDDLEBOXES` maps
+the instance kinds ``stateful-firewall`` and ``router`` to :func:`firewall_factory` and :func:`router_factory`.
 
 Firewall state (per appliance; keyed by the canonical flow key, so both directions share an entry) is one int
 per connection, ``(last_seen_ms << 4) | state``, to keep a million entries small:
@@ -18,9 +18,7 @@ Idle expiry per protocol comes from the topology settings (``firewall_*_idle_tim
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from tgw_dataplane.middlebox import HopContext, Verdict, register_middlebox
+from tgw_dataplane.middlebox import HopContext, MiddleboxHost, Verdict
 from tgw_dataplane.packet import (
     PROTO_ICMP,
     PROTO_ICMPV6,
@@ -33,9 +31,6 @@ from tgw_dataplane.packet import (
     Packet,
     key_proto,
 )
-
-if TYPE_CHECKING:
-    from tgw_dataplane.dataplane import Dataplane
 
 ST_SYN_SENT = 1
 ST_ESTABLISHED = 2
@@ -149,16 +144,14 @@ class Router:
         return None
 
 
-def _firewall(dp: Dataplane, node: str) -> StatefulFirewall:
-    s = dp.settings
+def firewall_factory(host: MiddleboxHost, node: str) -> StatefulFirewall:
+    """The ``stateful-firewall`` kind: idle timeouts from the topology settings (``firewall_*_idle_timeout``)."""
+    s = host.settings
     return StatefulFirewall(
         node, s.firewall_tcp_idle_timeout, s.firewall_udp_idle_timeout, s.firewall_icmp_idle_timeout
     )
 
 
-def _router(dp: Dataplane, node: str) -> Router:
+def router_factory(host: MiddleboxHost, node: str) -> Router:
+    """The ``router`` kind."""
     return Router(node)
-
-
-register_middlebox("stateful-firewall", _firewall)
-register_middlebox("router", _router)

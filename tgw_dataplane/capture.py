@@ -8,6 +8,10 @@ change from hop to hop (only the TTL and the header checksum do, both in the fir
 builds a packet's record header once and shares it between hops, and shares the rest of the frame between all
 the TTLs it is captured with. The format is that of :class:`emulator.pcap.PcapWriter` (little-endian,
 microsecond timestamps).
+
+Long runs stream: :meth:`HopCaptures.drain` hands out what has accumulated per node as bytes to append to that
+node's file (the first chunk of a node starts with the pcap file header) and empties the lists in place, so
+memory stays bounded however many packets pass; the caller writes the bytes (this module does no I/O for it).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class HopCaptures:
     """Callable sink ``(node, ts, frame)``. ``records[node]`` is the flat list of pcap pieces, two per record
     (see the module docstring); :meth:`frames` decodes it and :meth:`pcap_bytes` joins it."""
 
-    __slots__ = ("_hdrs", "_last_ts", "_last_tsb", "records", "ts_origin")
+    __slots__ = ("_hdrs", "_last_ts", "_last_tsb", "_started", "records", "ts_origin")
 
     def __init__(self, ts_origin: float = 0.0) -> None:
         self.records: dict[str, list[bytes]] = {}
@@ -37,6 +41,7 @@ class HopCaptures:
         self._last_ts: float | None = None
         self._last_tsb = b""
         self._hdrs: dict[int, bytes] = {}  # frame length -> record header, for the timestamp _last_ts
+        self._started: set[str] = set()  # nodes whose file header drain() has handed out
 
     def header(self, ts: float, n: int) -> bytes:
         """The pcap record header for an ``n``-byte frame captured at ``ts`` (cached per timestamp and length:
@@ -84,6 +89,32 @@ class HopCaptures:
     def pcap_bytes(self, node: str) -> bytes:
         """The capture of ``node`` as a pcap file image."""
         return _GLOBAL_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, 262144, LINKTYPE_RAW) + b"".join(self.records.get(node, ()))
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        """(node, bytes) for every node with records since the last drain, in first-capture order: the bytes to
+        append to that node's file (its first chunk begins with the pcap file header). The records are emptied
+        in place (the dataplane's flow plans hold the lists). Appending every chunk of a node gives exactly
+        :meth:`pcap_bytes` of an undrained run."""
+        out: list[tuple[str, bytes]] = []
+        for node, r in self.records.items():
+            if not r:
+                continue
+            data = b"".join(r)
+            r.clear()
+            if node not in self._started:
+                self._started.add(node)
+                data = _GLOBAL_HDR.pack(0xA1B2C3D4, 2, 4, 0, 0, 262144, LINKTYPE_RAW) + data
+            out.append((node, data))
+        return out
+
+    def drained_nodes(self) -> list[str]:
+        """Nodes whose capture :meth:`drain` has started handing out."""
+        return [n for n in self.records if n in self._started]
+
+    @staticmethod
+    def file_name(node: str) -> str:
+        """The file name of ``node``'s capture (unsafe characters replaced)."""
+        return f"{_safe(node)}.pcap"
 
     def file_names(self) -> dict[str, str]:
         """node -> the file name used by :meth:`write` (node ids with unsafe characters replaced)."""

@@ -24,17 +24,16 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from hashlib import blake2b
 from typing import Any, NamedTuple
 
 from emulator.errors import ConfigError
-from tgw_dataplane import appliances as _appliances  # noqa: F401 - registers the built-in middleboxes
 from tgw_dataplane.capture import HopCaptures
 from tgw_dataplane.flowlogs import FlowLogs
 from tgw_dataplane.lpm import Lpm
-from tgw_dataplane.middlebox import HopContext, Middlebox, middlebox_factory
+from tgw_dataplane.middlebox import HopContext, Middlebox, MiddleboxFactory, MiddleboxHost
 from tgw_dataplane.model import (
     ROUTE_PREFERENCE,
     ApplianceKind,
@@ -64,6 +63,7 @@ from tgw_dataplane.packet import (
     parse,
     salt_of,
 )
+from tgw_dataplane.registry import MIDDLEBOXES
 
 
 class DropReason(StrEnum):
@@ -416,7 +416,11 @@ class Dataplane:
     Main entry point: :meth:`send` ``(data, source, now, trace=False) -> Result`` where ``source`` is an
     instance id (``i-...``), an IGW id, or a VPN attachment id. Run-time changes: :meth:`set_az_health`,
     :meth:`set_eni_health`, :meth:`set_appliance_mode`, :meth:`set_tunnel_state`. Outputs: ``drops`` (reason
-    -> count), ``delivered``, ``flow_logs`` (when enabled), per-hop captures through ``capture_sink``.
+    -> count), ``delivered``, ``flow_logs`` (when enabled), per-hop captures through ``capture_sink``,
+    :attr:`stats` (counters and flow-plan cache figures).
+
+    Middleboxes are built from ``middleboxes`` (kind -> factory; default
+    :data:`tgw_dataplane.registry.MIDDLEBOXES`) and see the dataplane only through :attr:`middlebox_host`.
     """
 
     def __init__(
@@ -427,6 +431,7 @@ class Dataplane:
         flow_logs: bool = False,
         capture_sink: CaptureSink | None = None,
         flow_cache: bool = True,
+        middleboxes: Mapping[str, MiddleboxFactory] | None = None,
     ) -> None:
         self.topology = topology
         self.settings: Settings = topology.settings
@@ -435,7 +440,6 @@ class Dataplane:
         self.delivered = 0
         self.flow_logs: FlowLogs | None = FlowLogs() if flow_logs else None
         self.capture_sink = capture_sink
-        self.tracing = False
         self.flow_cache = flow_cache
         """Replay flow plans (:class:`_Plan`) for packets of flows already walked; off: always the slow path."""
         self._hops: list[dict[str, Any]] | None = None
@@ -465,19 +469,53 @@ class Dataplane:
         self._emitq: list[tuple[str, bytes, float]] = []
         self.emitted: deque[Result] = deque(maxlen=EMITTED_KEPT)
         """Outcomes of packets emitted by middleboxes (``HopContext.emit``) or injected, newest last."""
+        self._slow_walks = 0
+        self._factories = MIDDLEBOXES if middleboxes is None else middleboxes
+        self._host = MiddleboxHost(
+            topology,
+            self.settings,
+            self.rng,
+            node_up=self.node_up,
+            middlebox=self.middlebox,
+            capture=self.capture,
+            add_hop=self.add_hop,
+            emit=self.queue_emit,
+            forward_emitted=self.forward_emitted,
+        )
         self._compile()
+
+    @property
+    def middlebox_host(self) -> MiddleboxHost:
+        """What the middleboxes of this dataplane see of it (:class:`~tgw_dataplane.middlebox.MiddleboxHost`),
+        including their per-dataplane plug-in state."""
+        return self._host
+
+    @property
+    def tracing(self) -> bool:
+        """True while the packet being forwarded is traced."""
+        return self._host.tracing
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters (a fresh dict): ``delivered``, ``dropped`` (all reasons), ``mss_clamped``, ``slow_walks``
+        (packets given to :meth:`send` that took the full walk instead of a flow plan), ``flow_plans`` (flow
+        plans held, one per flow, direction and source) and ``distinct_plans`` (plan objects behind them:
+        flows on the same path share one, see ``_Plan``)."""
+        plans = [p for n in self._instances.values() for p in n.plans.values()]
+        return {
+            "delivered": self.delivered,
+            "dropped": sum(self.drops.values()),
+            "mss_clamped": self.mss_clamped,
+            "slow_walks": self._slow_walks,
+            "flow_plans": len(plans),
+            "distinct_plans": len({id(p) for p in plans}),
+        }
 
     # ------------------------------------------------------------------------------------------------------
     # compile
     # ------------------------------------------------------------------------------------------------------
     def _compile(self) -> None:
         topo = self.topology
-        if any(v.gwlb_endpoints for v in topo.vpcs.values()) or topo.gwlbs:
-            try:
-                import tgw_dataplane.gwlb  # noqa: F401 - registers the gwlb-endpoint / gwlb-target plug-ins
-            except ModuleNotFoundError as e:
-                if e.name != "tgw_dataplane.gwlb":
-                    raise
         for t in topo.tgws.values():
             self._tgws[t.id] = _Tgw(t)
         for v in topo.vpcs.values():
@@ -511,11 +549,11 @@ class Dataplane:
         for nid, n in list(self._nodes.items()):
             if n.is_host or n.mb is not None or nid != n.id:
                 continue
-            f = middlebox_factory(n.kind)
+            f = self._factories.get(n.kind)
             if f is not None:
                 pl = n.place
-                n.ctx = HopContext(self, n.id, n.kind, pl.vpc.id, pl.id, pl.az, pl.az_id)
-                n.mb = f(self, n.id)
+                n.ctx = HopContext(self._host, n.id, n.kind, pl.vpc.id, pl.id, pl.az, pl.az_id)
+                n.mb = f(self._host, n.id)
         # VPC route tables
         for v in topo.vpcs.values():
             for sid, sub in v.subnets.items():
@@ -780,7 +818,7 @@ class Dataplane:
     def _inject(self, n: _Node, data: bytes, now: float, trace: bool) -> Result:
         hops: list[dict[str, Any]] | None = [] if trace else None
         self._hops = hops
-        self.tracing = trace
+        self._host.tracing = trace
         p = parse(data, self._protocols)
         if isinstance(p, str):
             res = self._drop(p, n.id, None)
@@ -818,12 +856,20 @@ class Dataplane:
         n = self._nodes.get(node_id)
         return None if n is None else n.mb
 
+    def middleboxes(self) -> dict[str, Middlebox]:
+        """Every node that has a plug-in: instance or GWLB endpoint id -> its middlebox."""
+        return {nid: n.mb for nid, n in self._nodes.items() if n.mb is not None and nid == n.id}
+
     def flow_table(self, attachment_id: str) -> dict[int, int]:
         """The appliance-mode flow table of an attachment: canonical key -> (last_seen_ms << 12) | ENI index."""
         return self._att(attachment_id).flows
 
     def attachment_enis(self, attachment_id: str) -> list[str]:
         return [e.id for e in self._att(attachment_id).enis]
+
+    def source_ids(self) -> list[str]:
+        """The ids :meth:`send` takes as a source: instances, internet gateways and VPN attachments."""
+        return list(self._sources)
 
     def source_for_ip(self, addr: str) -> str:
         """The id of the instance that owns ``addr`` (unique across VPCs), for CLI/pcap replay."""
@@ -910,7 +956,8 @@ class Dataplane:
         src = self._sources.get(source)
         hops: list[dict[str, Any]] | None = [] if trace else None
         self._hops = hops
-        self.tracing = trace
+        self._host.tracing = trace
+        self._slow_walks += 1
         if isinstance(p, str):
             return self._drop(p, source, None)
         pkt: Packet = p

@@ -93,51 +93,7 @@ class FlowLogs:
 
     def records(self) -> list[dict[str, str]]:
         """Every record as a field-name -> value mapping, in insertion order."""
-        out = []
-        for k, r in self._recs.items():
-            att, pair, direction, acct, tgw_id, sacct, dacct, svpc, dvpc, ssub, dsub, seni, deni, saz, daz = k[:15]
-            version, src, dst, sport, dport, proto, region, _win = k[15:]
-            fam = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-            vals = [
-                "6",
-                "TransitGatewayAttachment",
-                acct,
-                tgw_id,
-                att,
-                sacct,
-                dacct,
-                svpc,
-                dvpc,
-                ssub,
-                dsub,
-                seni,
-                deni,
-                saz,
-                daz,
-                pair,
-                str(fam(src)),
-                str(fam(dst)),
-                str(sport),
-                str(dport),
-                str(proto),
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                str(r[3]),
-                "OK",
-                "IPv4" if version == 4 else "IPv6",
-                str(r[4]),
-                str(r[5]),
-                str(r[6]),
-                str(r[7]),
-                str(r[8]),
-                region,
-                direction,
-                "-",
-                "-",
-            ]
-            out.append(dict(zip(FIELDS, vals, strict=True)))
-        return out
+        return [_render(k, r) for k, r in self._recs.items()]
 
     def lines(self, header: bool = True) -> list[str]:
         """The records as space-separated lines (default format), optionally with the field-name header."""
@@ -145,5 +101,72 @@ class FlowLogs:
         out.extend(" ".join(r.values()) for r in self.records())
         return out
 
+    def window(self, now: float) -> int:
+        """The aggregation window (index of the 60 s interval in Unix time) of virtual time ``now``."""
+        return int((now + self.ts_origin) // AGGREGATION_INTERVAL)
+
+    def drain(self, before_window: int) -> list[str]:
+        """Remove and render (as :meth:`lines` without the header) the oldest records, in insertion order, up to
+        the first one whose window is ``before_window`` or later. A replay calls this as its capture's time moves
+        on, so records of finished windows go to disk instead of piling up; the lines of all drains followed by
+        the final :meth:`lines` are those of one undrained run, as long as no packet arrives after its window
+        was drained (a later packet of the same flow then starts a new record)."""
+        recs = self._recs
+        done = []
+        for k in recs:
+            if k[-1] >= before_window:
+                break
+            done.append(k)
+        return [" ".join(_render(k, recs.pop(k)).values()) for k in done]
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
     def clear(self) -> None:
         self._recs.clear()
+
+
+def _render(k: tuple[Any, ...], r: list[int]) -> dict[str, str]:
+    """One record as field name -> value (the default format's fields)."""
+    att, pair, direction, acct, tgw_id, sacct, dacct, svpc, dvpc, ssub, dsub, seni, deni, saz, daz = k[:15]
+    version, src, dst, sport, dport, proto, region, _win = k[15:]
+    fam = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    vals = [
+        "6",
+        "TransitGatewayAttachment",
+        acct,
+        tgw_id,
+        att,
+        sacct,
+        dacct,
+        svpc,
+        dvpc,
+        ssub,
+        dsub,
+        seni,
+        deni,
+        saz,
+        daz,
+        pair,
+        str(fam(src)),
+        str(fam(dst)),
+        str(sport),
+        str(dport),
+        str(proto),
+        str(r[0]),
+        str(r[1]),
+        str(r[2]),
+        str(r[3]),
+        "OK",
+        "IPv4" if version == 4 else "IPv6",
+        str(r[4]),
+        str(r[5]),
+        str(r[6]),
+        str(r[7]),
+        str(r[8]),
+        region,
+        direction,
+        "-",
+        "-",
+    ]
+    return dict(zip(FIELDS, vals, strict=True))

@@ -46,17 +46,18 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
-import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from hashlib import blake2b
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from emulator.errors import ConfigError
 from tgw_dataplane import geneve
-from tgw_dataplane.middlebox import register_middlebox
+from tgw_dataplane.appliances import Router, StatefulFirewall
+from tgw_dataplane.middlebox import HopContext, MiddleboxHost
+from tgw_dataplane.model import Topology, VpcAttachment
 from tgw_dataplane.packet import (
     PROTO_TCP,
     TCP_ACK,
@@ -69,11 +70,6 @@ from tgw_dataplane.packet import (
     parse,
     salt_of,
 )
-
-if TYPE_CHECKING:
-    from tgw_dataplane.dataplane import Dataplane
-    from tgw_dataplane.middlebox import HopContext
-    from tgw_dataplane.model import Topology
 
 
 class Stickiness(StrEnum):
@@ -407,6 +403,11 @@ class GatewayLoadBalancer:
         ]
         return registered, bool(registered)
 
+    def target_for(self, key: int, az: str, now: float) -> Target | None:
+        """The target a new flow with symmetric key ``key`` would get at the node in ``az`` now (no entry is
+        made). ``key`` is :meth:`key_of` of one of its packets."""
+        return self._pick(key, az, now)[0]
+
     def _pick(self, key: int, az: str, now: float) -> tuple[Target | None, bool, int]:
         cands, fail_open = self._candidates(az, now)
         h = flow_hash(key, self.attrs.selection_seed)
@@ -644,8 +645,6 @@ def check_appliance_mode(topo: Topology, gwlb_id: str, attrs: GwlbAttributes) ->
     mode (GWLB-TG, Flow stickiness). Raises ConfigError naming the field and the attachment."""
     if attrs.stickiness is Stickiness.FIVE_TUPLE:
         return
-    from tgw_dataplane.model import VpcAttachment
-
     g = topo.gwlbs[gwlb_id]
     vpcs = {g.vpc_id} | {e.vpc_id for e in topo.gwlb_endpoints().values() if e.service == gwlb_id}
     for t in topo.tgws.values():
@@ -664,8 +663,27 @@ def check_appliance_mode(topo: Topology, gwlb_id: str, attrs: GwlbAttributes) ->
 R_TARGET_NOT_GENEVE = "gwlb_target_not_geneve"
 """A plain (not GENEVE) packet was routed straight to a GWLB target; targets only take GENEVE from a GWLB."""
 
-# One GatewayLoadBalancer per (dataplane, GWLB id), created on first use (by the first endpoint's factory).
-_INSTANCES: weakref.WeakKeyDictionary[Dataplane, dict[str, GatewayLoadBalancer]] = weakref.WeakKeyDictionary()
+STATE_KEY = "gwlb"
+"""Key of this plug-in's per-dataplane state in :attr:`MiddleboxHost.state`: GWLB id -> GatewayLoadBalancer,
+created on first use (by the first endpoint's factory or :func:`gwlb_of`)."""
+
+
+class HasMiddleboxHost(Protocol):
+    """Anything that owns a :class:`MiddleboxHost` (the ``Dataplane``)."""
+
+    @property
+    def middlebox_host(self) -> MiddleboxHost: ...
+
+
+def _host(dp: MiddleboxHost | HasMiddleboxHost) -> MiddleboxHost:
+    return dp if isinstance(dp, MiddleboxHost) else dp.middlebox_host
+
+
+def _instances(host: MiddleboxHost) -> dict[str, GatewayLoadBalancer]:
+    per_dp: dict[str, GatewayLoadBalancer] | None = host.state.get(STATE_KEY)
+    if per_dp is None:
+        per_dp = host.state[STATE_KEY] = {}
+    return per_dp
 
 
 def _last_usable(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
@@ -674,17 +692,20 @@ def _last_usable(cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(cidr.broadcast_address - 1)
 
 
-def gwlb_of(dp: Dataplane, gwlb_id: str) -> GatewayLoadBalancer:
-    """The run-time GWLB object of ``gwlb_id`` in this dataplane (flow tables, target health, counters).
+def gwlb_of(dp: MiddleboxHost | HasMiddleboxHost, gwlb_id: str) -> GatewayLoadBalancer:
+    """The run-time GWLB object of ``gwlb_id`` in this dataplane (flow tables, target health, counters); ``dp``
+    is the ``Dataplane`` or its :class:`MiddleboxHost`. The object lives in the host's plug-in state, so it
+    goes away with its dataplane.
 
     Use it to change target health (:meth:`GatewayLoadBalancer.set_target_health`), deregister targets, expire
     idle flows and read ``counters``. Raises ConfigError naming the field for a bad GWLB configuration.
     """
-    per_dp = _INSTANCES.setdefault(dp, {})
+    host = _host(dp)
+    per_dp = _instances(host)
     g = per_dp.get(gwlb_id)
     if g is not None:
         return g
-    topo = dp.topology
+    topo = host.topology
     m = topo.gwlbs.get(gwlb_id)
     if m is None:
         raise ConfigError(f"gwlb {gwlb_id!r} does not exist")
@@ -708,29 +729,30 @@ def gwlb_of(dp: Dataplane, gwlb_id: str) -> GatewayLoadBalancer:
     for tid in m.targets:
         inst = instances[tid]
         targets.append((tid, inst.ip, topo.subnet(inst.subnet).az))
-    g = GatewayLoadBalancer(gwlb_id, attrs, targets, nodes, random.Random(dp.rng.getrandbits(64)))
+    g = GatewayLoadBalancer(gwlb_id, attrs, targets, nodes, random.Random(host.rng.getrandbits(64)))
     per_dp[gwlb_id] = g
     return g
 
 
-def expire_gwlbs(dp: Dataplane, now: float) -> list[bytes]:
+def expire_gwlbs(dp: MiddleboxHost | HasMiddleboxHost, now: float) -> list[bytes]:
     """Idle expiry for every GWLB of ``dp``. RST-on-idle resets are sent: each goes out of the endpoint the flow
     last came through (captured there) and is forwarded to its host by the dataplane (``Dataplane.emitted``
     holds the outcomes). Returns the RSTs. ``Dataplane.expire_flows``/``expire`` call this (through the
     endpoints' ``expire``)."""
+    host = _host(dp)
     out: list[bytes] = []
-    for g in list(_INSTANCES.get(dp, {}).values()):
-        out.extend(_expire_and_send(dp, g, now)[1])
-    dp.forward_emitted()
+    for g in list(_instances(host).values()):
+        out.extend(_expire_and_send(host, g, now)[1])
+    host.forward_emitted()
     return out
 
 
-def _expire_and_send(dp: Dataplane, g: GatewayLoadBalancer, now: float) -> tuple[int, list[bytes]]:
+def _expire_and_send(host: MiddleboxHost, g: GatewayLoadBalancer, now: float) -> tuple[int, list[bytes]]:
     removed, resets = g.expire_entries(now)
     for ep, rst in resets:
         if ep:
-            dp.capture(ep, rst, now)
-            dp.queue_emit(ep, rst, now)
+            host.capture(ep, rst, now)
+            host.emit(ep, rst, now)
     return removed, [r for _ep, r in resets]
 
 
@@ -742,18 +764,15 @@ class GwlbTargetAppliance:
     flow moved to a target that never saw its SYN is dropped, as with real firewalls) or ``router`` (pass all).
     """
 
-    def __init__(self, dp: Dataplane, node: str) -> None:
-        from tgw_dataplane.appliances import Router, StatefulFirewall
-        from tgw_dataplane.middlebox import HopContext
-
-        topo = dp.topology
+    def __init__(self, host: MiddleboxHost, node: str) -> None:
+        topo = host.topology
         inst = topo.instances()[node]
         where = f"instance {node}.options"
         extra = set(inst.options) - {"inspect"}
         if extra:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))} (allowed: inspect)")
         mode = str(inst.options.get("inspect", "stateful-firewall"))
-        s = dp.settings
+        s = host.settings
         self.engine: StatefulFirewall | Router
         if mode == "stateful-firewall":
             self.engine = StatefulFirewall(
@@ -765,11 +784,10 @@ class GwlbTargetAppliance:
             raise ConfigError(f"{where}.inspect: {mode!r} is not one of stateful-firewall, router")
         sub = topo.subnet(inst.subnet)
         self.node = node
-        self.dp = dp
         self.eni = inst.eni
         self.az = sub.az
         self.az_id = sub.az_id
-        self.ctx = HopContext(dp, node, "gwlb-target", inst.vpc_id, sub.id, sub.az, sub.az_id)
+        self.ctx = HopContext(host, node, "gwlb-target", inst.vpc_id, sub.id, sub.az, sub.az_id)
         self.protocols = frozenset(s.protocols)
         self.drops: dict[str, int] = {}
 
@@ -806,17 +824,17 @@ class GwlbEndpointBox:
     endpoint.
     """
 
-    def __init__(self, dp: Dataplane, node: str) -> None:
-        topo = dp.topology
+    def __init__(self, host: MiddleboxHost, node: str) -> None:
+        topo = host.topology
         e = topo.gwlb_endpoints()[node]
-        self.gwlb = gwlb_of(dp, e.service)
+        self.gwlb = gwlb_of(host, e.service)
         sub = topo.subnet(e.subnet)
         if sub.az not in self.gwlb.nodes:
             raise ConfigError(
                 f"gwlb endpoint {node}: its subnet {e.subnet} is in {sub.az}, where {e.service} has no subnet "
                 f"(GWLB subnets: {', '.join(n.subnet for n in self.gwlb.nodes.values())})"
             )
-        self.dp = dp
+        self.host = host
         self.id = node
         self.az = sub.az
         self.node_name = f"{e.service}/{sub.az}"
@@ -831,12 +849,12 @@ class GwlbEndpointBox:
         """Idle expiry of this endpoint's GWLB (called by ``Dataplane.expire_flows``; the GWLB is shared by its
         endpoints, so later calls at the same ``now`` find nothing). RSTs on idle are sent, see
         :func:`expire_gwlbs`. Returns the number of flow entries removed."""
-        return _expire_and_send(self.dp, self.gwlb, now)[0]
+        return _expire_and_send(self.host, self.gwlb, now)[0]
 
     def _target(self, tid: str) -> GwlbTargetAppliance | None:
         t = self._targets.get(tid)
         if t is None:
-            mb = self.dp.middlebox(tid)
+            mb = self.host.middlebox(tid)
             if not isinstance(mb, GwlbTargetAppliance):
                 return None
             self._targets[tid] = t = mb
@@ -879,7 +897,7 @@ class GwlbEndpointBox:
             return d.reason
         frame = g.to_target(az, d, pkt.wire(), self.endpoint_num, self.attachment_num)
         ctx.capture(self.node_name, frame, now)
-        if d.reason is None and not self.dp.node_up(tgt.id):
+        if d.reason is None and not self.host.node_up(tgt.id):
             # The instance failed in the dataplane (set_eni_health / set_az_health) but health checks have not
             # noticed yet (GWLB health is set separately, via gwlb_of(...).set_target_health).
             d.reason = R_TARGET_UNREACHABLE
@@ -920,13 +938,11 @@ class GwlbEndpointBox:
         return None
 
 
-def _endpoint_factory(dp: Dataplane, node: str) -> GwlbEndpointBox:
-    return GwlbEndpointBox(dp, node)
+def endpoint_factory(host: MiddleboxHost, node: str) -> GwlbEndpointBox:
+    """The ``gwlb-endpoint`` kind (a GWLB endpoint as a VPC route target)."""
+    return GwlbEndpointBox(host, node)
 
 
-def _target_factory(dp: Dataplane, node: str) -> GwlbTargetAppliance:
-    return GwlbTargetAppliance(dp, node)
-
-
-register_middlebox("gwlb-endpoint", _endpoint_factory)
-register_middlebox("gwlb-target", _target_factory)
+def target_factory(host: MiddleboxHost, node: str) -> GwlbTargetAppliance:
+    """The ``gwlb-target`` kind (an instance registered with a GWLB)."""
+    return GwlbTargetAppliance(host, node)

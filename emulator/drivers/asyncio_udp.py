@@ -217,7 +217,10 @@ class UdpDriver:
             "recv_errors": 0,
             "peer_errors": 0,
             "fault_dropped": 0,
+            "wakeups": 0,
         }
+        """Counters: datagrams received/sent, unmatched datagrams, socket errors, engine exceptions, datagrams a
+        fault plan dropped, and ``wakeups`` (timer wake-ups of the loop, each firing every timer due then)."""
 
     # -- time ---------------------------------------------------------------------------------------------
 
@@ -239,6 +242,10 @@ class UdpDriver:
     @property
     def bound(self) -> list[Address]:
         return list(self._endpoints)
+
+    def endpoint_socket(self, addr: Address) -> socket.socket:
+        """The UDP socket bound to ``addr`` (for inspection: buffer sizes, options). KeyError if none is."""
+        return self._endpoints[addr].sock
 
     # -- peers --------------------------------------------------------------------------------------------
 
@@ -470,6 +477,7 @@ class UdpDriver:
         now plus the clock resolution) that was in the heap when this wake-up began; entries armed while firing
         wait for the next wake-up, so a peer that keeps re-arming in the past cannot hold the loop."""
         self._wake = None
+        self.stats["wakeups"] += 1
         self._wake_at = -math.inf  # while firing, arming only pushes entries: one wake-up is scheduled below
         heap = self._theap
         limit = self.loop.time() + self._clock_res - self.t0

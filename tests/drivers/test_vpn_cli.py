@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -226,3 +227,173 @@ def test_timer_slack_from_yaml_and_default(tmp_path: Path) -> None:
     assert timer_slack(s["timer_slack"]) == 0.0
     assert "timer_slack" not in settings("--local", "10.0.0.1", "--remote", "10.0.0.2")
     assert TIMER_SLACK == 0.05
+
+
+# -- issue 13: every setting validated before a socket is opened; issue 12: IKEVersions from --ike-version ----
+
+BASE = ["--local", "127.0.0.1", "--remote", "127.0.0.2"]
+
+
+def test_ike_version_2_with_startup_start_needs_no_ike_versions(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _, _ = build_config(settings(*BASE, "--role", "aws", "--ike-version", "2", "--startup-action", "start"))
+    assert cfg.options.ike_versions == (IkeVersion.IKEV2,) and cfg.initiates_at_startup
+    # The same from YAML.
+    assert main(["vpn", *BASE, "--role", "aws", "--ike-version", "2", "--startup-action", "start", "--check"]) == 0
+    assert "configuration valid: aws peer, IKEv2" in capsys.readouterr().out
+    # Without IKEVersions an IKEv1 peer's options allow IKEv1 only; explicit lists are kept.
+    cfg1, _, _ = build_config(settings(*BASE))
+    assert cfg1.options.ike_versions == (IkeVersion.IKEV1,)
+    cfg2, _, _ = build_config(settings(*BASE, "--ike-versions", "ikev1,ikev2"))
+    assert cfg2.options.ike_versions == (IkeVersion.IKEV1, IkeVersion.IKEV2)
+
+
+def test_ike_version_start_from_yaml(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "role: aws\nlocal: 127.0.0.1\nremote: 127.0.0.2\nike_version: 2\ntunnel_options: {StartupAction: start}\n"
+    )
+    cfg, _, _ = build_config(settings("--config", str(f)))
+    assert cfg.options.ike_versions == (IkeVersion.IKEV2,) and cfg.initiates_at_startup
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--ike-versions", "ikev1", "--ike-version", "2"], "ike_version: ikev2 is not in IKEVersions (ikev1)"),
+        (["--role", "aws", "--ike-version", "2", "--startup-action", "start", "--ike-versions", "ikev1,ikev2"],
+         "StartupAction: 'start' requires IKEVersions to be [ikev2] only"),
+        (["--role", "aws", "--startup-action", "start"], "StartupAction: 'start' requires"),  # IKEv1 peer
+    ],
+)  # fmt: skip
+def test_ike_version_contradictions_stay_errors(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["vpn", *BASE, *argv, "--check"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("dpd_delay", ".inf", "dpd-delay: must be a finite number"),
+        ("dpd_delay", ".nan", "dpd-delay: must be a finite number"),
+        ("dpd_delay", "0", "dpd-delay: must be > 0"),
+        ("dpd_delay", "-1", "dpd-delay: must be > 0"),
+        ("dpd_delay", "0.001", "dpd_delay: must be at least 0.01 s"),
+        ("dpd_interval", "'soon'", "dpd-interval: expected a number"),
+        ("dpd_timeout", ".inf", "dpd-timeout: must be a finite number"),
+        ("retransmit_timeout", ".inf", "retransmit-timeout: must be a finite number"),
+        ("retransmit_timeout", "0.001", "retransmit.timeout: must be at least 0.01 s"),
+        ("retransmit_base", "0.01", "retransmit: the shortest retransmission wait"),
+        ("retransmit_tries", "2.5", "retransmit-tries: expected an integer"),
+        ("retransmit_tries", "1000000000", "retransmit-tries: must be >= 0 and <= 100"),
+        ("behaviour", "{dpd_delay: -1}", "behaviour.dpd_delay: must be > 0"),  # --config used to accept it
+        ("behaviour", "{dpd_delay: .inf}", "behaviour.dpd_delay: must be a finite number"),
+        ("behaviour", "{retransmit: 5}", "behaviour.retransmit: must be a mapping"),
+        ("timer_slack", ".nan", "timer_slack"),
+        ("timer_slack", "true", "timer_slack"),
+    ],
+)
+def test_config_refuses_what_the_flags_refuse(
+    key: str, value: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"local: 127.0.0.1\nremote: 127.0.0.2\n{key}: {value}\n")
+    assert main(["vpn", "--config", str(f), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+    if key.startswith(("dpd_", "retransmit_")) and not value.startswith((".", "'")):
+        # The flag refuses the same value (argparse itself refuses a non-integer --retransmit-tries).
+        with contextlib.suppress(SystemExit):
+            assert main(["vpn", *BASE, f"--{key.replace('_', '-')}", value, "--check"]) == 2
+            assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--dpd-delay", "--dpd-interval", "--dpd-timeout", "--retransmit-timeout"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_flags_refuse_infinity_and_nan(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vpn", *BASE, f"{flag}={value}", "--check"]) == 2
+    assert "must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "needle"),
+    [
+        ("psk: 12345678", "psk: expected text (quote it in YAML)"),  # YAML 0123 would be octal 83
+        ('role: aws\npsk: "goodkey.123\\n"', "psk: must be one line of text"),  # trailing newline
+        ("psk: [a]", "psk: expected text"),
+        ("initiate: maybe", "initiate: expected yes or no"),
+        ("initiate: 2", "initiate: expected true or false"),
+        ("force_encap: 'sometimes'", "force-encap: expected yes or no"),
+        ("seed: abc", "seed: expected an integer"),  # used to be a ValueError traceback
+        ("seed: 1.5", "seed: expected an integer"),
+        ("role: [aws]", "role: expected text"),
+        ("role: router", "role: must be one of aws, cgw"),
+        ("ike_version: true", "ike-version: must be 1 or 2"),
+        ("local_ts: 5", "local-ts: expected text"),
+        ("proposals: {a: 1}", "proposal: must be a list"),
+        ("proposals: [aes128-sha1-modp2048, 5]", "proposal[1]: expected text"),
+        ("name: [x]", "name: expected text"),
+        ("tunnel_options: [1]", "tunnel_options: must be a mapping"),
+        ("tunnel_options: {IKEVersions: {Value: ikev1}}", "IKEVersions: invalid value"),
+        ("faults: {loss: .nan}", "faults.loss: expected a number"),
+        ("faults: {blackholes: 5}", "faults.blackholes: must be a list"),
+        ("faults: [1]", "faults: must be a mapping"),
+        ("profile: [aws]", "profile: must be one of"),
+    ],
+)
+def test_bad_config_values_name_the_field(
+    yaml_text: str, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"local: 127.0.0.1\nremote: 127.0.0.2\n{yaml_text}\n")
+    assert main(["vpn", "--config", str(f), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "target", "needle"),
+    [
+        ("--events", "missing/dir/ev.jsonl", "does not exist"),
+        ("--pcap", "missing/c.pcap", "does not exist"),
+        ("--pcap", ".", "is a directory"),
+        ("--events", ".", "is a directory"),
+        ("--keys", "afile", "not a directory"),
+        ("--keys", "afile/sub", "not a directory"),
+    ],
+)
+def test_output_paths_are_checked_before_binding(
+    flag: str, target: str, needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import emulator.vpn_cli as vpn_cli
+
+    def must_not_run(*a: object, **kw: object) -> int:
+        raise AssertionError("the driver started")
+
+    monkeypatch.setattr(vpn_cli, "run_vpn", must_not_run)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    assert main(["vpn", *BASE, flag, target]) == 2  # no --check: the validation alone stops it
+    err = capsys.readouterr().err
+    assert f"{flag.lstrip('-')}: " in err and needle in err
+
+
+def test_check_builds_the_engine_and_binds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import emulator.vpn_cli as vpn_cli
+
+    def must_not_run(*a: object, **kw: object) -> int:
+        raise AssertionError("the driver started")
+
+    monkeypatch.setattr(vpn_cli, "run_vpn", must_not_run)
+    # Port 1 on a non-local address: binding would fail with exit 1, --check never tries.
+    argv = ["vpn", "--local", "192.0.2.1:1", "--remote", "192.0.2.2", "--events", str(tmp_path / "e.jsonl")]
+    assert main([*argv, "--check"]) == 0
+    assert "not started: --check" in capsys.readouterr().out
+    assert not (tmp_path / "e.jsonl").exists()
+    # A bad proposal is found by building the engine, still without sockets.
+    assert main([*argv, "--proposal", "aes999-sha1-modp2048", "--check"]) == 2
+    assert "aes999" in capsys.readouterr().err

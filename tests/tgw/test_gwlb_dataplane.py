@@ -434,7 +434,7 @@ def test_expire_gwlbs_sends_the_resets_it_returns() -> None:
 def test_gwlb_uses_the_dataplane_node_state() -> None:
     dp = Dataplane(story12())
     f = flows_entering(dp, "eni-sec-use1-az1", 1)[0]
-    tgt = gwlb_of(dp, "gwlb-1")._pick(dp_key(f), "us-east-1a", 0.0)[0]
+    tgt = gwlb_of(dp, "gwlb-1").target_for(dp_key(f), "us-east-1a", 0.0)
     assert tgt is not None
     dp.set_eni_health(tgt.id, False)
     assert not dp.node_up(tgt.id)
