@@ -75,9 +75,6 @@ def test_ikev2_child_sa_carries_traffic_both_ways_and_across_a_rekey(encr: str) 
     assert a.drops == {} and c.drops == {}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the IKEv1 engine's child_sa_established has no keys yet (events.py declares enc_*/integ_*)"
-)
 def test_ikev1_child_sa_carries_traffic() -> None:
     from tests.ikev1.helpers import make_net
 
