@@ -3,12 +3,16 @@ from __future__ import annotations
 import io
 import struct
 
+import pytest
+
 from emulator.actions import Action, Address, Event, Transmit
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
 from emulator.pcap import LINKTYPE_RAW, PcapWriter, read_pcap, udp_frame
 from emulator.simnet import SimNetwork
 from emulator.trace import Trace
+
+pytestmark = pytest.mark.toy_events  # toy ping/pong nodes
 
 
 class PingNode:
