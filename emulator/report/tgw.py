@@ -90,7 +90,10 @@ def load_story(path: str) -> dict[str, Any]:
         raise ConfigError("topology: required")
     topo = str(raw["topology"])
     if not os.path.isabs(topo):
-        topo = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), topo))
+        # relative to the story file; for an edited copy kept elsewhere, also to the embedded stories
+        here = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), topo))
+        embedded = os.path.normpath(os.path.join(os.path.dirname(os.path.dirname(__file__)), "scenarios", "tgw", topo))
+        topo = here if os.path.exists(here) or not os.path.exists(embedded) else embedded
     raw["topology"] = topo
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     for i, st in enumerate(raw.get("steps") or []):
