@@ -732,6 +732,8 @@ def drop_explanation(reason: str, hop: Mapping[str, Any] | None = None) -> str:
     """A sentence for a TGW drop reason, filled in from the hop where it happened."""
     h = dict(hop or {})
     text = DROP_TEXT.get(reason, reason.replace("_", " "))
+    if not h.get("route_table"):
+        text = text.replace(" in {route_table}", "")
     return text.format(
         node=h.get("node", "?"), az=h.get("az") or h.get("az_id") or "?", route_table=h.get("route_table") or "?"
     )
@@ -828,7 +830,8 @@ def pair_hops(
 
 def write_hop_pcapngs(hop_caps: Iterable[HopCapture], directory: str, *, linktype: int = 101) -> dict[str, str]:
     """One annotated pcapng per capture point (``<point>.pcapng``) and ``path.pcapng`` with every hop of every
-    packet in order, one named interface per capture point. Returns capture point -> path (``*`` for all)."""
+    packet in order, one named interface per capture point, and ``path.pcap``, the same without comments.
+    Returns capture point -> path (``*`` for path.pcapng, ``pcap`` for path.pcap)."""
     import os
 
     os.makedirs(directory, exist_ok=True)
@@ -852,6 +855,16 @@ def write_hop_pcapngs(hop_caps: Iterable[HopCapture], directory: str, *, linktyp
         for hc in items:
             w.write(hc.frame, ts_us=hc.ts_us, interface=ids[hc.capture], comment=hc.comment)
     paths["*"] = allp
+    # the same packets as classic pcap, for tools that read only that (``awsnetemu tgw replay`` among them)
+    import struct
+
+    plain = os.path.join(directory, "path.pcap")
+    with open(plain, "wb") as fb:
+        fb.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        for hc in items:
+            sec, usec = divmod(hc.ts_us, 1_000_000)
+            fb.write(struct.pack("<IIII", sec, usec, len(hc.frame), len(hc.frame)) + hc.frame)
+    paths["pcap"] = plain
     return paths
 
 
