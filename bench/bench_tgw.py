@@ -10,6 +10,10 @@ Rows (all measured in this run; CPU time of this process):
   scapy-based emulator would spend before doing any forwarding); the ratio row divides the two.
 * LPM in a 100,000-route table: uncached (distinct random addresses) and cached (a working set).
 * memory of 1,000,000 tracked flows: one TGW appliance-mode pin plus one firewall conntrack entry per flow.
+* ``tgw replay``: ``awsnetemu tgw replay`` of a generated capture (seed topology, appliance mode on, 2,000
+  long TCP flows, a packet every 3.6 ms: one hour for 1,000,000) in a child process: packets/s of the
+  child's CPU time (pcap check, replay, per-hop captures, flow logs, summary) and its peak RSS, for two
+  capture lengths (the replay streams, so the peak must not grow with the length).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import gc
 import os
 import random
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from zlib import crc32
@@ -195,6 +202,87 @@ def _calibration() -> Row:
     return Row("calibration: struct parse", best * 1e6, "us", "", None, "perf-facts §10: 0.24 us unloaded")
 
 
+_REC = struct.Struct("<IIII")
+
+
+def _write_capture(path: Path, n_packets: int, n_flows: int = 2000, interval: float = 0.0036) -> None:
+    """A raw-IP pcap of ``n_packets``: ``n_flows`` TCP flows between i-a and i-b taking turns (SYN, SYN-ACK,
+    ACK, then data both ways), ``interval`` seconds apart (the same rate whatever the length)."""
+    frames = []
+    for i in range(n_flows):
+        sp = 1024 + i
+        frames.append(
+            (
+                build("10.0.1.10", "10.1.2.20", PROTO_TCP, sp, 443, flags=TCP_SYN),
+                build("10.1.2.20", "10.0.1.10", PROTO_TCP, 443, sp, flags=TCP_SYN | TCP_ACK),
+                build("10.0.1.10", "10.1.2.20", PROTO_TCP, sp, 443, flags=TCP_ACK),
+                build("10.0.1.10", "10.1.2.20", PROTO_TCP, sp, 443, flags=TCP_ACK | TCP_PSH, payload=bytes(64)),
+                build("10.1.2.20", "10.0.1.10", PROTO_TCP, 443, sp, flags=TCP_ACK | TCP_PSH, payload=bytes(64)),
+            )
+        )
+    t0 = 1_767_225_600
+    step_us = round(interval * 1e6)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
+        chunk: list[bytes] = []
+        for j in range(n_packets):
+            phase = j // n_flows
+            frame = frames[j % n_flows][phase if phase < 3 else 3 + (phase & 1)]
+            us = j * step_us
+            chunk.append(_REC.pack(t0 + us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
+            chunk.append(frame)
+            if len(chunk) >= 1 << 16:
+                f.write(b"".join(chunk))
+                chunk.clear()
+        f.write(b"".join(chunk))
+
+
+def _replay_child(pcap: Path, out: Path) -> tuple[float, int]:
+    """Run ``awsnetemu tgw replay`` in a child process; (its CPU seconds, its peak RSS in bytes)."""
+    cmd = [sys.executable, "-m", "emulator", "tgw", "replay", str(SEED), str(pcap), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--appliance-mode", "tgw-attach-c=on"], stdout=subprocess.DEVNULL)
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"tgw replay exited with {proc.returncode}")
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
+
+
+def _replay(quick: bool) -> list[Row]:
+    lengths = (50_000, 200_000) if quick else (250_000, 1_000_000)
+    res: dict[int, tuple[float, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-tgw-replay-") as tmp:
+        for n in lengths:
+            pcap = Path(tmp) / f"in-{n}.pcap"
+            _write_capture(pcap, n)
+            res[n] = _replay_child(pcap, Path(tmp) / f"out-{n}")
+            pcap.unlink()
+    short, long_ = lengths
+    rate = long_ / res[long_][0]
+    rss_s, rss_l = res[short][1] / 1e6, res[long_][1] / 1e6
+    q = "QUICK: " if quick else ""
+    return [
+        Row(
+            f"tgw replay {long_:,} packets",
+            rate,
+            "packets/s",
+            "",
+            None,
+            f"{q}child CPU time: pcap check, replay with per-hop pcaps and flow logs, summary",
+        ),
+        Row(f"tgw replay peak RSS, {long_:,} packets", rss_l, "MB", "<= 500", rss_l <= 500, f"{q}child process"),
+        Row(f"tgw replay peak RSS, {short:,} packets", rss_s, "MB", "<= 500", rss_s <= 500, f"{q}child process"),
+        Row(
+            "tgw replay RSS long / short",
+            rss_l / rss_s,
+            "x",
+            "<= 1.1",
+            rss_l / rss_s <= 1.1,
+            f"{long_ // short}x the packets, same flows: memory does not grow with the capture",
+        ),
+    ]
+
+
 def run(quick: bool) -> list[Row]:
     load = os.getloadavg()[0]  # other processes on a 2-core box slow every row; say so next to the figure
     t = 1.0 if quick else 3.0
@@ -226,4 +314,5 @@ def run(quick: bool) -> list[Row]:
     rows.extend(_lpm(quick))
     rows.append(_calibration())
     rows.append(_memory(quick))
+    rows.extend(_replay(quick))
     return rows

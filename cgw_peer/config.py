@@ -83,6 +83,11 @@ def _allowed(values: Any) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def _key(k: Any) -> str:
+    """A user's key in an error message: as written when plain text, else its repr (keeps the message one line)."""
+    return k if isinstance(k, str) and k and k.isprintable() and k.strip() == k else repr(k)
+
+
 @dataclass(frozen=True)
 class TunnelOptions:
     """AWS Site-to-Site VPN tunnel options (``VpnTunnelOptionsSpecification``), validated as AWS does.
@@ -192,7 +197,7 @@ class TunnelOptions:
         for key, value in m.items():
             name = _snake(key) if isinstance(key, str) else ""
             if name not in known:
-                raise ConfigError(f"{where}{key}", f"unknown tunnel option (allowed: {_allowed(sorted(known))})")
+                raise ConfigError(f"{where}{_key(key)}", f"unknown tunnel option (allowed: {_allowed(sorted(known))})")
             if name in kw:
                 raise ConfigError(f"{where}{key}", "given twice (AWS spelling and snake_case)")
             kw[name] = _coerce(name, value, f"{where}{key}")
@@ -489,7 +494,7 @@ class Behaviour:
         for key, value in m.items():
             name = key.replace("-", "_") if isinstance(key, str) else ""
             if name not in known:
-                raise ConfigError(f"{where}{key}", f"unknown setting (allowed: {_allowed(sorted(known))})")
+                raise ConfigError(f"{where}{_key(key)}", f"unknown setting (allowed: {_allowed(sorted(known))})")
             kw[name] = _coerce_behaviour(name, value, f"{where}{key}")
         return cls(**kw)
 
@@ -552,7 +557,7 @@ def _coerce_retransmit(value: Any, where: str) -> Retransmit:
     kw: dict[str, Any] = {}
     for k, v in value.items():
         if k not in _RETRANSMIT_RULES:
-            raise ConfigError(f"{where}.{k}", f"unknown setting (allowed: {_allowed(sorted(_RETRANSMIT_RULES))})")
+            raise ConfigError(f"{where}.{_key(k)}", f"unknown setting (allowed: {_allowed(sorted(_RETRANSMIT_RULES))})")
         kw[k] = _check_number(v, _RETRANSMIT_RULES[k], f"{where}.{k}")
     if "jitter" in kw and not kw["jitter"] < 1.0:
         raise ConfigError(f"{where}.jitter", f"must be >= 0 and < 1 (a fraction of each wait), got {kw['jitter']!r}")

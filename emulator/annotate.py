@@ -360,6 +360,7 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
     probe_times: dict[str, list[float]] = {}
     restart: dict[str, TraceRecord] = {}
     timeout: dict[str, TraceRecord] = {}
+    rekeyed: dict[str, TraceRecord] = {}
     outstanding: dict[tuple[str, str], Annotation] = {}  # (node, request kind) -> original, unanswered
     last_request_of: dict[tuple[str, str], Annotation] = {}
     probe_by_seq: dict[tuple[str, int], Annotation] = {}
@@ -406,6 +407,9 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
             continue
         if ev == "dpd_timeout":
             timeout[r.node] = r
+            continue
+        if ev == "rekey_done":
+            rekeyed[r.node] = r
             continue
         if ev != "datagram_sent":
             continue
@@ -527,9 +531,16 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
                 a.answers = req_a.index
                 outstanding.pop((req_a.node, req_a.kind), None)
             prev = last_response.get((node, kind))
-            resent = take(bid, "response_retransmitted") is not None or (
-                prev is not None and req_a is not None and prev.answers == req_a.index
+            declared = take(bid, "response_retransmitted") is not None
+            # without the event: a second answer to a retransmitted request that was already answered once
+            inferred_resent = (
+                prev is not None
+                and req_a is not None
+                and req_a.retransmit > 0
+                and prev.answers is not None
+                and (out[prev.answers].node, out[prev.answers].kind) == (req_a.node, req_a.kind)
             )
+            resent = declared or inferred_resent
             desc = KIND_TEXT.get(kind, ("", ""))[1]
             if kind == "liveness_response":
                 a.message_id = req_a.message_id if req_a is not None else None
@@ -543,9 +554,7 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
             if resent:
                 a.why += (
                     " (sent again, unchanged: the request was retransmitted, so the cached answer is repeated;"
-                    " RFC 7296 §2.1"
-                    + (", inferred" if take(bid, "response_retransmitted") is None and prev is not None else "")
-                    + ")"
+                    " RFC 7296 §2.1" + ("" if declared else ", inferred") + ")"
                 )
                 a.label += " (again)"
             last_response[(node, kind)] = a
@@ -608,7 +617,7 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
             elif kind == "ike_auth_request":
                 a.why = f"after IKE_SA_INIT: {desc}"
             elif kind == "delete_request":
-                a.why = _delete_why(take(bid, "delete_sent"), peek(bid, "dpd_timeout"), The_me)
+                a.why = _delete_why(take(bid, "delete_sent"), peek(bid, "dpd_timeout"), The_me, rekeyed.get(node))
             else:
                 a.why = desc
             if rekey is not None and "rekeys" not in a.why:
@@ -620,7 +629,7 @@ def annotate_vpn(records: Sequence[TraceRecord], ctx: VpnContext | None = None) 
 
         # -- everything else: IKEv1 informational / Delete, NAT-T keepalives, unknown kinds
         if kind == "delete":
-            a.why = _delete_why(take(bid, "delete_sent"), peek(bid, "dpd_timeout"), The_me)
+            a.why = _delete_why(take(bid, "delete_sent"), peek(bid, "dpd_timeout"), The_me, rekeyed.get(node))
         else:
             a.why = KIND_TEXT.get(kind, ("", ""))[1]
         out.append(a)
@@ -635,14 +644,19 @@ def _first(node: str, kind: str, out: list[Annotation]) -> Annotation | None:
     return None
 
 
-def _delete_why(ds: TraceRecord | None, to: TraceRecord | None, me: str) -> str:
+def _delete_why(ds: TraceRecord | None, to: TraceRecord | None, me: str, rekey: TraceRecord | None = None) -> str:
     what = ""
     if ds is not None:
         proto = ds.get("protocol")
-        what = "the IKE SA" if proto == "ike" else f"the IPsec SA with SPI 0x{ds.get('spi')}"
+        what = "the IKE SA" if proto in ("ike", "isakmp") else f"the IPsec SA with SPI 0x{ds.get('spi')}"
     if to is not None:
         return f"{me} deletes {what or 'its SAs'} after the DPD timeout (DPDTimeoutAction={to.get('action')})"
-    return f"{me} deletes {what or 'an SA'}"
+    text = f"{me} deletes {what or 'an SA'}"
+    if rekey is not None:
+        old = rekey.get("old_spi")
+        if old is None or ds is None or old == ds.get("spi"):
+            text += f": the one its rekey of t={rekey.t:g} replaced"
+    return text
 
 
 def _loss_detail(plan: LinkFaults, direction: str, kind: str, t: float, ctx: VpnContext) -> str:
@@ -732,6 +746,8 @@ def drop_explanation(reason: str, hop: Mapping[str, Any] | None = None) -> str:
     """A sentence for a TGW drop reason, filled in from the hop where it happened."""
     h = dict(hop or {})
     text = DROP_TEXT.get(reason, reason.replace("_", " "))
+    if not h.get("route_table"):
+        text = text.replace(" in {route_table}", "")
     return text.format(
         node=h.get("node", "?"), az=h.get("az") or h.get("az_id") or "?", route_table=h.get("route_table") or "?"
     )
@@ -828,7 +844,8 @@ def pair_hops(
 
 def write_hop_pcapngs(hop_caps: Iterable[HopCapture], directory: str, *, linktype: int = 101) -> dict[str, str]:
     """One annotated pcapng per capture point (``<point>.pcapng``) and ``path.pcapng`` with every hop of every
-    packet in order, one named interface per capture point. Returns capture point -> path (``*`` for all)."""
+    packet in order, one named interface per capture point, and ``path.pcap``, the same without comments.
+    Returns capture point -> path (``*`` for path.pcapng, ``pcap`` for path.pcap)."""
     import os
 
     os.makedirs(directory, exist_ok=True)
@@ -852,6 +869,16 @@ def write_hop_pcapngs(hop_caps: Iterable[HopCapture], directory: str, *, linktyp
         for hc in items:
             w.write(hc.frame, ts_us=hc.ts_us, interface=ids[hc.capture], comment=hc.comment)
     paths["*"] = allp
+    # the same packets as classic pcap, for tools that read only that (``awsnetemu tgw replay`` among them)
+    import struct
+
+    plain = os.path.join(directory, "path.pcap")
+    with open(plain, "wb") as fb:
+        fb.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        for hc in items:
+            sec, usec = divmod(hc.ts_us, 1_000_000)
+            fb.write(struct.pack("<IIII", sec, usec, len(hc.frame), len(hc.frame)) + hc.frame)
+    paths["pcap"] = plain
     return paths
 
 

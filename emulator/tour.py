@@ -52,7 +52,7 @@ STOPS: tuple[Stop, ...] = (
     Stop("both sides restart at once (backoff, jitter)", "vpn", _s("10-simultaneous-restart.yaml")),
     Stop("StartupAction=start, IKEv2 (AWS initiates) + liveness", "vpn", _s("11-ikev2-startup-start.yaml")),
     Stop("StartupAction=add, IKEv2", "vpn", os.path.join(REPO_TESTS, "v2-02-startup-add.yaml")),
-    Stop("a lost IKEv2 request, retransmitted", "vpn", _s("12-ikev2-lost-ike-auth.yaml")),
+    Stop("a lost IKEv2 request, retransmitted", "vpn", _s("12-ikev2-lost-ike-sa-init.yaml")),
     Stop(
         "DPD timeout, DPDTimeoutAction=clear (IKEv2)", "vpn", os.path.join(REPO_TESTS, "v2-03-aws-timeout-clear.yaml")
     ),
@@ -62,6 +62,16 @@ STOPS: tuple[Stop, ...] = (
         os.path.join(REPO_TESTS, "v2-04-aws-timeout-restart.yaml"),
     ),
     Stop("DPD timeout, DPDTimeoutAction=none (IKEv2)", "vpn", _s("13-ikev2-dpd-timeout-none.yaml")),
+    Stop(
+        "a strongSwan CGW's liveness model (retransmit budget)",
+        "vpn",
+        os.path.join(REPO_TESTS, "v2-05-strongswan-cgw-timeout.yaml"),
+    ),
+    Stop(
+        "a libreswan CGW's liveness model (retransmit timeout)",
+        "vpn",
+        os.path.join(REPO_TESTS, "v2-06-libreswan-cgw-timeout.yaml"),
+    ),
     Stop(
         "appliance mode OFF: the reply meets a firewall without state",
         "tgw",
@@ -147,10 +157,34 @@ def _print_table(rows: Sequence[TourRow], out_dir: str, index: str, wall: float,
     )
 
 
+def stop_for(path: str) -> Stop:
+    """A stop for any scenario file: a TGW story when it has ``steps``, a VPN scenario otherwise."""
+    import yaml
+
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    kind = "tgw" if isinstance(raw, dict) and "steps" in raw else "vpn"
+    return Stop(os.path.splitext(os.path.basename(path))[0], kind, os.path.abspath(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m emulator.tour", description=__doc__.split("\n\n")[0] if __doc__ else "")
+    p = argparse.ArgumentParser(prog="python -m emulator.tour", description="The guided tour of awsnetemu.")
     p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument(
+        "--run",
+        nargs="+",
+        metavar="FILE",
+        help="run only these scenario files (VPN scenarios or TGW stories, e.g. an edited copy of one)",
+    )
     args = p.parse_args(argv)
+    if args.run:
+        from emulator.errors import ConfigError
+
+        try:
+            return run_tour(args.out, [stop_for(f) for f in args.run])
+        except (ConfigError, OSError) as e:
+            print(f"tour: {e}", file=sys.stderr)
+            return 2
     return run_tour(args.out)
 
 

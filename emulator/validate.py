@@ -56,6 +56,7 @@ __all__ = [
     "fail",
     "integer",
     "ip_address",
+    "key_text",
     "keys",
     "load_yaml",
     "mapping",
@@ -84,8 +85,9 @@ _T = TypeVar("_T")
 
 
 def fail(where: str, message: str) -> NoReturn:
-    """Raise the one-line :class:`ConfigError` ``"<where>: <message>"``."""
-    raise ConfigError(f"{where}: {message}" if where else message)
+    """Raise the one-line :class:`ConfigError` ``"<where>: <message>"`` (line breaks in it are escaped)."""
+    text = f"{where}: {message}" if where else message
+    raise ConfigError(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def allowed(values: Iterable[Any]) -> str:
@@ -220,12 +222,20 @@ def mapping(v: Any, where: str, *, none_is_empty: bool = True) -> Mapping[Any, A
     return v
 
 
+def key_text(k: Any) -> str:
+    """A key as a field path shows it: as written when it is plain text, else its ``repr`` (so that a key with a
+    newline or a control character cannot break the one-line message)."""
+    if isinstance(k, str) and k and k.isprintable() and k.strip() == k:
+        return k
+    return repr(k)
+
+
 def keys(m: Mapping[Any, Any], where: str, known: Iterable[str], required: Iterable[str] = ()) -> None:
     """Every key of ``m`` is one of ``known``; every ``required`` key is present."""
     known_set = set(known)
     for k in m:
         if not isinstance(k, str) or k not in known_set:
-            fail(_join(where, str(k)), f"unknown key (allowed: {allowed(sorted(known_set))})")
+            fail(_join(where, key_text(k)), f"unknown key (allowed: {allowed(sorted(known_set))})")
     for k in required:
         if k not in m:
             fail(_join(where, k), "required")

@@ -230,7 +230,7 @@ def load_settings(args: argparse.Namespace) -> dict[str, Any]:
             elif key == "esp_proposals":
                 key = "esp_proposal"
             if key not in _KEYS:
-                raise ConfigError(f"{k}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
+                raise ConfigError(f"{validate.key_text(k)}: unknown setting (allowed: {', '.join(sorted(_KEYS))})")
             settings[key] = v
     for key in _KEYS:
         v = getattr(args, key, None)

@@ -93,12 +93,12 @@ class FlowLogs:
 
     def records(self) -> list[dict[str, str]]:
         """Every record as a field-name -> value mapping, in insertion order."""
-        return [_render(k, r) for k, r in self._recs.items()]
+        return [dict(zip(FIELDS, _values(k, r), strict=True)) for k, r in self._recs.items()]
 
     def lines(self, header: bool = True) -> list[str]:
         """The records as space-separated lines (default format), optionally with the field-name header."""
         out = [" ".join(FIELDS)] if header else []
-        out.extend(" ".join(r.values()) for r in self.records())
+        out.extend(" ".join(_values(k, r)) for k, r in self._recs.items())
         return out
 
     def window(self, now: float) -> int:
@@ -117,7 +117,7 @@ class FlowLogs:
             if k[-1] >= before_window:
                 break
             done.append(k)
-        return [" ".join(_render(k, recs.pop(k)).values()) for k in done]
+        return [" ".join(_values(k, recs.pop(k))) for k in done]
 
     def __len__(self) -> int:
         return len(self._recs)
@@ -126,8 +126,8 @@ class FlowLogs:
         self._recs.clear()
 
 
-def _render(k: tuple[Any, ...], r: list[int]) -> dict[str, str]:
-    """One record as field name -> value (the default format's fields)."""
+def _values(k: tuple[Any, ...], r: list[int]) -> list[str]:
+    """One record's values, in the order of :data:`FIELDS`."""
     att, pair, direction, acct, tgw_id, sacct, dacct, svpc, dvpc, ssub, dsub, seni, deni, saz, daz = k[:15]
     version, src, dst, sport, dport, proto, region, _win = k[15:]
     fam = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
@@ -169,4 +169,4 @@ def _render(k: tuple[Any, ...], r: list[int]) -> dict[str, str]:
         "-",
         "-",
     ]
-    return dict(zip(FIELDS, vals, strict=True))
+    return vals

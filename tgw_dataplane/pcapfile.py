@@ -92,14 +92,20 @@ def check_pcap(f: BinaryIO, name: str) -> PcapInfo:
                 f"{MAX_RECORD} (allowed: 0..{MAX_RECORD}); the file is corrupt"
             )
         end = off + 16 + incl
-        while end > len(buf):
-            more = f.read(max(_CHUNK, end - len(buf)))
-            if not more:
-                raise ConfigError(
-                    f"pcap {name}: record {n + 1} (byte {pos + off}) is cut short: it needs {16 + incl} bytes, "
-                    f"{len(buf) - off} are left (the file is truncated)"
-                )
-            buf += more
+        if end > len(buf):
+            # The record runs past the buffer: keep only its start, then read at least the rest of it.
+            buf = buf[off:]
+            pos += off
+            off = 0
+            end = 16 + incl
+            while end > len(buf):
+                more = f.read(max(_CHUNK, end - len(buf)))
+                if not more:
+                    raise ConfigError(
+                        f"pcap {name}: record {n + 1} (byte {pos}) is cut short: it needs {16 + incl} bytes, "
+                        f"{len(buf)} are left (the file is truncated)"
+                    )
+                buf += more
         off = end
         n += 1
     if len(buf) - off:

@@ -94,8 +94,11 @@ def _tgw_probe_paths(records: Sequence[TraceRecord]) -> list[PacketResult]:
         reason = str(r.fields.get("reason") or "")
         verdict = str(r.fields.get("verdict", ""))
         if verdict != "delivered" and hops and hops[-1].get("kind") != "drop":
-            # tgw_flow names the nodes only; the last one is where the packet died
-            hops.append({"node": hops[-1]["node"], "kind": "drop", "reason": reason})
+            # tgw_flow names the nodes only; the last name is the drop record's node, where the packet died
+            last = hops.pop()
+            if not hops or hops[-1].get("node") != last["node"]:
+                hops.append(dict(last))
+            hops.append({"node": last["node"], "kind": "drop", "reason": reason})
         elif verdict != "delivered" and not hops:
             hops = [{"node": "?", "kind": "drop", "reason": reason}]
         out.append(
@@ -254,6 +257,7 @@ def write_tgw_material(res: TgwStoryResult, out_dir: str) -> dict[str, str]:
     files: dict[str, str] = {}
     caps = write_hop_pcapngs(res.captures, base + "-hops")
     files["path_pcapng"] = caps.pop("*")
+    files["path_pcap"] = caps.pop("pcap")
     files["hops"] = base + "-hops"
     svg = paths_svg(res.packets, res.name, res.changes)
     files["paths_svg"] = base + "-paths.svg"

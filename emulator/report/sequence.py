@@ -78,7 +78,8 @@ def note_text(r: TraceRecord, ctx: VpnContext) -> str:
         return "routes withdrawn"
     if ev == "restart_scheduled":
         at = f.get("at")
-        return f"restart at t={float(at):.3f}" if at is not None else "restart scheduled"
+        text = f"restart at t={float(at):.3f}" if at is not None else "restart scheduled"
+        return text + (f" (attempt {f['attempt']})" if "attempt" in f else "")
     if ev == "node_crashed":
         return "crashed (kill -9)"
     if ev == "node_revived":
@@ -346,7 +347,7 @@ def _note(row: _Row, y: float) -> str:
     assert r is not None
     x = _X.get(r.node, (_X["aws"] + _X["cgw"]) / 2)
     text = row.text
-    w = min(max(7.0 * len(text) + 16, 80.0), 420.0)
+    w = min(max(7.6 * len(text) + 16, 80.0), 560.0)
     x0 = min(max(x - w / 2, 110.0), _W - w - 4)
     fill = {"tunnel_up": "#e8f5e9", "tunnel_down": "#ffebee", "dpd_timeout": "#fff3e0", "node_crashed": "#ffebee"}
     stroke = {"tunnel_up": "#2e7d32", "tunnel_down": "#c62828", "dpd_timeout": "#e65100", "node_crashed": "#c62828"}

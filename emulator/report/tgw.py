@@ -90,7 +90,10 @@ def load_story(path: str) -> dict[str, Any]:
         raise ConfigError("topology: required")
     topo = str(raw["topology"])
     if not os.path.isabs(topo):
-        topo = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), topo))
+        # relative to the story file; for an edited copy kept elsewhere, also to the embedded stories
+        here = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), topo))
+        embedded = os.path.normpath(os.path.join(os.path.dirname(os.path.dirname(__file__)), "scenarios", "tgw", topo))
+        topo = here if os.path.exists(here) or not os.path.exists(embedded) else embedded
     raw["topology"] = topo
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
     for i, st in enumerate(raw.get("steps") or []):
@@ -197,7 +200,7 @@ _AZ_COLORS = ["#1565c0", "#6a1b9a", "#00838f", "#ef6c00", "#2e7d32", "#ad1457"]
 
 def _lines(h: Mapping[str, Any]) -> list[str]:
     kind = str(h.get("kind", ""))
-    out = [kind]
+    out = [kind] if kind != "hop" else []
     if h.get("attachment") and kind != "tgw-attachment-eni":
         out.append(str(h["attachment"]))
     if kind == "tgw":
@@ -229,7 +232,14 @@ def paths_svg(packets: Sequence[PacketResult], title: str = "", changes: Sequenc
                     azs.append(str(h[key]))
     color = {az: _AZ_COLORS[i % len(_AZ_COLORS)] for i, az in enumerate(sorted(azs))}
     max_hops = max((len(pk.hops) for pk in packets), default=1)
-    width = 40 + max_hops * (_BOX_W + _GAP)
+    longest = max(
+        (
+            len(f"{pk.name} at t={pk.at:g}: {pk.flow} ({pk.send}, from {pk.source}) -> {pk.verdict} ({pk.reason})")
+            for pk in packets
+        ),
+        default=40,
+    )
+    width = max(40 + max_hops * (_BOX_W + _GAP), int(24 + 7.2 * longest))  # the header line stays whole
     row_h = _BOX_H + 58
     events: list[tuple[float, int, Any]] = [(pk.at, 1, pk) for pk in packets] + [(t, 0, c) for t, c in changes]
     events.sort(key=lambda x: (x[0], x[1]))
@@ -256,7 +266,8 @@ def paths_svg(packets: Sequence[PacketResult], title: str = "", changes: Sequenc
             continue
         p: PacketResult = item
         vcol = "#2e7d32" if p.verdict == "delivered" else "#c62828"
-        head = f"{p.name} at t={p.at:g}: {p.flow} ({p.send}, from {p.source}) -> {p.verdict}"
+        sent = f"{p.send}, from {p.source}" if p.source else p.send
+        head = f"{p.name} at t={p.at:g}: {p.flow} ({sent}) -> {p.verdict}"
         if p.reason:
             head += f" ({p.reason})"
         out.append(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from emulator.annotate import PROBES, Annotation, VpnContext
+from emulator.annotate import INITIATIONS, PROBES, Annotation, VpnContext
 from emulator.trace import TraceRecord
 
 STATE_COLORS = {"UP": "#43a047", "DOWN": "#ef9a9a", "CRASHED": "#6d0000"}
@@ -119,13 +119,16 @@ def timeline_model(
     m = TimelineModel(duration=duration)
     for node in ("aws", "cgw"):
         name = ctx.name(node)
-        lane_t, lane_d = f"{name} tunnel", f"{name} DPD"
+        lane_t, lane_d = f"{name} tunnel", f"{name} IKE / DPD"
         m.lanes += [lane_t, lane_d]
         for t0, t1, st in _state_intervals(records, node, duration, {"tunnel_up"}, {"tunnel_down"}):
             m.intervals.append(Interval(lane_t, node, st, t0, t1))
         mine = [a for a in annotations if a.node == node]
         m.points.append(
             Points(lane_d, node, "probe", [a.t for a in mine if a.kind in PROBES and not a.retransmit and not a.lost])
+        )
+        m.points.append(
+            Points(lane_d, node, "initiation", [a.t for a in mine if a.kind in INITIATIONS and not a.retransmit])
         )
         m.points.append(Points(lane_d, node, "retransmit", [a.t for a in mine if a.retransmit and not a.lost]))
         m.points.append(
@@ -162,7 +165,8 @@ def timeline_model(
 
 
 _STYLE = {
-    "probe": dict(marker="^", color="#1565c0", s=46, label="liveness request sent"),
+    "probe": dict(marker="^", color="#1565c0", s=46, label="DPD probe sent"),
+    "initiation": dict(marker=">", color="#6a1b9a", s=52, label="IKE (re)initiation"),
     "retransmit": dict(marker="^", facecolors="none", edgecolors="#1565c0", s=46, label="retransmission"),
     "answer_received": dict(marker="o", color="#2e7d32", s=26, label="answer received"),
     "lost": dict(marker="x", color="#c62828", s=46, label="sent, lost on the link"),
@@ -210,7 +214,9 @@ def plot_timeline(model: TimelineModel, title: str = "") -> tuple[str, bytes]:
         gid = f"tl-points-{n}"
         n += 1
         # requests above the lane's centre line, answers below: at one instant they would hide each other
-        y = ypos[pts.lane] + {"probe": 0.14, "retransmit": 0.14, "answer_received": -0.14}.get(pts.what, 0.0)
+        y = ypos[pts.lane] + {"probe": 0.14, "retransmit": 0.14, "initiation": 0.14, "answer_received": -0.14}.get(
+            pts.what, 0.0
+        )
         style = dict(_STYLE[pts.what])
         style.pop("label")
         sc = ax.scatter(pts.times, [y] * len(pts.times), zorder=3, **style)  # type: ignore[arg-type]
@@ -239,7 +245,7 @@ def plot_timeline(model: TimelineModel, title: str = "") -> tuple[str, bytes]:
         )
     ax.set_yticks(list(ypos.values()), list(ypos.keys()))
     ax.set_ylim(-0.7, len(lanes) - 0.1 + 0.35)
-    ax.set_xlim(0, model.duration)
+    ax.set_xlim(-model.duration * 0.01, model.duration * 1.01)  # markers at 0 and at the end stay whole
     ax.set_xlabel("virtual time (s)")
     ax.grid(axis="x", color="#e0e0e0", linewidth=0.6)
     ax.set_axisbelow(True)

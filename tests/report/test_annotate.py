@@ -74,7 +74,7 @@ def test_ikev2_retransmission_and_restart_attempts(tmp_path: Path) -> None:
 
 
 def test_lost_ike_request_retransmitted(tmp_path: Path) -> None:
-    _sc, _records, anns = _run(SC / "12-ikev2-lost-ike-auth.yaml", tmp_path)
+    _sc, _records, anns = _run(SC / "12-ikev2-lost-ike-sa-init.yaml", tmp_path)
     init = [a for a in anns if a.kind == "ike_sa_init_request"]
     assert [(a.t, a.retransmit, a.lost) for a in init] == [(0.0, 0, True), (4.0, 1, True), (11.2, 2, False)]
     assert "retransmission 2 of the IKE_SA_INIT request" in init[2].comment

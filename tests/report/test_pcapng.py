@@ -59,3 +59,18 @@ def test_classic_pcap_reader_keeps_microseconds(tmp_path: Path) -> None:
     p.write_bytes(buf.getvalue())
     lt, recs = read_pcap_us(str(p))
     assert lt == 101 and recs[0][0] == 1_767_225_660_750_160
+
+
+def test_tgw_path_capture_in_both_formats(tour_dir: Path) -> None:
+    paths = sorted((tour_dir / "tgw").glob("*-hops/path.pcapng"))
+    assert len(paths) == 5
+    for p in paths:
+        ng = read_pcapng(str(p))
+        lt, plain = read_pcap_us(str(p.with_suffix(".pcap")))
+        assert lt == 101 and [(x.ts_us, x.data) for x in ng.packets] == plain
+        # one named interface per capture point, and each per-point file holds that point's packets
+        names = [n for _lt, n in ng.interfaces]
+        for i, name in enumerate(names):
+            mine = [(x.ts_us, x.data, x.comments) for x in ng.packets if x.interface == i]
+            own = read_pcapng(str(p.parent / f"{name}.pcapng"))
+            assert [(x.ts_us, x.data, x.comments) for x in own.packets] == mine
