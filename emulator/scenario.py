@@ -98,7 +98,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from cgw_peer import events as ev
-from cgw_peer.status import PhaseState, Status
+from cgw_peer.lifecycle.status import PhaseState, Status
 from emulator import validate as v
 from emulator.errors import ConfigError
 from emulator.keytables import KeyTables
