@@ -161,7 +161,7 @@ STATUS_KEYS: dict[str, tuple[str, ...] | None] = {
     "TunnelIKEPhase1State": tuple(p.value for p in PhaseState),
     "TunnelIKEPhase2State": tuple(p.value for p in PhaseState),
 }
-"""The keys of a ``status`` expectation (VgwTelemetry and the tunnel log, :class:`cgw_peer.status.TunnelStatus`)
+"""The keys of a ``status`` expectation (VgwTelemetry and the tunnel log, :class:`cgw_peer.lifecycle.status.TunnelStatus`)
 and their allowed values (None: free text / a number)."""
 DEFAULT_ADDRESSES = {"aws": "203.0.113.10", "cgw": "198.51.100.20"}
 DEFAULT_PROFILES = {"aws": "aws", "cgw": "strongswan"}
