@@ -688,7 +688,10 @@ def write_annotated_pcapng(
     """Copy the classic pcap of a run to pcapng, each packet with its annotation's comment. The pcap records
     and the ``datagram_sent`` records must correspond one to one (same count, each UDP payload as long as the
     record says); otherwise :class:`CaptureMismatch`. Returns the number of packets written."""
-    linktype, recs = read_pcap_us(pcap_path)
+    try:
+        linktype, recs = read_pcap_us(pcap_path)
+    except ValueError as e:
+        raise CaptureMismatch(str(e)) from None
     if len(recs) != len(annotations):
         raise CaptureMismatch(f"{pcap_path}: {len(recs)} packets, but the trace has {len(annotations)} datagrams")
     for (_ts, frame), a in zip(recs, annotations, strict=True):
@@ -712,9 +715,11 @@ def _udp_payload_len(frame: bytes) -> int | None:
     if v == 4:
         ihl = (frame[0] & 0xF) * 4
         if len(frame) >= ihl + 8 and frame[9] == 17:
-            return int.from_bytes(frame[ihl + 4 : ihl + 6], "big") - 8
+            n = int.from_bytes(frame[ihl + 4 : ihl + 6], "big") - 8
+            return n if len(frame) >= ihl + 8 + n else -1  # -1: the frame does not hold what its header says
     elif v == 6 and len(frame) >= 48 and frame[6] == 17:
-        return int.from_bytes(frame[44:46], "big") - 8
+        n = int.from_bytes(frame[44:46], "big") - 8
+        return n if len(frame) >= 48 + n else -1
     return None
 
 

@@ -207,6 +207,8 @@ def read_pcap_us(path: str) -> tuple[int, list[tuple[int, bytes]]]:
     while off + 16 <= len(data):
         sec, frac, incl, _orig = rec.unpack_from(data, off)
         off += 16
+        if off + incl > len(data):
+            raise ValueError(f"{path}: the last record is cut off ({len(data) - off} of {incl} octets)")
         out.append((sec * 1_000_000 + (frac // 1000 if nano else frac), data[off : off + incl]))
         off += incl
     return linktype, out

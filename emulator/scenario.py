@@ -48,7 +48,7 @@ The format (YAML; every key is optional unless marked *required*)::
     expect:                          # checked while the run goes; all must hold
       - event: dpd_timeout           # *required* in an event expectation: an event of cgw_peer.events
         node: aws                    # aws | cgw | tgw (default: any)
-        fields: {action: clear}      # every given field must match (fields the event declares)
+        fields: {action: clear}      # every given field must match (fields the event declares; null: absent)
         at: 130                      # exact virtual time (tolerance `tolerance`, default 1e-6)
         within: [120, 140]           # or a window
         nth: 1                       # which occurrence `at`/`within` apply to (1-based; default 1)

@@ -24,6 +24,7 @@ import yaml
 
 from emulator.annotate import (
     Annotation,
+    CaptureMismatch,
     VpnContext,
     annotate_vpn,
     load_trace,
@@ -128,10 +129,15 @@ def write_vpn_material(
     anns: list[Annotation] = annotate_vpn(records, ctx)
     files: dict[str, str] = {}
     base = os.path.join(out_dir, name)
+    problems: list[str] = []
     if pcap and os.path.exists(pcap):
-        files["pcapng"] = base + ".pcapng"
-        write_annotated_pcapng(pcap, anns, files["pcapng"], title=f"awsnetemu scenario {name}")
         files["pcap"] = pcap
+        try:
+            write_annotated_pcapng(pcap, anns, base + ".pcapng", title=f"awsnetemu scenario {name}")
+            files["pcapng"] = base + ".pcapng"
+        except CaptureMismatch as e:
+            # a capture and a trace that disagree get no comments rather than wrong ones; the page says why
+            problems.append(f"no annotated capture: {e}")
     if keys:
         files["keys"] = keys
     if trace_path:
@@ -190,6 +196,7 @@ def write_vpn_material(
         "status": _json_safe(dict(status or {})),
         "files": {k: os.path.relpath(v, out_dir) for k, v in files.items()},
         "summary": summarize(records, ctx.names),
+        "problems": problems,
     }
     files["manifest"] = base + "-run.json"
     with open(files["manifest"], "w") as f:
@@ -211,6 +218,7 @@ def write_vpn_material(
         annotations=[a.to_json() for a in anns],
         ike_version=ctx.ike_version,
         events_text=_events_text(records),
+        problems=problems,
     )
     with open(files["html"], "w") as f:
         f.write(page)

@@ -132,9 +132,13 @@ def vpn_page(
     annotations: Sequence[Mapping[str, Any]],
     ike_version: int,
     events_text: str,
+    problems: Sequence[str] = (),
 ) -> str:
     """The page of one VPN scenario run."""
     b: list[str] = []
+    if problems:
+        items = "".join(f"<li>{escape(p)}</li>" for p in problems)
+        b.append(f'<section id="problems"><h2 class="fail">Problems</h2><ul>{items}</ul></section>')
     opts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in options.items())
     b.append(
         "<section><h2>The scenario and its options</h2>"

@@ -45,3 +45,17 @@ def test_embedded_story_topologies_are_the_fixtures(story: str) -> None:
     emb = ROOT / "emulator" / "scenarios" / "topologies" / f"story-{story}.yaml"
     fix = ROOT / "fixtures" / "tgw" / f"story_{story.replace('-', '_')}.yaml"
     assert filecmp.cmp(emb, fix, shallow=False)
+
+
+def test_a_capture_that_disagrees_with_its_trace_gets_no_comments(tmp_path: Path) -> None:
+    from emulator.report import write_material
+    from emulator.scenario import Scenario
+
+    sc = Scenario.load(str(ROOT / "emulator" / "scenarios" / "02-idle-dpd.yaml"))
+    res = sc.run(str(tmp_path))
+    pcap = Path(res.outputs["pcap"])
+    data = pcap.read_bytes()
+    pcap.write_bytes(data[: len(data) - 120])  # the last record cut off
+    files = write_material(sc, res, str(tmp_path))
+    assert "pcapng" not in files and not (tmp_path / "02-idle-dpd.pcapng").exists()
+    assert "no annotated capture" in Path(files["html"]).read_text()

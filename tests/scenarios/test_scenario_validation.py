@@ -331,3 +331,20 @@ def test_binary_garbage_and_directories_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert main(["run", str(tmp_path)]) == 2
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     assert capsys.readouterr().err.count("configuration error") == 3
+
+
+def test_ikev2_startup_start_without_ike_versions_runs() -> None:
+    # Issue 12: IKEVersions defaults to the scenario's ike_version, so StartupAction start alone is enough.
+    sc = Scenario.from_mapping(
+        {"duration": 5, "ike_version": 2, "tunnel": {"StartupAction": "start"}, "cgw": {"initiate": False}}
+    )
+    assert [v.value for v in sc.configs["aws"].options.ike_versions] == ["ikev2"]
+    res = sc.run()
+    up = res.trace.first("ike_sa_established", node="aws")
+    assert up is not None and up.fields["initiator"] is True and up.fields["version"] == 2
+    assert res.status["aws"]["Status"] == "UP"
+    msg = refused({"ike_version": 2, "tunnel": {"StartupAction": "start", "IKEVersions": ["ikev1", "ikev2"]}})
+    assert msg.startswith("tunnel.StartupAction: 'start' requires IKEVersions to be [ikev2] only")
+    assert refused({"ike_version": 1, "tunnel": {"IKEVersions": ["ikev2"]}}).startswith(
+        "aws.ike_version: ikev1 is not in"
+    )
