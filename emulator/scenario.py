@@ -161,8 +161,8 @@ STATUS_KEYS: dict[str, tuple[str, ...] | None] = {
     "TunnelIKEPhase1State": tuple(p.value for p in PhaseState),
     "TunnelIKEPhase2State": tuple(p.value for p in PhaseState),
 }
-"""The keys of a ``status`` expectation (VgwTelemetry and the tunnel log, :class:`cgw_peer.lifecycle.status.TunnelStatus`)
-and their allowed values (None: free text / a number)."""
+"""The keys of a ``status`` expectation (VgwTelemetry and the tunnel log,
+:class:`cgw_peer.lifecycle.status.TunnelStatus`) and their allowed values (None: free text / a number)."""
 DEFAULT_ADDRESSES = {"aws": "203.0.113.10", "cgw": "198.51.100.20"}
 DEFAULT_PROFILES = {"aws": "aws", "cgw": "strongswan"}
 PCAP_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: virtual t=0 in captures
