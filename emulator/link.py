@@ -65,6 +65,8 @@ class FaultPlan:
         for i, w in enumerate(self.blackholes):
             validate.window(w, at(f"blackholes[{i}]"))
         validate.window(self.drop_kinds_window, at("drop_kinds_window"))
+        if isinstance(self.drop_kinds, set):  # a set given in code: frozen here so the plan stays hashable
+            object.__setattr__(self, "drop_kinds", frozenset(self.drop_kinds))
         if not isinstance(self.drop_kinds, frozenset) or not all(isinstance(k, str) for k in self.drop_kinds):
             validate.fail(at("drop_kinds"), f"must be a set of datagram kinds (text), got {self.drop_kinds!r}")
 

@@ -415,4 +415,5 @@ def check_timer_floors(beh: Behaviour, where: str, *, floor: float = MIN_PERIOD)
         )
     check("restart_backoff_initial", beh.restart_backoff_initial)
     check("restart_backoff_max", beh.restart_backoff_max)
-    check("nat_keepalive", beh.nat_keepalive)
+    if beh.nat_keepalive != 0:  # 0 turns keepalives off (cgw_peer.natt.Keepalive), in both IKE versions
+        check("nat_keepalive", beh.nat_keepalive)

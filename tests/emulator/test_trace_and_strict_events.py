@@ -172,7 +172,7 @@ def test_strict_events_accepts_the_networks_own_events() -> None:
         ({"blackholes": ((5.0, 1.0),)}, "blackholes[0]: must be [start, end]"),
         ({"blackholes": ((float("nan"), 1.0),)}, "blackholes[0][0]"),
         ({"drop_kinds_window": (1.0,)}, "drop_kinds_window: must be a list of 2"),
-        ({"drop_kinds": {"dpd_ack"}}, "drop_kinds: must be a set"),
+        ({"drop_kinds": frozenset({3})}, "drop_kinds: must be a set"),
     ],
 )
 def test_fault_plan_refuses_bad_values_in_code_too(kw: dict[str, object], needle: str) -> None:
