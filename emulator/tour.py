@@ -90,6 +90,8 @@ STOPS: tuple[Stop, ...] = (
 
 @dataclass
 class TourRow:
+    """One line of the tour's table and of the index page."""
+
     topic: str
     name: str
     kind: str

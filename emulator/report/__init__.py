@@ -205,7 +205,11 @@ def write_vpn_material(
         name=name,
         description=manifest["description"] or manifest["summary"],
         ok=ok,
-        scenario_yaml=yaml.safe_dump(_json_safe(raw), sort_keys=False) if raw else "(no scenario file recorded)",
+        scenario_yaml=(
+            yaml.safe_dump(_json_safe(raw), sort_keys=False, allow_unicode=True)
+            if raw
+            else "(no scenario file recorded)"
+        ),
         options=options,
         expectations=manifest["expectations"],
         status=manifest["status"],
@@ -303,11 +307,12 @@ def tgw_summary(packets: Sequence[PacketResult]) -> str:
 
 def _write_tgw_page(manifest: Mapping[str, Any], svg: str, files: Mapping[str, str], out_dir: str) -> None:
     story = dict(manifest.get("story") or {})
+    source = story.pop("_source", None)
     page = tgw_page(
         name=str(manifest["name"]),
         description=str(manifest.get("description") or manifest.get("summary", "")),
         ok=manifest.get("ok"),
-        story_yaml=yaml.safe_dump(story, sort_keys=False),
+        story_yaml=str(source) if source else yaml.safe_dump(story, sort_keys=False, allow_unicode=True),
         expectations=manifest.get("expectations") or [],
         paths_svg=svg,
         files=files,

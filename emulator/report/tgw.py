@@ -60,6 +60,9 @@ class PacketResult:
 
 @dataclass
 class TgwStoryResult:
+    """A story after its run: its packets with their hops, the changes made, the expectations' verdicts and
+    every hop's capture with its comment."""
+
     name: str
     description: str
     topology: str
@@ -96,6 +99,8 @@ def load_story(path: str) -> dict[str, Any]:
         topo = here if os.path.exists(here) or not os.path.exists(embedded) else embedded
     raw["topology"] = topo
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    with open(path) as f:
+        raw["_source"] = f.read()  # the file as written, for the page (not a story key)
     for i, st in enumerate(raw.get("steps") or []):
         if not isinstance(st, dict) or "at" not in st:
             raise ConfigError(f"steps[{i}]: needs at")

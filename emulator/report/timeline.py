@@ -25,6 +25,8 @@ STATE_COLORS = {"UP": "#43a047", "DOWN": "#ef9a9a", "CRASHED": "#6d0000"}
 
 @dataclass
 class Interval:
+    """A state held over ``[t0, t1)`` on one lane (tunnel UP/DOWN/CRASHED, routes present or not)."""
+
     lane: str
     node: str
     state: str
@@ -34,6 +36,8 @@ class Interval:
 
 @dataclass
 class Points:
+    """Instants of one kind on one lane (probes sent, answers received, lost datagrams, ...)."""
+
     lane: str
     node: str
     what: str
