@@ -480,8 +480,27 @@ class Behaviour:
     nat_keepalive: float = 20.0
     """NAT keepalive interval (0xFF single byte on 4500); not a liveness proof."""
     ikev2_require_cookie: bool = False
-    """IKEv2 responder: demand a COOKIE (RFC 7296 §2.6) before keeping state for an IKE_SA_INIT. AWS does not
-    document when it does this; default off (strongSwan only does it above a half-open threshold)."""
+    """IKEv2 responder: always demand a COOKIE (RFC 7296 §2.6) before keeping state for an IKE_SA_INIT (off by
+    default: then cookies switch on by themselves above ``cookie_threshold``)."""
+    cookie_threshold: int | None = 10
+    """IKEv2 responder: half-open IKE SAs at or above which every new IKE_SA_INIT must return a COOKIE first
+    (RFC 7296 §2.6). AWS does not document it; strongSwan's ``charon.cookie_threshold`` default is 10. None:
+    never by themselves."""
+    half_open_limit: int = 4096
+    """Responder: most half-open SAs (IKEv2 IKE_SA_INIT answered, IKE_AUTH not yet; IKEv1 Main Mode before MM5)
+    kept at once; a new request beyond it is refused and counted (``dropped:half_open_limit``). AWS does not
+    document one; strongSwan's ``init_limit_half_open`` is off by default. This default bounds memory (each
+    half-open IKEv2 SA holds its keys: a few KB)."""
+    half_open_limit_per_source: int | None = 64
+    """Responder: most half-open SAs per source IP address (strongSwan ``block_threshold``, default 5, counts the
+    same thing; 64 leaves room for a NAT with many peers behind it). None: no per-source limit."""
+    cached_answer_interval: float = 0.5
+    """A retransmitted request is answered from the cache (RFC 7296 §2.1; RFC 2408 §5 for IKEv1) at most once per
+    this many seconds (libreswan's first retransmission comes after 0.5 s, charon's after 4 s): a replay storm
+    cannot turn us into an amplifier. AWS does not document it."""
+    cached_answer_limit: int | None = 12
+    """At most this many cached answers to one request (strongSwan retransmits 5 times, libreswan about 7 times in
+    its 60 s budget). None: unlimited (strongSwan's own responder)."""
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any], where: str = "behaviour.") -> Behaviour:
@@ -517,6 +536,11 @@ _NUMBER_RULES: dict[str, tuple[bool, float, bool, float, bool]] = {
     "restart_backoff_max": (False, 0.0, False, math.inf, False),
     "restart_backoff_jitter": (False, 0.0, True, 1.0, False),
     "nat_keepalive": (False, 0.0, True, math.inf, False),
+    "cookie_threshold": (True, 0, True, math.inf, True),
+    "half_open_limit": (True, 1, True, math.inf, False),
+    "half_open_limit_per_source": (True, 1, True, math.inf, True),
+    "cached_answer_interval": (False, 0.0, True, 3600.0, False),
+    "cached_answer_limit": (True, 0, True, math.inf, True),
 }
 _RETRANSMIT_RULES: dict[str, tuple[bool, float, bool, float, bool]] = {
     "timeout": (False, 0.0, False, math.inf, False),

@@ -61,7 +61,7 @@ from cgw_peer.events import (
 from cgw_peer.ikev1 import proposals as pr
 from cgw_peer.ikev1.sa import ZERO_COOKIE, ChildSa, IsakmpSa, MmState, QmExchange
 from cgw_peer.lifecycle import DEAD, PROBE, Lifecycle, Liveness, PhaseState, Retransmission, TunnelStatus, rekey_delay
-from cgw_peer.lifecycle.retransmit import cached
+from cgw_peer.lifecycle.retransmit import cached, may_resend
 from cgw_peer.lifecycle.status import LOG_DELETE_IKE_SA_FROM_CGW
 from cgw_peer.natt import Keepalive
 from cgw_peer.wire.constants import (
@@ -108,6 +108,12 @@ QM_DONE_LINGER = 30.0
 REKEY_DELETE_DELAY = 5.0
 """Seconds a rekeyed IPsec SA pair overlaps with its successor before we delete it (strongSwan's
 ``charon.delete_rekeyed_delay`` default)."""
+DPD_MID_WINDOW = 32
+"""How many recent DPD message IDs an ISAKMP SA remembers to recognise a replayed R-U-THERE / ACK (an older
+replay also fails RFC 3706's sequence-number check)."""
+P2_MID_LIMIT = 4096
+"""At most this many other phase-2 message IDs (Quick Modes, Deletes, notifies) per ISAKMP SA (a few per hour in
+practice)."""
 PEER_SHORT_LIFETIME_BACKSTOP = 0.95
 """Fraction of a peer-created SA's (shorter) lifetime after which we rekey it ourselves if the peer has not."""
 NONCE_LEN = 32
@@ -455,6 +461,14 @@ class IkeV1Peer:
             data = NON_ESP_MARKER + data
         self._out.append(Transmit(data, local, remote, kind))
 
+    def _may_resend(self, holder: IsakmpSa | QmExchange, now: float) -> bool:
+        """A retransmitted request may get our cached answer again (``cached_answer_*``); else it is dropped."""
+        b = self.beh
+        if may_resend(holder, now, b.cached_answer_interval, b.cached_answer_limit):
+            return True
+        self._drop("resend_limited")
+        return False
+
     def _cookie(self) -> bytes:
         while True:
             c = self.rng.randbytes(8)
@@ -569,7 +583,9 @@ class IkeV1Peer:
             self._on_mm1(icky, np, data, src, dst, now)
             return
         if not sa.initiator and data == sa.last_in and sa.last_out:
-            # A retransmitted request: answer with the same bytes (RFC 2408 §5, no new state).
+            # A retransmitted request: answer with the same bytes (RFC 2408 §5, no new state), within limits.
+            if not self._may_resend(sa, now):
+                return
             self._count("retransmit_answered")
             self._send(sa.last_out, sa.last_out_kind, sa.local, sa.remote)
             self._out.append(response_retransmitted(kind=sa.last_out_kind, message_id=0))
@@ -982,10 +998,11 @@ class IkeV1Peer:
             or mac_a(mp + notify) != plain[4:hl]
         ):
             return False
+        if self._replayed(sa, mp, True):
+            return True
         seq = _SEQ.unpack_from(notify, 28)[0]
-        if ntype == _R_U_THERE:
-            self._on_r_u_there(sa, seq)
-        elif not self._on_dpd_ack(sa, seq):
+        fresh = self._on_r_u_there(sa, seq) if ntype == _R_U_THERE else self._on_dpd_ack(sa, seq)
+        if not fresh:
             return True
         # As _authenticated(sa, now, src), inlined on this path: NAT remapping, then liveness.
         if sa.natt and src != sa.remote:
@@ -1020,6 +1037,7 @@ class IkeV1Peer:
         if not offer:
             return
         qm = QmExchange(sa, self._new_mid(), True)
+        self._replayed(sa, _MID.pack(qm.mid), False)  # our own exchange's ID: anything later with it is a replay
         qm.rekey_of = rekey_of
         qm.offer = offer
         qm.spi_in = self._new_spi()
@@ -1079,6 +1097,8 @@ class IkeV1Peer:
             raise DecodeError("unknown_message_id")
         if not qm.initiator:
             if data == qm.last_in:
+                if not self._may_resend(qm, now):
+                    return
                 self._count("retransmit_answered")
                 assert qm.retrans is not None
                 self._send(qm.retrans.data, "quick_mode_2", sa.local, sa.remote)
@@ -1088,6 +1108,8 @@ class IkeV1Peer:
         elif qm.done:
             if data == qm.last_in and qm.retrans is not None:
                 # QM3 was lost: the responder retransmits QM2; send QM3 again.
+                if not self._may_resend(qm, now):
+                    return
                 self._count("retransmit_answered")
                 self._send(qm.retrans.data, "quick_mode_3", sa.local, sa.remote)
                 self._out.append(response_retransmitted(kind="quick_mode_3", message_id=qm.mid))
@@ -1128,6 +1150,8 @@ class IkeV1Peer:
         mp = _MID.pack(mid)
         plain = self._decrypt(sa, data, self._phase2_iv(sa, mp))
         raw, _rest = self._verify_hash_first(sa, plain, np, mp)
+        if self._replayed(sa, mp, False):
+            return  # an old QM1 again: never a new Quick Mode, never liveness
         self._authenticated(sa, now)
         sel, ni, ke, ids = self._parse_qm(raw, self._p2.select)
         choice, peer_spi, reply_head, reply_tail = sel
@@ -1362,15 +1386,22 @@ class IkeV1Peer:
     def _on_info(self, sa: IsakmpSa, mid: int, data: bytes, src: Address, now: float) -> None:
         iv = km.phase2_iv(sa.hash_name, sa.last_p1_block, mid, sa.block)
         plain = self._decrypt(sa, data, iv)
-        raw, _rest = self._verify_hash_first(sa, plain, data[16], _MID.pack(mid))
+        mp = _MID.pack(mid)
+        raw, _rest = self._verify_hash_first(sa, plain, data[16], mp)
         payloads = [parse_payload(t, b) for t, b in raw]
         if not payloads:
             raise DecodeError("empty_informational")
+        dpd = all(
+            isinstance(p, NotifyPayload) and p.notify_type in (NotifyType.R_U_THERE, NotifyType.R_U_THERE_ACK)
+            for p in payloads
+        )
+        if self._replayed(sa, mp, dpd):
+            return
         credit = True
         for p in payloads:
             if isinstance(p, NotifyPayload):
                 if p.notify_type == NotifyType.R_U_THERE:
-                    self._on_r_u_there(sa, _SEQ.unpack(p.data)[0])
+                    credit = self._on_r_u_there(sa, _SEQ.unpack(p.data)[0]) and credit
                 elif p.notify_type == NotifyType.R_U_THERE_ACK:
                     credit = self._on_dpd_ack(sa, _SEQ.unpack(p.data)[0]) and credit
                 elif p.notify_type < 16384:
@@ -1403,29 +1434,62 @@ class IkeV1Peer:
 
     # ------------------------------------------------------------------------------------------- DPD
 
-    def _on_r_u_there(self, sa: IsakmpSa, seq: int) -> None:
+    def _on_r_u_there(self, sa: IsakmpSa, seq: int) -> bool:
+        """Answer an authenticated R-U-THERE (already checked not to be a replayed message, see
+        :meth:`_replayed`). Returns whether it is a proof of life (RFC 3706 §6): a newer sequence number, or the
+        same one in a new exchange (a peer that reuses the number on retries: strongSwan, OpenBSD). An older
+        number is answered per ``dup_answer_limit`` but earns nothing."""
         out = self._out
         out.append(Event("dpd_request_received", {"seq": seq}))
         beh = self.beh
         if not beh.send_dpd_vendor_id:
             self._count("dpd:request_without_vendor_id")
-            return
+            return True
         last = sa.dpd_recv
         diff = None if last is None else (seq - last) & 0xFFFFFFFF
+        fresh = True
         if diff is None or 0 < diff < 0x80000000:
             sa.dpd_recv = seq
             sa.dpd_dup = 0
         else:
             # RFC 3706 §6.2: a repeated or older sequence number. strongSwan answers anyway; libreswan (3) and
             # OpenBSD (5) stop answering after a few duplicates (Behaviour.dup_answer_limit).
-            self._count("dpd:duplicate_request" if diff == 0 else "dpd:old_request")
+            fresh = diff == 0
+            self._count("dpd:duplicate_request" if fresh else "dpd:old_request")
             sa.dpd_dup += 1
             limit = beh.dup_answer_limit
             if limit is not None and sa.dpd_dup > limit:
                 self._count("dpd:duplicate_not_answered")
-                return
+                return fresh
         self._send_dpd(sa, _NT_R_U_THERE_ACK, seq, "dpd_ack")
         out.append(Event("dpd_ack_sent", {"seq": seq}))
+        return fresh
+
+    def _replayed(self, sa: IsakmpSa, mp: bytes, dpd: bool) -> bool:
+        """Whether this authenticated phase-2 message (message ID ``mp``) was seen before on ``sa``: a replay or a
+        network duplicate, never a new message (every IKEv1 Informational and Quick Mode has a fresh random
+        message ID, RFC 2409 §5.7; peers repeat a probe in a new exchange, never bitwise). It is dropped: no
+        answer, no liveness credit, no NAT address change (RFC 3947 §5.2). Otherwise it is remembered: the last
+        ``DPD_MID_WINDOW`` DPD message IDs (older R-U-THEREs fail the sequence check anyway), every other one for
+        the SA's lifetime (Quick Modes and Deletes are rare)."""
+        dm = sa.dpd_mids
+        pm = sa.p2_mids
+        if (dm is not None and mp in dm) or (pm is not None and mp in pm):
+            self._count("replay:" + ("dpd" if dpd else "phase2"))
+            self._drop("replayed")
+            return True
+        if dpd:
+            if dm is None:
+                dm = sa.dpd_mids = {}
+            dm[mp] = None
+            if len(dm) > DPD_MID_WINDOW:
+                del dm[next(iter(dm))]
+        else:
+            if pm is None:
+                pm = sa.p2_mids = set()
+            if len(pm) < P2_MID_LIMIT:
+                pm.add(mp)
+        return False
 
     def _on_dpd_ack(self, sa: IsakmpSa, seq: int) -> bool:
         """Returns whether the ACK earns liveness credit."""

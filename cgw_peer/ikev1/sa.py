@@ -41,6 +41,8 @@ class IsakmpSa:
     """One ISAKMP SA, from MM1 to deletion."""
 
     __slots__ = (
+        "answered_at",
+        "answers",
         "block",
         "cipher",
         "dh",
@@ -52,6 +54,7 @@ class IsakmpSa:
         "dpd_hdr_prefix",
         "dpd_hl",
         "dpd_len",
+        "dpd_mids",
         "dpd_notify_hdr",
         "dpd_pad",
         "dpd_recv",
@@ -80,6 +83,7 @@ class IsakmpSa:
         "natt",
         "ni",
         "nr",
+        "p2_mids",
         "peer_dpd",
         "peer_natt",
         "prf",
@@ -145,6 +149,13 @@ class IsakmpSa:
         self.dpd_expect: int | None = None
         """Sequence number of the R-U-THERE we wait an ACK for."""
         self.dpd_recv: int | None = None
+        self.answers = 0
+        """Cached answers resent to retransmitted Main Mode requests (``Behaviour.cached_answer_limit``)."""
+        self.answered_at = float("-inf")
+        self.dpd_mids: dict[bytes, None] | None = None
+        """Recent message IDs of the peer's DPD messages (replay detection), created on first use."""
+        self.p2_mids: set[bytes] | None = None
+        """Message IDs of every other phase-2 exchange on this SA (replay detection), created on first use."""
         """Last R-U-THERE sequence number received from the peer."""
         self.dpd_dup = 0
         # DPD fast path (set when the SA is established): constant parts of R-U-THERE / ACK messages.
@@ -186,6 +197,8 @@ class QmExchange:
     """One Quick Mode exchange in flight (RFC 2409 §5.5)."""
 
     __slots__ = (
+        "answered_at",
+        "answers",
         "dh",
         "done",
         "encap",
@@ -213,6 +226,9 @@ class QmExchange:
         self.isakmp = isakmp
         self.mid = mid
         self.initiator = initiator
+        self.answers = 0
+        """Cached answers resent to the peer's retransmissions (``Behaviour.cached_answer_limit``)."""
+        self.answered_at = float("-inf")
         self.iv = b""
         self.ni = b""
         self.nr = b""

@@ -96,7 +96,7 @@ from cgw_peer.ikev2.proposals import (
 )
 from cgw_peer.ikev2.suite import ChildSuite, IkeSuite, SkKeys, gcm_iv
 from cgw_peer.lifecycle import DEAD, PROBE, Lifecycle, Liveness, PhaseState, Retransmission, TunnelStatus, rekey_delay
-from cgw_peer.lifecycle.retransmit import RetransmitPolicy
+from cgw_peer.lifecycle.retransmit import RetransmitPolicy, may_resend
 from cgw_peer.lifecycle.status import (
     LOG_CHILD_REKEY_COLLISION,
     LOG_DELETE_IKE_SA_FROM_CGW,
@@ -350,6 +350,9 @@ class IkeSa:
     """Hard lifetime end of an established IKE SA (established + Phase1LifetimeSeconds): deleted then."""
     rekeyed_into: IkeSa | None = None
     """The IKE SA that replaced this one in a rekey (the peer's, in a simultaneous rekey)."""
+    answers: int = 0
+    """Cached answers resent to the peer's retransmission of its last request (``cached_answer_limit``)."""
+    answered_at: float = -INF
 
     @property
     def local_spi(self) -> bytes:
@@ -697,9 +700,13 @@ class IkeV2Peer:
         # A request.
         peer_mid = sa.peer_mid
         if mid == peer_mid - 1 and sa.last_response and data == sa.last_request:
-            # RFC 7296 §2.1: a retransmitted request gets the same response again, unprocessed.
+            # RFC 7296 §2.1: a retransmitted request gets the same response again, unprocessed. It is bitwise what
+            # a replay would be, so it proves nothing (§2.4: only fresh protected messages do) and is answered
+            # within limits (cached_answer_*), so a replay storm cannot make us an amplifier.
+            b = self.config.behaviour
+            if not may_resend(sa, now, b.cached_answer_interval, b.cached_answer_limit):
+                return self._drop("resend_limited", f"message ID {mid}")
             self._count("response_retransmitted")
-            self._alive(sa, now)
             return [
                 self._tx(sa, sa.last_response, sa.last_response_kind),
                 response_retransmitted(kind=sa.last_response_kind, message_id=mid),
@@ -724,6 +731,8 @@ class IkeV2Peer:
         saved = (peer_mid, sa.last_request, sa.last_response, sa.last_response_kind)
         sa.peer_mid = peer_mid + 1
         sa.last_request = data
+        sa.answers = 0
+        sa.answered_at = -INF
         self._live.on_inbound(now, sa.outstanding is not None)
         try:
             out = handler(sa, msg, now)
@@ -1142,9 +1151,15 @@ class IkeV2Peer:
     def _on_init_request(self, hdr: Header, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
         old = self._init_by_spi_i.get(hdr.spi_i)
         if old is not None and old.init_request == data and old.state is not _ST_DEAD:
-            # A retransmitted IKE_SA_INIT: answer again from the cache (§2.1).
+            # A retransmitted IKE_SA_INIT: answer again from the cache (§2.1), within limits.
+            b = self.config.behaviour
+            if not may_resend(old, now, b.cached_answer_interval, b.cached_answer_limit):
+                return self._drop("resend_limited", "IKE_SA_INIT")
             self._count("response_retransmitted")
-            return [self._tx(old, old.init_response, "ike_sa_init_response")]
+            return [
+                self._tx(old, old.init_response, "ike_sa_init_response"),
+                response_retransmitted(kind="ike_sa_init_response", message_id=0),
+            ]
         chain = codec.parse_chain(hdr.next_payload, data, codec.HEADER_LEN)
         msg = Message(hdr, chain, data)
         sa_body, ke_body, nonce = msg.first(_PL_SA), msg.first(_PL_KE), msg.first(_PL_NONCE)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import random
+from typing import Protocol
 
 from cgw_peer.config import Retransmit
 
@@ -137,3 +138,27 @@ def cached(data: bytes, kind: str) -> Retransmission:
     r.waits = ()
     r.retransmits = 0
     return r
+
+
+class Answerer(Protocol):
+    """What keeps a cached answer (an IKEv1 ISAKMP SA or Quick Mode, an IKEv2 IKE SA): how often it was resent."""
+
+    answers: int
+    answered_at: float
+
+
+def may_resend(holder: Answerer, now: float, interval: float, limit: int | None) -> bool:
+    """Whether a cached answer may go out again at ``now`` (and count it if so).
+
+    A responder resends its answer when the request is retransmitted (RFC 7296 §2.1, RFC 2408 §5), here at most
+    ``limit`` times per request and at most once per ``interval`` seconds (``Behaviour.cached_answer_limit`` /
+    ``cached_answer_interval``). A retransmitted request is bitwise the same as a replayed one, so it is never a
+    proof of life; the limits keep a replay storm from turning us into an amplifier towards the real peer. The
+    counters are reset (``answers = 0``, ``answered_at = -inf``) when a new request is answered."""
+    if limit is not None and holder.answers >= limit:
+        return False
+    if now - holder.answered_at < interval:
+        return False
+    holder.answers += 1
+    holder.answered_at = now
+    return True

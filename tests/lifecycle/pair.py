@@ -25,10 +25,10 @@ AUTHENTICATED_RECEIPT = frozenset(
         "delete_received",
         "ike_sa_established",
         "child_sa_established",
-        "response_retransmitted",
     }
 )
-"""Events a node emits only when an authenticated message from its peer arrived at that instant."""
+"""Events a node emits only when a fresh authenticated message from its peer arrived at that instant (a
+retransmitted request, answered from the cache, is not one: it is bitwise what a replay would be)."""
 
 
 def options(version: int, **kw: Any) -> TunnelOptions:
@@ -79,13 +79,16 @@ class Pair:
         cgw_initiates: bool = True,
         seed: int = 1,
         wrap: Callable[[IkePeer, str], IkePeer] | None = None,
+        cgw_extra: dict[str, Any] | None = None,
     ) -> None:
         self.version = version
         self.opts = opts or options(version)
         self.aws_cfg = peer_config(
             Role.AWS, version, self.opts, aws_beh or Behaviour(restart_backoff_jitter=0.0), name="aws"
         )
-        self.cgw_cfg = peer_config(Role.CGW, version, self.opts, cgw_beh or QUIET, initiate=cgw_initiates, name="cgw")
+        self.cgw_cfg = peer_config(
+            Role.CGW, version, self.opts, cgw_beh or QUIET, initiate=cgw_initiates, name="cgw", **(cgw_extra or {})
+        )
         self.seed = seed
         self.wrap = wrap
         """Applied to every peer process this pair creates (a test's recorder)."""
