@@ -53,6 +53,7 @@ from cgw_peer.events import (
     ike_sa_expired,
     ike_sa_replaced,
     negotiation_failed,
+    rekey_collision,
     rekey_done,
     rekey_started,
     request_retransmitted,
@@ -60,7 +61,17 @@ from cgw_peer.events import (
 )
 from cgw_peer.ikev1 import proposals as pr
 from cgw_peer.ikev1.sa import ZERO_COOKIE, ChildSa, IsakmpSa, MmState, QmExchange
-from cgw_peer.lifecycle import DEAD, PROBE, Lifecycle, Liveness, PhaseState, Retransmission, TunnelStatus, rekey_delay
+from cgw_peer.lifecycle import (
+    DEAD,
+    PROBE,
+    Lifecycle,
+    Liveness,
+    PhaseState,
+    Retransmission,
+    TunnelStatus,
+    redundant,
+    rekey_delay,
+)
 from cgw_peer.lifecycle.retransmit import cached, may_resend
 from cgw_peer.lifecycle.status import LOG_DELETE_IKE_SA_FROM_CGW
 from cgw_peer.natt import Keepalive
@@ -560,6 +571,7 @@ class IkeV1Peer:
         # strongSwan sends INITIAL-CONTACT in MM5 when it has no other IKE SA with the peer; the responder then
         # drops stale SAs from a previous life of this peer (crash and return).
         sa.initial_contact = not rekey and self._current is None
+        sa.replaces_gen = self._current.gen if rekey and self._current is not None else -1
         sa.expire_at = now + HALF_OPEN_TIMEOUT + self._rt.total
         # Re-initiating (restart, rekey): offer what was negotiated last time first (strongSwan reuses the
         # selected proposal on rekey); the rest of the configured list follows.
@@ -641,6 +653,7 @@ class IkeV1Peer:
             return
         suite, life, _transform = chosen
         sa = IsakmpSa(icky, rcky, False, dst, src)
+        sa.replaces_gen = self._current.gen if self._current is not None else -1
         sa.suite = suite
         sa.lifetime = min(life, self.config.options.phase1_lifetime_seconds)
         sa.sai_b = sa_body
@@ -898,6 +911,9 @@ class IkeV1Peer:
         if sa.initiator:
             sa.retrans = None
         rekey = sa.rekey
+        sa.gen = sa.replaces_gen + 1
+        if sa.gen > 0:
+            sa.low_nonce = min(sa.ni, sa.nr)  # kept for the collision rule (the nonces themselves are dropped)
         sa.forget_negotiation()
         if not sa.initiator:
             pass  # keep last_in/last_out: a retransmitted MM5 (MM6 lost) must get MM6 again
@@ -916,6 +932,10 @@ class IkeV1Peer:
             )
         )
         self._emit("sa_keys", ike_version=1, icookie=sa.icookie.hex(), rcookie=sa.rcookie.hex(), enc_key=sa.ka.hex())
+        rival = self._rekey_rival(sa)
+        if rival is not None:
+            sa = self._resolve_rekey_collision(sa, rival, now)
+            rekey = False  # the survivor's creator deletes the old SA (done in the resolution)
         old = self._current
         self._current = sa
         if old is not None and old is not sa:
@@ -938,6 +958,39 @@ class IkeV1Peer:
             rk = self._pending_child_rekey
             self._pending_child_rekey = None
             self._initiate_qm(now, rk)
+
+    def _rekey_rival(self, sa: IsakmpSa) -> IsakmpSa | None:
+        """Another established ISAKMP SA that replaces the same one as ``sa``: both sides started a phase-1 rekey
+        at once (RFC 2409 has no in-place rekey; each rekey is a fresh Main Mode, so a collision leaves two)."""
+        if sa.gen == 0:
+            return None
+        for other in self._sas.values():
+            if other is not sa and other.state is MmState.ESTABLISHED and other.gen == sa.gen:
+                return other
+        return None
+
+    def _resolve_rekey_collision(self, sa: IsakmpSa, rival: IsakmpSa, now: float) -> IsakmpSa:
+        """Both sides rekeyed phase 1 at once. RFC 2409 says nothing; without a rule each side deletes one of the
+        two new SAs and the old one expires: a permanent outage. The shared rule (cgw_peer.lifecycle.rekey,
+        RFC 7296 §2.8.1): the SA holding the lowest nonce is redundant and is deleted by its creator; the creator
+        of the survivor deletes the old SA. Both sides see the same four nonces, so they agree without talking.
+        Returns the survivor."""
+        loser = redundant([(sa.low_nonce, sa.low_nonce, sa), (rival.low_nonce, rival.low_nonce, rival)])
+        winner = rival if loser is sa else sa
+        self._count("ike_rekey_collision")
+        self._out.append(
+            rekey_collision(
+                sa="ike", kind="simultaneous_rekey", redundant=loser.spi_hex(), ours_redundant=loser.initiator
+            )
+        )
+        if loser.initiator:
+            self._delete_isakmp(loser, now, send=True)
+        if winner.initiator:
+            for old in [s for s in self._sas.values() if s.established and s.gen == winner.gen - 1]:
+                if self._current is old:
+                    self._current = winner
+                self._delete_isakmp(old, now, send=True)
+        return winner
 
     def _prepare_dpd(self, sa: IsakmpSa) -> None:
         """Precompute the constant parts of this SA's DPD messages (RFC 3706 §5.3 notify behind HASH(1))."""

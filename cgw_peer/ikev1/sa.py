@@ -62,6 +62,7 @@ class IsakmpSa:
         "dpd_seq",
         "established_at",
         "expire_at",
+        "gen",
         "gxi",
         "gxr",
         "hash_name",
@@ -77,6 +78,7 @@ class IsakmpSa:
         "last_p1_block",
         "lifetime",
         "local",
+        "low_nonce",
         "mac_a",
         "nat_local",
         "nat_remote",
@@ -91,6 +93,7 @@ class IsakmpSa:
         "rekey",
         "rekey_at",
         "remote",
+        "replaces_gen",
         "retrans",
         "sai_b",
         "skeyid",
@@ -149,6 +152,12 @@ class IsakmpSa:
         self.dpd_expect: int | None = None
         """Sequence number of the R-U-THERE we wait an ACK for."""
         self.dpd_recv: int | None = None
+        self.gen = 0
+        """Rekey generation: 0 for a fresh ISAKMP SA, n+1 for one that replaced generation n."""
+        self.replaces_gen = -1
+        """The generation of the SA that was current when this Main Mode started (-1: none; a fresh SA)."""
+        self.low_nonce = b""
+        """min(Ni, Nr), kept on a rekeyed SA for the collision rule (the nonces are dropped after Main Mode)."""
         self.answers = 0
         """Cached answers resent to retransmitted Main Mode requests (``Behaviour.cached_answer_limit``)."""
         self.answered_at = float("-inf")

@@ -67,6 +67,7 @@ from cgw_peer.errors import ConfigError, DecodeError
 from cgw_peer.events import (
     child_sa_established,
     negotiation_failed,
+    rekey_collision,
     rekey_done,
     request_retransmitted,
     response_retransmitted,
@@ -1405,7 +1406,9 @@ class IkeV2Peer:
             loser = lowest[1]
             self._count("ike_sa_collision")
             out: list[Action] = [
-                Event("rekey_collision", {"sa": "ike", "kind": "duplicate_ike_sa", "redundant": loser.local_spi.hex()})
+                rekey_collision(
+                    sa="ike", kind="duplicate_ike_sa", redundant=loser.local_spi.hex(), ours_redundant=loser.initiator
+                )
             ]
             if loser.initiator:
                 out += self._delete_ike(loser, now)
@@ -1603,9 +1606,11 @@ class IkeV2Peer:
             self._count("child_rekey_collision")
             redundant = min((new, collided), key=lambda c: min(c.ni, c.nr))
             out.append(
-                Event(
-                    "rekey_collision",
-                    {"sa": "child", "redundant": redundant.spi_in.hex(), "ours_redundant": redundant is new},
+                rekey_collision(
+                    sa="child",
+                    kind="simultaneous_rekey",
+                    redundant=redundant.spi_in.hex(),
+                    ours_redundant=redundant is new,
                 )
             )
             if redundant is new:
@@ -1709,9 +1714,11 @@ class IkeV2Peer:
             redundant = min((new, other), key=lambda x: min(x.ni, x.nr))
             self._count("ike_rekey_collision")
             out.append(
-                Event(
-                    "rekey_collision",
-                    {"sa": "ike", "redundant": redundant.local_spi.hex(), "ours_redundant": redundant is new},
+                rekey_collision(
+                    sa="ike",
+                    kind="simultaneous_rekey",
+                    redundant=redundant.local_spi.hex(),
+                    ours_redundant=redundant is new,
                 )
             )
             if redundant is new:
@@ -1849,8 +1856,9 @@ class IkeV2Peer:
                 )
             )
             if old.rekeying:
-                # We are rekeying the same SA: a simultaneous rekey; resolved when our response arrives.
-                out.append(Event("rekey_collision", {"sa": "child", "kind": "simultaneous_rekey"}))
+                # We are rekeying the same SA: a simultaneous rekey, resolved (and reported, one event per side as
+                # in IKEv1) when our response arrives.
+                self._count("child_rekey_collision_detected")
             old.replaced_by = child
         out += self._update_status(now, "child_deleted")
         return out
@@ -1913,8 +1921,7 @@ class IkeV2Peer:
         if sa.rekeying:
             # §2.8.1: we are rekeying this IKE SA too; both new SAs exist until our response arrives, then the
             # one holding the lowest nonce is deleted by its creator (see _on_ike_rekey_response).
-            self._count("ike_rekey_collision")
-            out.append(Event("rekey_collision", {"sa": "ike", "kind": "simultaneous_rekey"}))
+            self._count("ike_rekey_collision_detected")
         out.append(
             Event(
                 "rekey_done",
@@ -1955,7 +1962,7 @@ class IkeV2Peer:
                     # strongSwan #1458: the Delete overtook the CREATE_CHILD_SA response. Keep the rekey going:
                     # its response installs the new SA; the old one goes now.
                     self._count("child_rekey_delete_collision")
-                    out.append(Event("rekey_collision", {"sa": "child", "kind": "child_delete"}))
+                    out.append(rekey_collision(sa="child", kind="child_delete"))
                     if self.config.role is _ROLE_AWS:
                         out.append(Event("aws_log", {"message": LOG_CHILD_REKEY_COLLISION}))
                     child.deleted = True
