@@ -75,6 +75,7 @@ from cgw_peer.lifecycle import (
 from cgw_peer.lifecycle.retransmit import cached, may_resend
 from cgw_peer.lifecycle.status import LOG_DELETE_IKE_SA_FROM_CGW
 from cgw_peer.natt import Keepalive
+from cgw_peer.satable import SaTable
 from cgw_peer.wire.constants import (
     DPD_VENDOR_ID,
     IKE_PORT,
@@ -250,6 +251,11 @@ def _id_matches(expected: str, got: IdPayload) -> bool:
     return got.data == ip.packed
 
 
+def _cookies(sa: IsakmpSa) -> tuple[bytes, bytes]:
+    """The cookies an ISAKMP SA answers for (the responder cookie is zero until MM2)."""
+    return sa.icookie, sa.rcookie
+
+
 def _pad(plain: bytes, block: int) -> bytes:
     """RFC 2409 App. B: "padded up to the nearest block size using bytes containing 0x00"."""
     rem = len(plain) % block
@@ -300,7 +306,8 @@ class IkeV1Peer:
         # (candidates plus memoised SA payloads and selections) are shared by every peer with this configuration.
         self._p1 = pr.p1_policy(config)
         self._p2 = pr.p2_policy(config)
-        self._sas: dict[bytes, IsakmpSa] = {}
+        self._sas: SaTable[IsakmpSa] = SaTable(_cookies)
+        """ISAKMP SAs by initiator cookie; half-open responder ones kept apart (cgw_peer.satable)."""
         self._current: IsakmpSa | None = None
         self._qms: dict[int, QmExchange] = {}
         self._children: list[ChildSa] = []
@@ -319,12 +326,16 @@ class IkeV1Peer:
 
     def ike_spis(self) -> set[bytes]:
         """Initiator and responder cookies of every ISAKMP SA (established or negotiating)."""
-        out: set[bytes] = set()
-        for sa in self._sas.values():
-            out.add(sa.icookie)
-            if sa.rcookie != ZERO_COOKIE:
-                out.add(sa.rcookie)
-        return out
+        return self._sas.spis()
+
+    def spi_changes(self) -> tuple[list[bytes], list[bytes]]:
+        """Cookies (added, removed) since the last call: the UDP driver's demultiplexing table follows these
+        instead of rebuilding :meth:`ike_spis` after every datagram."""
+        return self._sas.spi_changes()
+
+    def verify_indexes(self) -> None:
+        """Recompute the SA indexes by scanning and compare (for tests; AssertionError on a mismatch)."""
+        self._sas.check()
 
     def start(self, now: float) -> list[Action]:
         self._out = []
@@ -387,12 +398,15 @@ class IkeV1Peer:
             if t is not None and (best is None or t < best):
                 best = t
 
-        for sa in self._sas.values():
+        for sa in self._sas.own.values():
             if sa.retrans is not None:
                 upd(sa.retrans.due())
             upd(sa.expire_at)
             if sa is self._current:
                 upd(sa.rekey_at)
+        first = self._sas.first_half()  # half-open responder SAs expire in arrival order
+        if first is not None:
+            upd(first.expire_at)
         for qm in self._qms.values():
             upd(qm.retrans.due() if qm.retrans is not None else None)
             upd(qm.expire_at)
@@ -490,7 +504,7 @@ class IkeV1Peer:
         holder.retrans = Retransmission(data, kind, self._rt, now, self.rng)
 
     def _negotiating_fresh(self) -> bool:
-        return any(not sa.established and not sa.rekey for sa in self._sas.values())
+        return any(not sa.established and not sa.rekey for sa in self._sas.own.values())
 
     # ========================================================================================= receive
 
@@ -579,7 +593,7 @@ class IkeV1Peer:
         np, chain = encode_raw_chain([(PayloadType.SA, sa.sai_b), *self._vids()])
         msg = HEADER.pack(sa.icookie, ZERO_COOKIE, np, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain))
         msg += chain
-        self._sas[sa.icookie] = sa
+        self._sas.add(sa.icookie, sa)
         self._arm_retrans(sa, msg, "main_mode_1", now)
         self._send(msg, "main_mode_1", sa.local, sa.remote)
         if rekey and self._current is not None:
@@ -619,6 +633,13 @@ class IkeV1Peer:
             raise DecodeError("unexpected_message", "main mode on an established SA")
 
     def _on_mm1(self, icky: bytes, np: int, data: bytes, src: Address, dst: Address, now: float) -> None:
+        # Half-open limits first (cheap, before parsing): a flood of MM1s costs a counter, not state.
+        b = self.beh
+        if self._sas.half_count() >= b.half_open_limit:
+            raise DecodeError("half_open_limit")
+        per_src = b.half_open_limit_per_source
+        if per_src is not None and self._sas.half_count(src[0]) >= per_src:
+            raise DecodeError("half_open_limit_per_source")
         raw, _ = split_chain(np, data[HEADER_LEN:])
         sa_body = b""
         selected: tuple[SaPayload, tuple[pr.P1Suite, int, Transform] | None, bytes] | None = None
@@ -638,13 +659,12 @@ class IkeV1Peer:
         _sa_p, chosen, reply_body = selected
         # A crossing fresh Main Mode of ours (both sides restarting): the lower initiator cookie wins, so both
         # sides make the same choice and exactly one ISAKMP SA survives.
-        for mine in list(self._sas.values()):
+        for mine in list(self._sas.own.values()):
             if mine.initiator and not mine.established and not mine.rekey:
                 if mine.icookie < icky:
                     raise DecodeError("mm_collision")
                 self._count("mm_collision_yielded")
-                del self._sas[mine.icookie]
-        self._life.restart.cancel()  # the peer is bringing the tunnel up: no need for our own restart
+                self._sas.remove(mine.icookie)
         rcky = self._cookie()
         if chosen is None:
             self._send_plain_notify(icky, rcky, NotifyType.NO_PROPOSAL_CHOSEN, src, dst)
@@ -664,7 +684,7 @@ class IkeV1Peer:
         # reply_body: our SA payload, the chosen transform inside the initiator's first proposal number.
         np2, chain = encode_raw_chain([(PayloadType.SA, reply_body), *self._vids()])
         msg = HEADER.pack(icky, rcky, np2, ISAKMP_VERSION, ExchangeType.ID_PROT, 0, 0, 28 + len(chain)) + chain
-        self._sas[icky] = sa
+        self._sas.add(icky, sa, half_open_from=src[0])
         sa.last_in, sa.last_out, sa.last_out_kind = data, msg, "main_mode_2"
         self._send(msg, "main_mode_2", sa.local, sa.remote)
 
@@ -689,6 +709,7 @@ class IkeV1Peer:
         if chosen is None:
             raise DecodeError("missing_sa")
         sa.rcookie = rcky
+        self._sas.add_spi(rcky)
         sa.suite = chosen
         sa.lifetime = life
         sa.peer_dpd = DPD_VENDOR_ID in vids
@@ -883,9 +904,9 @@ class IkeV1Peer:
 
     def _initial_contact(self, keep: IsakmpSa) -> None:
         """RFC 2407 §4.6.3.3 INITIAL-CONTACT: the peer has no other SA with us; drop our stale ones silently."""
-        for other in list(self._sas.values()):
+        for other in list(self._sas.own.values()):
             if other is not keep and other.established:
-                del self._sas[other.icookie]
+                self._sas.remove(other.icookie)
                 self._count("initial_contact_deleted")
                 self._out.append(ike_sa_replaced(spi=other.spi_hex(), reason="initial_contact"))
         if self._children:
@@ -897,6 +918,7 @@ class IkeV1Peer:
             self._current = None
 
     def _ike_established(self, sa: IsakmpSa, now: float) -> None:
+        self._sas.promote(sa.icookie)  # authenticated: no longer half-open
         sa.state = MmState.ESTABLISHED
         sa.established_at = now
         sa.expire_at = now + sa.lifetime
@@ -964,7 +986,7 @@ class IkeV1Peer:
         at once (RFC 2409 has no in-place rekey; each rekey is a fresh Main Mode, so a collision leaves two)."""
         if sa.gen == 0:
             return None
-        for other in self._sas.values():
+        for other in self._sas.own.values():
             if other is not sa and other.state is MmState.ESTABLISHED and other.gen == sa.gen:
                 return other
         return None
@@ -986,7 +1008,7 @@ class IkeV1Peer:
         if loser.initiator:
             self._delete_isakmp(loser, now, send=True)
         if winner.initiator:
-            for old in [s for s in self._sas.values() if s.established and s.gen == winner.gen - 1]:
+            for old in [s for s in self._sas.own.values() if s.established and s.gen == winner.gen - 1]:
                 if self._current is old:
                     self._current = winner
                 self._delete_isakmp(old, now, send=True)
@@ -1431,7 +1453,7 @@ class IkeV1Peer:
             if isinstance(p, NotifyPayload) and p.notify_type < 16384:
                 reason = _notify_name(p.notify_type)
                 self._count("ike:" + reason)
-                del self._sas[sa.icookie]
+                self._sas.remove(sa.icookie)
                 self._emit("negotiation_failed", exchange="main_mode", reason=reason)
                 return
         raise DecodeError("unprotected_informational")
@@ -1578,7 +1600,7 @@ class IkeV1Peer:
         live.on_probe_sent(now)
 
     def _rekeying(self) -> bool:
-        return any(s.rekey and not s.established for s in self._sas.values()) or any(
+        return any(s.rekey and not s.established for s in self._sas.own.values()) or any(
             q.rekey_of is not None and not q.done for q in self._qms.values()
         )
 
@@ -1636,12 +1658,12 @@ class IkeV1Peer:
             d = DeletePayload(ProtocolId.ISAKMP, 16, (sa.icookie + sa.rcookie,))
             self._send_info(sa, [d], "delete")
             self._out.append(delete_sent(protocol="ike", spi=sa.spi_hex()))
-        self._sas.pop(sa.icookie, None)
+        self._sas.remove(sa.icookie)
         for mid, qm in list(self._qms.items()):
             if qm.isakmp is sa:
                 del self._qms[mid]
         if sa is self._current:
-            rest = [s for s in self._sas.values() if s.established]
+            rest = [s for s in self._sas.own.values() if s.established]
             if rest:
                 self._current = max(rest, key=lambda s: s.established_at)
             else:
@@ -1692,15 +1714,22 @@ class IkeV1Peer:
                 self._initiate_mm(now, rekey=False)
             elif self._current is not None and not self._children and not self._qms:
                 self._initiate_qm(now, None)  # phase 1 is up, only Quick Mode failed: retry it
-        for sa in list(self._sas.values()):
-            if sa.icookie not in self._sas:
+        sas = self._sas
+        while True:  # half-open responder SAs, oldest first (they expire in arrival order)
+            first = sas.first_half()
+            if first is None or first.expire_at is None or now < first.expire_at:
+                break
+            sas.remove(first.icookie)
+            self._count("ike:half_open_expired")
+        for sa in list(sas.own.values()):
+            if sa.icookie not in sas:
                 continue
             r = sa.retrans
             if r is not None and now >= r.due():
                 self._retransmit(sa, r, now, "main_mode")
                 continue
             if not sa.established and sa.expire_at is not None and now >= sa.expire_at:
-                del self._sas[sa.icookie]
+                sas.remove(sa.icookie)
                 self._count("ike:half_open_expired")
                 continue
             if sa.established:
@@ -1769,7 +1798,7 @@ class IkeV1Peer:
     def _give_up(self, holder: IsakmpSa | QmExchange, r: Retransmission, now: float, exchange: str) -> None:
         self._out.append(negotiation_failed(exchange=exchange, reason="peer_not_responding", retransmits=r.retransmits))
         if isinstance(holder, IsakmpSa):
-            self._sas.pop(holder.icookie, None)
+            self._sas.remove(holder.icookie)
             if holder.rekey:
                 return
         else:
@@ -1782,8 +1811,9 @@ class IkeV1Peer:
 
     def _refresh_status(self, now: float) -> None:
         cur = self._current
-        mm_fresh = mm_rekey = False
-        for s in self._sas.values():
+        mm_fresh = bool(self._sas.half)  # a responder Main Mode in progress
+        mm_rekey = False
+        for s in self._sas.own.values():
             if s.state is not MmState.ESTABLISHED:
                 if s.rekey:
                     mm_rekey = True

@@ -105,6 +105,7 @@ from cgw_peer.lifecycle.status import (
     LOG_SENDING_CREATE_CHILD_SA,
 )
 from cgw_peer.natt import IKE_PORT, NATT_PORT, Keepalive
+from cgw_peer.satable import SaTable
 from emulator.actions import Action, Address, Event, Transmit
 
 NONCE_LEN = 32
@@ -376,7 +377,8 @@ class IkeV2Peer:
         self._life = Lifecycle(config, rng, 2)
         self._live = self._life.liveness
         self._keepalive = Keepalive(config.behaviour.nat_keepalive)
-        self._sas: dict[bytes, IkeSa] = {}
+        self._sas: SaTable[IkeSa] = SaTable(_spis)
+        """IKE SAs by our SPI; half-open responder ones kept apart (cgw_peer.satable)."""
         self._init_by_spi_i: dict[bytes, IkeSa] = {}
         self._ike_offer, self._esp_offer = _offers(config)
         self._cookie_secret = rng.randbytes(32)
@@ -402,12 +404,16 @@ class IkeV2Peer:
 
     def ike_spis(self) -> set[bytes]:
         """Both SPIs of every live IKE SA (8 octets each; zero SPIs left out)."""
-        out: set[bytes] = set()
-        for sa in self._sas.values():
-            out.add(sa.spi_i)
-            if sa.spi_r != bytes(8):
-                out.add(sa.spi_r)
-        return out
+        return self._sas.spis()
+
+    def spi_changes(self) -> tuple[list[bytes], list[bytes]]:
+        """SPIs (added, removed) since the last call: the UDP driver's demultiplexing table follows these
+        instead of rebuilding :meth:`ike_spis` after every datagram."""
+        return self._sas.spi_changes()
+
+    def verify_indexes(self) -> None:
+        """Recompute the SA indexes by scanning and compare (for tests; AssertionError on a mismatch)."""
+        self._sas.check()
 
     def start(self, now: float) -> list[Action]:
         """StartupAction: ``start`` (or the CGW role) initiates, ``add`` waits for the peer."""
@@ -418,7 +424,7 @@ class IkeV2Peer:
     def initiate(self, now: float) -> list[Action]:
         """Start IKE_SA_INIT now (no-op while an IKE SA is up or being set up)."""
         self._life.reopen()
-        if any(sa.state is not _ST_DEAD for sa in self._sas.values()):
+        if any(sa.state is not _ST_DEAD for sa in self._sas.own.values()):
             return []
         self._life.restart.cancel()
         return self._initiate(now)
@@ -507,10 +513,13 @@ class IkeV2Peer:
             at = live.deadline()
             if at is not None and at < t:
                 t = at
-        for sa in self._sas.values():
+        for sa in self._sas.own.values():
             at = self._sa_deadline(sa)
             if at < t:
                 t = at
+        first = self._sas.first_half()  # half-open responder SAs expire in arrival order
+        if first is not None and first.expire_at is not None and first.expire_at < t:
+            t = first.expire_at
         return None if t == INF else t
 
     def _sa_deadline(self, sa: IkeSa) -> float:
@@ -545,15 +554,22 @@ class IkeV2Peer:
         if (
             life.restart.at is not None
             and life.restart.due(now)
-            and not any(s.state is not _ST_DEAD for s in self._sas.values())
+            and not any(s.state is not _ST_DEAD for s in self._sas.own.values())
         ):
             out += self._initiate(now)
         live = self._live
         # Dead first: at t0 + DPDTimeout AWS declares the peer dead instead of sending another copy.
         if live.active and live.poll(now) == DEAD:
             out += self._peer_dead(now)
-        for sa in list(self._sas.values()):
-            if sa.local_spi not in self._sas:
+        sas = self._sas
+        while True:  # half-open responder SAs, oldest first (IKE_AUTH never came)
+            first = sas.first_half()
+            if first is None or first.expire_at is None or now < first.expire_at:
+                break
+            self._drop_sa(first)
+            self._count("half_open_expired")
+        for sa in list(sas.own.values()):
+            if sa.local_spi not in sas:
                 continue
             if sa.state is _ST_ESTABLISHED:
                 out += self._hard_expiry(sa, now)
@@ -913,17 +929,18 @@ class IkeV2Peer:
         sa.state = _ST_DEAD
         sa.outstanding = None
         sa.pending.clear()
-        self._sas.pop(sa.local_spi, None)
+        self._sas.remove(sa.local_spi)
         if self._init_by_spi_i.get(sa.spi_i) is sa:
             del self._init_by_spi_i[sa.spi_i]
 
     def _current(self) -> IkeSa | None:
         """The newest established IKE SA."""
-        if len(self._sas) == 1:
-            for only in self._sas.values():
+        own = self._sas.own
+        if len(own) == 1:
+            for only in own.values():
                 return only if only.state is _ST_ESTABLISHED else None
         best: IkeSa | None = None
-        for sa in self._sas.values():
+        for sa in own.values():
             if sa.state is _ST_ESTABLISHED and (best is None or (sa.established_at or 0) >= (best.established_at or 0)):
                 best = sa
         return best
@@ -946,7 +963,9 @@ class IkeV2Peer:
                 p2 = _PS_REKEYING if any(c.rekeying for c in sa.children) else _PS_ESTABLISHED
         else:
             up = False
-            negotiating = any(s.state in (_ST_INIT_SENT, _ST_AUTH_SENT, _ST_INIT_DONE) for s in self._sas.values())
+            negotiating = bool(self._sas.half) or any(
+                s.state in (_ST_INIT_SENT, _ST_AUTH_SENT, _ST_INIT_DONE) for s in self._sas.own.values()
+            )
             p1 = p2 = _PS_NEGOTIATING if negotiating else _PS_DOWN
         out: list[Action] = []
         if sa is None:
@@ -1001,8 +1020,8 @@ class IkeV2Peer:
         group = self._ike_offer.dhs[0]
         sa = IkeSa(True, self._new_spi(), bytes(8), _ST_INIT_SENT, self.local, self.remote, now)
         sa.ke_group = group
-        sa.initial_contact = not any(s.state is _ST_ESTABLISHED for s in self._sas.values())
-        self._sas[sa.spi_i] = sa
+        sa.initial_contact = not any(s.state is _ST_ESTABLISHED for s in self._sas.own.values())
+        self._sas.add(sa.spi_i, sa)
         out = self._send_init(sa, now)
         out += self._update_status(now, "negotiation_failed")
         return out
@@ -1089,6 +1108,7 @@ class IkeV2Peer:
         shared = sa.dh.compute(pub)
         sa.outstanding = None
         sa.spi_r = hdr.spi_r
+        self._sas.add_spi(hdr.spi_r)
         sa.init_response = data
         self._install_keys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, shared))
         sa.dh = None
@@ -1172,7 +1192,11 @@ class IkeV2Peer:
         choice = self._ike_offer.choose_ike(sa_body, int.from_bytes(ke_body[:2], "big") if len(ke_body) >= 4 else None)
         group, pub = codec.parse_ke(ke_body)
         marker = NON_ESP_MARKER if self._needs_marker(dst[1]) else b""
-        if self.config.behaviour.ikev2_require_cookie:
+        b = self.config.behaviour
+        half = self._sas.half_count()
+        if b.ikev2_require_cookie or (b.cookie_threshold is not None and half >= b.cookie_threshold):
+            # RFC 7296 §2.6: above the threshold (strongSwan's cookie_threshold) every IKE_SA_INIT must first
+            # prove it can receive at its source address; a spoofed flood never gets past here.
             expected = self._make_cookie(hdr, ni, src)
             got = msg.notify(_NT_COOKIE)
             if got is None or got.data != expected:
@@ -1187,6 +1211,12 @@ class IkeV2Peer:
                 Transmit(marker + raw, dst, src, "ike_sa_init_response"),
                 Event("negotiation_failed", {"exchange": "ike_sa_init", "reason": "no_proposal_chosen"}),
             ]
+        # Half-open limits before any DH work: a flood costs a counter, not state or CPU.
+        if half >= b.half_open_limit:
+            raise DecodeError("half_open_limit", f"{half} half-open IKE SAs")
+        per_src = b.half_open_limit_per_source
+        if per_src is not None and self._sas.half_count(src[0]) >= per_src:
+            raise DecodeError("half_open_limit_per_source", src[0])
         num, suite = choice
         if suite.dh != group:
             # §1.2: tell the initiator which group we want.
@@ -1223,7 +1253,7 @@ class IkeV2Peer:
         self._install_keys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, shared))
         sa.peer_mid = 1
         sa.expire_at = now + HALF_OPEN_TIMEOUT
-        self._sas[sa.spi_r] = sa
+        self._sas.add(sa.spi_r, sa, half_open_from=src[0])
         self._init_by_spi_i[sa.spi_i] = sa
         out: list[Action] = [Transmit(marker + raw, dst, src, "ike_sa_init_response")]
         out += self._update_status(now, "negotiation_failed")
@@ -1295,7 +1325,7 @@ class IkeV2Peer:
         payloads += child_payloads
         if msg.notify(_NT_INITIAL_CONTACT) is not None:
             # §2.4: INITIAL_CONTACT: every other IKE SA with this peer is stale.
-            for other in list(self._sas.values()):
+            for other in list(self._sas.own.values()):
                 if other is not sa and other.state in (_ST_ESTABLISHED, _ST_REKEYED, _ST_DELETING):
                     self._life.state.cause("initial_contact")
                     self._drop_sa(other)
@@ -1351,6 +1381,7 @@ class IkeV2Peer:
 
     def _established(self, sa: IkeSa, now: float, fresh: bool = True) -> list[Action]:
         assert sa.suite is not None
+        self._sas.promote(sa.local_spi)  # authenticated: no longer half-open
         sa.state = _ST_ESTABLISHED
         sa.established_at = now
         sa.expire_at = None
@@ -1393,7 +1424,7 @@ class IkeV2Peer:
     def _resolve_duplicate_ike(self, sa: IkeSa, now: float) -> list[Action]:
         """Two IKE SAs with the same peer (both sides initiated): like a rekey collision (§2.8.1), the SA
         with the lowest of the four nonces is deleted by the side that initiated it."""
-        for other in list(self._sas.values()):
+        for other in list(self._sas.own.values()):
             if other is sa or other.state is not _ST_ESTABLISHED:
                 continue
             lowest = min(
@@ -1762,7 +1793,7 @@ class IkeV2Peer:
         old.expire_at = now + REKEYED_LINGER
         if old.rekeyed_into is None:
             old.rekeyed_into = new
-        self._sas[new.local_spi] = new
+        self._sas.add(new.local_spi, new)
         return new
 
     def _delete_ike(self, sa: IkeSa, now: float) -> list[Action]:
@@ -2069,6 +2100,11 @@ def _narrow(offered: list[Ts], ours: list[Ts]) -> list[Ts]:
             if n is not None and n not in out:
                 out.append(n)
     return out
+
+
+def _spis(sa: IkeSa) -> tuple[bytes, bytes]:
+    """The SPIs an IKE SA answers for (an initiator's SPIr is zero until IKE_SA_INIT is answered)."""
+    return sa.spi_i, sa.spi_r
 
 
 def _no_payloads(sa: IkeSa) -> list[tuple[int, bytes]]:

@@ -122,7 +122,7 @@ class PeerHandle:
     """Deadline of the peer's live entry in the driver's timer heap (None: no timer)."""
     tseq: int = -1
     """Sequence number of that entry (entries with another number are superseded)."""
-    spis: frozenset[bytes] = frozenset()
+    spis: set[bytes] = field(default_factory=set)
     closed: bool = False
     rx: int = 0
     tx: int = 0
@@ -132,6 +132,9 @@ class PeerHandle:
     """Free for the caller (e.g. the vpn command keeps its status here)."""
     spis_fn: Callable[[], set[bytes]] | None = None
     """``node.ike_spis`` when the node has it (resolved once: a runtime Protocol check per call is slow)."""
+    changes_fn: Callable[[], tuple[list[bytes], list[bytes]]] | None = None
+    """``node.spi_changes`` when the node has it: the table follows (added, removed) deltas, so the work per
+    datagram does not grow with the number of SAs the peer holds (a half-open flood, issue 13)."""
     close_fn: Callable[[float], list[Action]] | None = None
 
 
@@ -280,6 +283,7 @@ class UdpDriver:
             remote=remote,
             link=link,
             spis_fn=getattr(node, "ike_spis", None),
+            changes_fn=getattr(node, "spi_changes", None),
             close_fn=getattr(node, "close", None),
         )
         self.peers.append(h)
@@ -414,11 +418,20 @@ class UdpDriver:
             self.on_event(h, now, ev)
 
     def _refresh_spis(self, h: PeerHandle) -> None:
+        changes = h.changes_fn
+        if changes is not None:
+            try:
+                added, removed = changes()
+            except Exception:
+                return
+            if added or removed:
+                self._apply_spi_changes(h, added, removed)
+            return
         fn = h.spis_fn
         if fn is None:
             return
         try:
-            spis = frozenset(fn())
+            spis = set(fn())
         except Exception:
             return
         if spis == h.spis:
@@ -431,6 +444,18 @@ class UdpDriver:
             if spi != _ZERO_SPI:
                 idx[spi] = h
         h.spis = spis
+
+    def _apply_spi_changes(self, h: PeerHandle, added: list[bytes], removed: list[bytes]) -> None:
+        idx = self._by_spi[h.local[0]]
+        spis = h.spis  # net changes: an SPI is in at most one of the two lists
+        for spi in removed:
+            spis.discard(spi)
+            if idx.get(spi) is h:
+                del idx[spi]
+        for spi in added:
+            spis.add(spi)
+            if spi != _ZERO_SPI:
+                idx[spi] = h
 
     def _rearm(self, h: PeerHandle, now: float) -> None:
         try:

@@ -90,6 +90,7 @@ class Pair:
             Role.CGW, version, self.opts, cgw_beh or QUIET, initiate=cgw_initiates, name="cgw", **(cgw_extra or {})
         )
         self.seed = seed
+        self.started = False
         self.wrap = wrap
         """Applied to every peer process this pair creates (a test's recorder)."""
         self.incarnation = {"aws": 0, "cgw": 0}
@@ -125,7 +126,10 @@ class Pair:
         return self.net.trace
 
     def run(self, until: float) -> Trace:
-        self.net.start_all(at=0.0)
+        """Start both peers (on the first call) and run to ``until``; then check the trace's invariants."""
+        if not self.started:
+            self.started = True
+            self.net.start_all(at=0.0)
         self.net.run_until(until)
         check_trace(self.net.trace, {s: self.node(s) for s in ("aws", "cgw")})
         return self.net.trace

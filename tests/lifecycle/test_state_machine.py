@@ -39,6 +39,10 @@ class Recorder:
         return getattr(self.peer, item)
 
     def _check(self, acts: list[Action], before: set[bytes]) -> list[Action]:
+        try:
+            self.peer.verify_indexes()  # type: ignore[attr-defined]  # SA and SPI indexes agree with a scan
+        except AssertionError as e:
+            self.problems.append(f"{self.name}: index out of date: {e}")
         after = self.peer.ike_spis()
         for a in acts:
             if not isinstance(a, Transmit) or len(a.data) < 28:
