@@ -21,6 +21,11 @@ SIGSTOP, or too busy to answer: what arrives waits in its receive queue), :meth:
 jumps; the network's does not), :meth:`nat_rebind` (a NAT in front of the node gets new mappings: its source
 port, and optionally its address, change; datagrams to the old mapping are lost).
 
+Nodes may share an address by peer (``add_node(..., peers=[...])``: a customer gateway's one public IP with a
+tunnel process per AWS endpoint). A :class:`~emulator.actions.Transmit` with both ports 0 is ESP as IP protocol
+50 (:data:`cgw_peer.tunnel_endpoint.IP_PROTO_PORT`) and is captured as such; ``untraced_kinds`` (e.g. ``esp``)
+leaves a traffic run's per-packet ``datagram_sent`` events out of the trace.
+
 ``strict_events=True`` checks every recorded event against its declaration in :mod:`cgw_peer.events` (name,
 fields, types) and raises ``AssertionError`` listing the problems: the engines' own events and the network's
 ``datagram_sent`` / ``node_crashed`` / ``node_revived``. ``trace`` may be any :class:`~emulator.trace.BaseTrace`,
@@ -35,10 +40,11 @@ from collections.abc import Callable
 from typing import Any
 
 from cgw_peer import events as ev
+from cgw_peer.esp.framing import frame_esp
 from emulator.actions import Action, Address, Event, Transmit
 from emulator.link import PERFECT, FaultPlan, Link
 from emulator.node import SansIoNode
-from emulator.pcap import PcapWriter
+from emulator.pcap import LINKTYPE_ETHERNET, PcapWriter
 from emulator.scheduler import Scheduler, TimerHandle
 from emulator.trace import BaseTrace, Trace, TraceRecord
 
@@ -102,16 +108,21 @@ class SimNetwork:
         pcap: PcapWriter | None = None,
         trace_datagrams: bool = True,
         strict_events: bool = False,
+        untraced_kinds: frozenset[str] = frozenset(),
     ) -> None:
         self.seed = seed
         self.scheduler = scheduler or Scheduler()
         self.trace: BaseTrace = trace if trace is not None else Trace()
         self.pcap = pcap
         self.trace_datagrams = trace_datagrams
+        self.untraced_kinds = untraced_kinds
+        """Datagram kinds sent without a ``datagram_sent`` event (still captured and counted), e.g. ``esp``: a
+        traffic run would otherwise record one event per packet."""
         self.strict_events = strict_events
         """Check every recorded event against :mod:`cgw_peer.events`; a mismatch raises ``AssertionError``."""
         self._nodes: dict[str, _NodeSlot] = {}
         self._by_ip: dict[str, _NodeSlot] = {}
+        self._by_pair: dict[tuple[str, str], _NodeSlot] = {}
         self._links: dict[tuple[str, str], Link] = {}
         self._plans: dict[tuple[str, str], FaultPlan] = {}
         self._hooks: list[EventHook] = []
@@ -126,15 +137,29 @@ class SimNetwork:
     def now(self) -> float:
         return self.scheduler.now
 
-    def add_node(self, name: str, node: SansIoNode, addresses: list[str]) -> None:
+    def add_node(self, name: str, node: SansIoNode, addresses: list[str], peers: list[str] | None = None) -> None:
+        """Add a node owning ``addresses``. With ``peers``, the node gets only what those source addresses send
+        to its addresses, and several nodes may share an address that way (one device with one public IP and a
+        process per peer, e.g. a customer gateway's two VPN tunnels); an address is either owned by one node or
+        shared by peer, never both."""
         if name in self._nodes:
             raise ValueError(f"node {name!r} already exists")
         slot = _NodeSlot(name, node, list(addresses))
-        self._nodes[name] = slot
         for ip in addresses:
             if ip in self._by_ip:
                 raise ValueError(f"address {ip} already belongs to node {self._by_ip[ip].name!r}")
-            self._by_ip[ip] = slot
+            if peers is None and any(k[0] == ip for k in self._by_pair):
+                raise ValueError(f"address {ip} is shared by peer: name the peers of node {name!r}")
+            for p in peers or ():
+                other = self._by_pair.get((ip, p))
+                if other is not None:
+                    raise ValueError(f"address {ip} already takes {p}'s datagrams for node {other.name!r}")
+        self._nodes[name] = slot
+        for ip in addresses:
+            if peers is None:
+                self._by_ip[ip] = slot
+            for p in peers or ():
+                self._by_pair[(ip, p)] = slot
 
     def node(self, name: str) -> SansIoNode:
         return self._nodes[name].node
@@ -323,8 +348,10 @@ class SimNetwork:
         self.datagrams_sent += 1
         src = tx.src if slot.nat is None else self._public(slot, tx.src)
         if self.pcap is not None:
-            self.pcap.write_udp(now, src, tx.dst, tx.data)
+            self._capture(now, src, tx.dst, tx.data)
         dst_slot = self._by_ip.get(tx.dst[0])
+        if dst_slot is None and self._by_pair:
+            dst_slot = self._by_pair.get((tx.dst[0], tx.src[0]))
         dst_ip = tx.dst[0]
         if dst_slot is None:
             dst_slot = self._nat_public.get(dst_ip)
@@ -332,7 +359,7 @@ class SimNetwork:
                 dst_ip = dst_slot.addresses[0]  # the path to a node behind a NAT is the path to the node
         link = self.link(tx.src[0], dst_ip)
         arrivals = link.transmit(tx.data, tx.kind, now)
-        if self.trace_datagrams:
+        if self.trace_datagrams and tx.kind not in self.untraced_kinds:
             self._record(
                 slot.name,
                 ev.datagram_sent(
@@ -350,6 +377,19 @@ class SimNetwork:
         for at in arrivals:
             data = link.corrupt(tx.data) if corrupt else tx.data
             self.scheduler.call_at(at, self._deliver, dst_slot, data, src, tx.dst)
+
+    def _capture(self, now: float, src: Address, dst: Address, data: bytes) -> None:
+        pcap = self.pcap
+        assert pcap is not None
+        if src[1] == 0 and dst[1] == 0:
+            # Both ports 0: ESP as IP protocol 50, not UDP (cgw_peer.tunnel_endpoint.IP_PROTO_PORT).
+            frame = frame_esp(data, src[0], dst[0], encap=False, ident=pcap.count)
+            if pcap.linktype == LINKTYPE_ETHERNET:
+                etype = b"\x86\xdd" if ":" in src[0] else b"\x08\x00"
+                frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01" + etype + frame
+            pcap.write(now, frame)
+        else:
+            pcap.write_udp(now, src, dst, data)
 
     def _deliver(self, slot: _NodeSlot, data: bytes, src: Address, dst: Address) -> None:
         if not slot.alive:
