@@ -4,6 +4,11 @@ A :class:`Link` has no clock and no I/O: ``transmit(data, kind, now)`` returns t
 the datagram arrive (none when it is lost). The same plan therefore runs in virtual time and under the asyncio
 driver. Every random choice comes from the link's own ``random.Random``, so a seed replays a run exactly.
 One-way faults are simply a plan on one direction only.
+
+The faults use tc-netem's names where netem has one: random ``loss``, bursty loss with the Gilbert-Elliott model
+(``gilbert_*``, netem's ``loss gemodel p r 1-h 1-k``), ``delay`` and ``jitter``, ``duplicate``, ``reorder``,
+``corrupt`` (one flipped bit). A plan without the newer fields draws exactly the random numbers it always drew,
+so old seeds replay the same runs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,18 @@ from emulator import validate
 
 DropPredicate = Callable[[bytes, str, float], bool]
 """``(data, kind, now) -> True`` to drop the datagram."""
+
+_PROBABILITIES = (
+    "loss",
+    "duplicate",
+    "reorder",
+    "gilbert_p",
+    "gilbert_r",
+    "gilbert_loss_bad",
+    "gilbert_loss_good",
+    "corrupt",
+)
+"""The plan fields that are probabilities in [0, 1]."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,18 @@ class FaultPlan:
     """When ``drop_kinds`` applies, ``[start, end)``."""
     drop_if: DropPredicate | None = field(default=None, compare=False)
     """Arbitrary predicate; True drops the datagram."""
+    gilbert_p: float = 0.0
+    """Gilbert-Elliott bursty loss (tc-netem ``loss gemodel p r 1-h 1-k``): probability, per datagram, that the
+    link moves from the good to the bad state. 0 turns the model off (the link stays good)."""
+    gilbert_r: float = 1.0
+    """... probability, per datagram, of moving from the bad state back to the good one (netem's ``r``)."""
+    gilbert_loss_bad: float = 1.0
+    """... loss probability while bad (netem's ``1-h``; 1: every datagram in a burst is lost)."""
+    gilbert_loss_good: float = 0.0
+    """... loss probability while good (netem's ``1-k``)."""
+    corrupt: float = 0.0
+    """Probability that a delivered copy has one bit flipped at a random position (tc-netem ``corrupt``).
+    The receiver must drop it as malformed or not authentic; it never changes whether the datagram arrives."""
 
     def __post_init__(self) -> None:
         # Programmatic construction gets the same rules as a file (emulator.validate), named by the bare field;
@@ -54,7 +83,7 @@ class FaultPlan:
         def at(name: str) -> str:
             return f"{where}.{name}" if where else name
 
-        for name in ("loss", "duplicate", "reorder"):
+        for name in _PROBABILITIES:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
                 validate.fail(at(name), f"must be a probability in [0, 1], got {v!r}")
@@ -85,6 +114,11 @@ class FaultPlan:
         "blackholes",
         "drop_kinds",
         "drop_kinds_window",
+        "gilbert_p",
+        "gilbert_r",
+        "gilbert_loss_bad",
+        "gilbert_loss_good",
+        "corrupt",
     )
     """The keys of a fault plan in a file (scenario ``links:`` / ``plan:``, ``awsnetemu vpn --faults``)."""
 
@@ -107,7 +141,7 @@ class FaultPlan:
                 kw[k] = frozenset(validate.string_list(v, w))
             elif k == "drop_kinds_window":
                 kw[k] = validate.window(v, w)
-            elif k in ("loss", "duplicate", "reorder"):
+            elif k in _PROBABILITIES:
                 kw[k] = validate.number(v, w, minimum=0.0, maximum=1.0)
             else:
                 kw[k] = validate.number(v, w, minimum=0.0)
@@ -120,7 +154,7 @@ PERFECT = FaultPlan()
 class Link:
     """One direction of a path: applies a :class:`FaultPlan` with its own seeded RNG."""
 
-    __slots__ = ("delivered", "lost", "plan", "rng", "sent")
+    __slots__ = ("bad", "corrupted", "delivered", "lost", "plan", "rng", "sent")
 
     def __init__(self, plan: FaultPlan = PERFECT, rng: random.Random | None = None) -> None:
         self.plan = plan
@@ -128,6 +162,9 @@ class Link:
         self.sent = 0
         self.lost = 0
         self.delivered = 0
+        self.corrupted = 0
+        self.bad = False
+        """Gilbert-Elliott state: True while the link is in its bad (bursty loss) state."""
 
     def transmit(self, data: bytes, kind: str, now: float) -> list[float]:
         """Arrival instants of the copies of this datagram (empty if lost)."""
@@ -150,6 +187,19 @@ class Link:
         if p.loss and rng.random() < p.loss:
             self.lost += 1
             return []
+        if p.gilbert_p:
+            # Two-state Markov chain, one step per datagram (Gilbert 1960, Elliott 1963; netem's gemodel): the
+            # state moves first, then the datagram meets the new state's loss probability. Draws happen only
+            # with the model on, so a plan without it replays exactly as before.
+            if self.bad:
+                if rng.random() < p.gilbert_r:
+                    self.bad = False
+            elif rng.random() < p.gilbert_p:
+                self.bad = True
+            drop = p.gilbert_loss_bad if self.bad else p.gilbert_loss_good
+            if drop and rng.random() < drop:
+                self.lost += 1
+                return []
         at = now + p.delay
         if p.jitter:
             at += rng.uniform(0.0, p.jitter)
@@ -160,3 +210,16 @@ class Link:
             out.append(at + p.duplicate_delay)
         self.delivered += len(out)
         return out
+
+    def corrupt(self, data: bytes) -> bytes:
+        """One delivered copy of ``data`` after the plan's ``corrupt`` fault: unchanged, or with one bit flipped
+        at a position drawn from the link's RNG (netem flips one random bit). Call once per arrival that
+        :meth:`transmit` returned; it draws nothing when ``corrupt`` is 0."""
+        c = self.plan.corrupt
+        if not c or not data or self.rng.random() >= c:
+            return data
+        self.corrupted += 1
+        bit = self.rng.randrange(len(data) * 8)
+        out = bytearray(data)
+        out[bit >> 3] ^= 0x80 >> (bit & 7)
+        return bytes(out)

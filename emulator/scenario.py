@@ -38,6 +38,11 @@ The format (YAML; every key is optional unless marked *required*)::
       - {at: 50, do: initiate, node: aws}
       - {at: 50, do: close, node: cgw}         # clean shutdown (Deletes)
       - {at: 70, do: esp, node: aws, every: 1, until: 90}      # inbound ESP seen (liveness traffic)
+      - {at: 80, do: pause, node: cgw, until: 95}   # SIGSTOP: no timers; inputs wait (queue: 256) until
+                                                  #   `until`; resume: datagrams-first | timers-first
+      - {at: 80, do: clock_step, node: aws, by: 45}   # the node's clock jumps (negative: backwards)
+      - {at: 80, do: nat_rebind, node: cgw, port: 40000}   # its NAT's mappings change: new source port
+                                                  #   (counted up from `port`; `address`: a new public IP too)
     tgw:                             # optional: a TGW whose VPN attachment follows the AWS side's tunnel state
       topology: topologies/vpn-tgw.yaml   # tgw_dataplane YAML (relative to this file) or AWS API JSON
       attachment: tgw-attach-vpn     # the VPN attachment this tunnel belongs to
@@ -87,6 +92,7 @@ tables).
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import math
@@ -149,6 +155,9 @@ ACTION_KEYS: dict[str, frozenset[str]] = {
     "initiate": frozenset({"node"}),
     "close": frozenset({"node"}),
     "esp": frozenset({"node", "every", "until"}),
+    "pause": frozenset({"node", "until", "queue", "resume"}),
+    "clock_step": frozenset({"node", "by"}),
+    "nat_rebind": frozenset({"node", "port", "address"}),
 }
 """Each schedule action and the keys it takes besides ``at`` and ``do``."""
 ACTIONS = set(ACTION_KEYS)
@@ -447,6 +456,16 @@ class ScheduleItem:
     every: float = 1.0
     plan: FaultPlan | None = None
     initiate: bool | None = None
+    by: float = 0.0
+    """``clock_step``: seconds the node's clock jumps."""
+    port: int = 0
+    """``nat_rebind``: the first new public port."""
+    address: str | None = None
+    """``nat_rebind``: a new public address (None: the node's own)."""
+    queue: int = 256
+    """``pause``: inputs held while paused (emulator.simnet.DEFAULT_PAUSE_QUEUE)."""
+    datagrams_first: bool = True
+    """``pause``: on resume, waiting inputs before overdue timers (``resume: datagrams-first``)."""
 
 
 @dataclass(frozen=True)
@@ -503,6 +522,29 @@ class Scenario:
         # Build both engines once: proposals and engine-level settings fail here, naming the side.
         for side in NODES:
             self.make_peer(side)
+
+    def variant(
+        self,
+        *,
+        seed: int | None = None,
+        schedule: Iterable[ScheduleItem] = (),
+        links: Mapping[str, FaultPlan] | None = None,
+        duration: float | None = None,
+    ) -> Scenario:
+        """A copy of this validated scenario with another ``seed``, extra ``schedule`` items (already validated
+        :class:`ScheduleItem` s, e.g. a campaign's faults), other ``links`` plans or ``duration``; nothing is
+        validated or built again (the peer configurations are shared, read-only)."""
+        other = copy.copy(self)
+        if seed is not None:
+            other.seed = seed
+        extra = list(schedule)
+        if extra:
+            other.schedule = [*self.schedule, *extra]  # wired in order: the base's items first at a tie
+        if links is not None:
+            other.links = {**self.links, **links}
+        if duration is not None:
+            other.duration = duration
+        return other
 
     @classmethod
     def load(cls, path: str) -> Scenario:
@@ -609,6 +651,30 @@ class Scenario:
             if not until >= at:
                 v.fail(f"{where}.until", f"must be >= at ({at:g}), got {m.get('until')!r}")
             return ScheduleItem(at, do, node=node, until=until, every=every)
+        if do == "pause":
+            if "until" not in m:
+                v.fail(f"{where}.until", "required (when the node resumes)")
+            until = v.number(m["until"], f"{where}.until")
+            if not until >= at:
+                v.fail(f"{where}.until", f"must be >= at ({at:g}), got {m.get('until')!r}")
+            queue = v.integer(m.get("queue", 256), f"{where}.queue", minimum=0, maximum=1_000_000)
+            order = v.choice(m.get("resume", "datagrams-first"), f"{where}.resume", ("datagrams-first", "timers-first"))
+            return ScheduleItem(at, do, node=node, until=until, queue=queue, datagrams_first=order == "datagrams-first")
+        if do == "clock_step":
+            if "by" not in m:
+                v.fail(f"{where}.by", "required (seconds; negative steps back)")
+            return ScheduleItem(at, do, node=node, by=v.number(m["by"], f"{where}.by", minimum=-1e6, maximum=1e6))
+        if do == "nat_rebind":
+            port = v.integer(m.get("port", 40000), f"{where}.port", minimum=1024, maximum=65535)
+            address = None
+            if m.get("address") is not None:
+                address = v.ip_address(m["address"], f"{where}.address")
+                other = "aws" if node == "cgw" else "cgw"
+                if address == self.address[other]:
+                    v.fail(f"{where}.address", f"must not be the {other} side's address ({address})")
+                if ipaddress.ip_address(address).version != ipaddress.ip_address(self.address[other]).version:
+                    v.fail(f"{where}.address", "must be the same address family as the peers")
+            return ScheduleItem(at, do, node=node, port=port, address=address)
         return ScheduleItem(at, do, node=node)
 
     def _tgw(self) -> tuple[str, str, str, list[Probe]] | None:
@@ -793,6 +859,16 @@ class Scenario:
                 net.call(node, functools.partial(api_call, node, do), at=at)
             elif do == "esp":
                 net.at(at, functools.partial(esp, item, at))
+            elif do == "pause":
+                assert node is not None
+                net.at(at, functools.partial(net.pause, node, item.queue))
+                net.at(item.until, functools.partial(net.resume, node, item.datagrams_first))
+            elif do == "clock_step":
+                assert node is not None
+                net.at(at, functools.partial(net.clock_step, node, item.by))
+            elif do == "nat_rebind":
+                assert node is not None
+                net.at(at, functools.partial(net.nat_rebind, node, item.port, item.address))
         if self.tgw:
             self._bind_tgw(net)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError
+from tgw_dataplane.checks import show_path
 from tgw_dataplane.craft import FlowSpec, parse_flow
 from tgw_dataplane.dataplane import Dataplane, Result
 from tgw_dataplane.loader import load_any
@@ -107,17 +108,17 @@ def output_directory(path: str, flag: str = "--out") -> Path:
     p = Path(path)
     if p.exists():
         if not p.is_dir():
-            raise ConfigError(f"{flag} {path}: exists and is not a directory")
+            raise ConfigError(f"{flag} {show_path(path)}: exists and is not a directory")
         if not os.access(p, os.W_OK | os.X_OK):
-            raise ConfigError(f"{flag} {path}: the directory is not writable")
+            raise ConfigError(f"{flag} {show_path(path)}: the directory is not writable")
         return p
     parent = p.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise ConfigError(f"{flag} {path}: {parent} is not a directory")
+        raise ConfigError(f"{flag} {show_path(path)}: {show_path(parent)} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: cannot create it ({parent} is not writable)")
+        raise ConfigError(f"{flag} {show_path(path)}: cannot create it ({show_path(parent)} is not writable)")
     return p
 
 
@@ -187,11 +188,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     overrides = appliance_overrides(topo, list(getattr(args, "appliance_mode", None) or []))
     pcap = str(args.pcap)
     if not os.path.isfile(pcap):  # also keeps a FIFO from blocking the open
-        raise ConfigError(f"pcap {pcap}: {'not a regular file' if os.path.exists(pcap) else 'no such file'}")
+        raise ConfigError(f"pcap {show_path(pcap)}: {'not a regular file' if os.path.exists(pcap) else 'no such file'}")
     try:
         f = open(pcap, "rb")  # noqa: SIM115 - closed below
     except OSError as e:
-        raise ConfigError(f"pcap {pcap}: {e.strerror or e}") from None
+        raise ConfigError(f"pcap {show_path(pcap)}: {e.strerror or e}") from None
     with f:
         info = check_pcap(f, pcap)
         out = output_directory(args.out)

@@ -103,3 +103,45 @@ def test_the_cli_is_one_static_list_of_subcommand_modules() -> None:
     assert not (ROOT / "tgw_dataplane" / "cli.py").exists()
     src = (ROOT / "emulator" / "cli.py").read_text()
     assert "importlib" not in src and "not built yet" not in src
+
+
+MIDDLEBOX_MODULES = ("middlebox", "appliances", "gwlb", "registry")
+
+
+@pytest.mark.parametrize("mod", MIDDLEBOX_MODULES)
+def test_middleboxes_do_not_import_the_dataplane(mod: str) -> None:
+    """The plug-ins see the dataplane through ``MiddleboxHost`` only: no import of ``tgw_dataplane.dataplane``,
+    not even for type checking, so there is no cycle to hold together by import order."""
+    tree = ast.parse((ROOT / "tgw_dataplane" / f"{mod}.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert "tgw_dataplane.dataplane" not in imported
+
+
+def test_registration_is_a_static_mapping_and_gwlb_state_lives_on_the_dataplane() -> None:
+    import gc
+    import weakref
+
+    from tgw_dataplane import gwlb, middlebox, registry
+    from tgw_dataplane.dataplane import Dataplane
+    from tgw_dataplane.model import load_topology
+
+    assert set(registry.MIDDLEBOXES) == {"stateful-firewall", "router", "gwlb-endpoint", "gwlb-target"}
+    assert not any(hasattr(m, n) for m in (middlebox, gwlb) for n in ("register_middlebox", "_REGISTRY", "_INSTANCES"))
+    # no module-level mutable state in the plug-in modules
+    for m in (middlebox, gwlb, registry):
+        tree = ast.parse(Path(m.__file__ or "").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
+                fn = node.value.func
+                name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+                assert name not in ("dict", "WeakKeyDictionary", "WeakValueDictionary", "defaultdict"), m.__name__
+    topo = load_topology(ROOT / "fixtures" / "tgw" / "gwlb-story12.yaml")
+    a, b = Dataplane(topo), Dataplane(topo)
+    ga = gwlb.gwlb_of(a, "gwlb-1")
+    assert ga is a.middlebox_host.state[gwlb.STATE_KEY]["gwlb-1"] and ga is not gwlb.gwlb_of(b, "gwlb-1")
+    ref = weakref.ref(ga)
+    del a, ga
+    gc.collect()
+    assert ref() is None  # the GWLB state goes with its dataplane

@@ -29,6 +29,9 @@ key                                            call
 ``ListenerAttributes`` (optional)
 ``VpcEndpoints``                               ``ec2 describe-vpc-endpoints`` (GatewayLoadBalancer endpoints)
 ``ServiceConfigurations``                      ``ec2 describe-vpc-endpoint-service-configurations``
+``resourceShares`` (optional)                  ``ram get-resource-shares --resource-owner SELF``
+``resources`` (optional)                       ``ram list-resources --resource-owner SELF``
+``principals`` (optional)                      ``ram list-principals --resource-owner SELF``
 =============================================  ==========================================================
 
 An instance's role comes from its tag ``awsnetemu:appliance`` (``stateful-firewall``, ``router``,
@@ -49,6 +52,17 @@ Mapping notes:
 * GWLBs (``Type: gateway``) keep their ``LoadBalancerName`` as id; their target group, listener and load
   balancer attributes become the plug-in's ``options`` (AWS attribute keys); cross-zone comes from
   ``load_balancing.cross_zone.enabled``.
+* Regions and accounts: a TGW's Region is the fourth field of its ``TransitGatewayArn``, a VPC's that of its
+  subnets (``SubnetArn``, else the AZ name); owners are the ``OwnerId`` fields (absent: ``111111111111``).
+  A merged dump may span accounts and Regions; the model then applies AWS's rules (a VPC attaches only to a
+  TGW of its Region, another account's VPC only to a TGW shared with it through RAM, a RAM share holds
+  resources of its own Region), see ``Topology._check_regions_and_accounts``.
+* RAM (the RAM API spells its keys in camelCase): a resource share (``resourceShares``, ``status`` other than
+  ``DELETING``/``DELETED``/``FAILED``) is named by its ``resourceShareArn``, whose fourth field is its Region; its
+  owner is ``owningAccountId``; its resources are the ``resources`` entries with its ``resourceShareArn`` whose
+  ``arn`` is a transit gateway (other resource types are ignored; ``status`` ``AVAILABLE`` or absent); its
+  principals are the ``principals`` entries' ``id`` (an account id, or an organization / OU ARN, which the
+  emulator takes as every account).
 """
 
 from __future__ import annotations
@@ -61,8 +75,10 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError
+from tgw_dataplane.checks import show_path
 from tgw_dataplane.model import (
     DEFAULT_ACCOUNT,
+    MAX_DOCUMENT_BYTES,
     SEED_LIMIT,
     ApplianceKind,
     Gwlb,
@@ -70,6 +86,7 @@ from tgw_dataplane.model import (
     Instance,
     IPNetwork,
     PeeringAttachment,
+    RamShare,
     RouteOrigin,
     Subnet,
     TgwRoute,
@@ -105,6 +122,9 @@ _LIST_KEYS = (
     "Listeners",
     "VpcEndpoints",
     "ServiceConfigurations",
+    "resourceShares",
+    "resources",
+    "principals",
 )
 _MAP_KEYS = (
     "TransitGatewayRoutes",
@@ -147,14 +167,19 @@ def load_aws_json(src: str | Path | Mapping[str, Any], *, unsupported_targets: s
         doc: Mapping[str, Any] = src
     else:
         try:
-            with open(src) as f:
-                loaded = json.load(f)
+            with open(src, "rb") as f:
+                raw = f.read(MAX_DOCUMENT_BYTES + 1)
+            if len(raw) > MAX_DOCUMENT_BYTES:
+                raise ConfigError(f"AWS JSON {show_path(src)}: larger than {MAX_DOCUMENT_BYTES >> 20} MB")
+            loaded = json.loads(raw)
         except OSError as e:
-            raise ConfigError(f"AWS JSON {src}: {e.strerror}") from e
+            raise ConfigError(f"AWS JSON {show_path(src)}: {e.strerror or e}") from None
         except json.JSONDecodeError as e:
-            raise ConfigError(f"AWS JSON {src}: not valid JSON: {e}") from e
+            raise ConfigError(f"AWS JSON {show_path(src)}: not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:  # not UTF-8; nesting deeper than the parser goes
+            raise ConfigError(f"AWS JSON {show_path(src)}: not valid JSON ({type(e).__name__})") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"AWS JSON {src}: the top level must be an object")
+            raise ConfigError(f"AWS JSON {show_path(src)}: the top level must be an object")
         doc = loaded
     return _Importer(doc, unsupported_targets == "blackhole").run()
 
@@ -305,6 +330,7 @@ class _Importer:
         self.tgws()
         self.tgw_attachments()
         self.tgw_route_tables()
+        self.ram_shares()
         self.topo.validate()
         return self.topo
 
@@ -787,3 +813,36 @@ class _Importer:
                 origin=RouteOrigin.PREFIX_LIST if pl else RouteOrigin.STATIC,
             )
         )
+
+    def ram_shares(self) -> None:
+        shares: dict[str, RamShare] = {}
+        for where, sh in self.items("resourceShares"):
+            arn = self.need(sh, "resourceShareArn", where)
+            where = f"{where} ({arn})"
+            if sh.get("status", "ACTIVE") in ("DELETING", "DELETED", "FAILED"):
+                continue
+            region = _region_of(arn)
+            if region is None:
+                raise ConfigError(f"{where}: resourceShareArn is not an ARN with a Region")
+            owner = self.need(sh, "owningAccountId", where)
+            if arn in shares:
+                raise ConfigError(f"{where}: resourceShareArn {arn} appears twice")
+            shares[arn] = self.topo.ram_shares[arn] = RamShare(id=arn, region=region, owner=owner)
+        for where, r in self.items("resources"):
+            share = shares.get(str(r.get("resourceShareArn")))
+            if share is None or r.get("status", "AVAILABLE") != "AVAILABLE":
+                continue
+            arn = self.need(r, "arn", where)
+            m = re.fullmatch(r"arn:[^:]+:ec2:([^:]*):([^:]*):transit-gateway/(tgw-[0-9a-zA-Z]+)", arn)
+            if m is None:
+                continue  # a resource of another type (subnets, prefix lists, ...): not modelled
+            if m.group(3) not in self.topo.tgws:
+                raise ConfigError(f"{where} ({arn}): arn references unknown transit gateway {m.group(3)}")
+            share.resources.append(m.group(3))
+        for where, pr in self.items("principals"):
+            share = shares.get(str(pr.get("resourceShareArn")))
+            if share is not None:
+                share.principals.append(self.need(pr, "id", where))
+        for share in shares.values():
+            if not share.resources:  # a share of other resource types only
+                del self.topo.ram_shares[share.id]

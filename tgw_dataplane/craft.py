@@ -87,8 +87,9 @@ def build(
     return h[:10] + struct.pack("!H", checksum(h)) + h[12:] + l4
 
 
-_FLOW = re.compile(r"^\s*(tcp|udp|icmp)\s+(\S+?)(?::(\d+))?\s*>\s*(\S+?)(?::(\d+))?\s*$", re.IGNORECASE)
-_FLOW6 = re.compile(r"^\s*(tcp|udp|icmp)\s+\[([^\]]+)\](?::(\d+))?\s*>\s*\[([^\]]+)\](?::(\d+))?\s*$", re.IGNORECASE)
+_FLOW = re.compile(r"^\s*(\S+)\s+(\S+?)\s*>\s*(\S+?)\s*$")
+_ENDPOINT6 = re.compile(r"^\[([^\]]*)\](?::(.*))?$")
+_FORM = "expected 'tcp|udp|icmp SRC[:PORT] > DST[:PORT]' (IPv6 as [ADDR]:PORT)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +121,45 @@ class FlowSpec:
 _PROTO = {"tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP}
 
 
+def _endpoint(text: str, flow: str, side: str) -> tuple[str, int | None]:
+    """``ADDR``, ``ADDR:PORT``, ``[ADDR6]`` or ``[ADDR6]:PORT`` -> (address, port or None)."""
+    m = _ENDPOINT6.match(text)
+    if m is not None:
+        addr, port = m.group(1), m.group(2)
+    elif text.count(":") == 1:
+        addr, port = text.split(":")
+    else:
+        addr, port = text, None  # an IPv4 address, or a bare IPv6 address (no port possible)
+    try:
+        a = ipaddress.ip_address(addr)
+    except ValueError:
+        raise ValueError(f"flow {flow!r}: {side} {addr!r} is not an IPv4 or IPv6 address ({_FORM})") from None
+    if m is None and a.version == 6 and port is not None:
+        raise ValueError(f"flow {flow!r}: write an IPv6 {side} with a port as [{addr}]:PORT")
+    if port is None:
+        return str(a), None
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+        raise ValueError(f"flow {flow!r}: {side} port {port!r} is not an integer in 0..65535")
+    return str(a), int(port)
+
+
 def parse_flow(text: str) -> FlowSpec:
-    """Parse ``PROTO SRC[:PORT] > DST[:PORT]``; raises ValueError with the expected form."""
-    m = _FLOW6.match(text) or _FLOW.match(text)
+    """Parse ``PROTO SRC[:PORT] > DST[:PORT]`` (IPv6 as ``[ADDR]:PORT``); raises ValueError naming what is wrong
+    and the expected form. TCP and UDP need both ports (0..65535); ICMP takes none; both ends must be of one
+    address family."""
+    m = _FLOW.match(text)
     if not m:
-        raise ValueError(f"flow {text!r}: expected 'tcp|udp|icmp SRC[:PORT] > DST[:PORT]'")
-    proto, src, sport, dst, dport = m.groups()
+        raise ValueError(f"flow {text!r}: {_FORM}")
+    proto, src_t, dst_t = m.groups()
     proto = proto.lower()
-    for a in (src, dst):
-        ipaddress.ip_address(a)
+    if proto not in _PROTO:
+        raise ValueError(f"flow {text!r}: protocol {proto!r} is not one of tcp, udp, icmp")
+    src, sport = _endpoint(src_t, text, "source")
+    dst, dport = _endpoint(dst_t, text, "destination")
+    if ipaddress.ip_address(src).version != ipaddress.ip_address(dst).version:
+        raise ValueError(f"flow {text!r}: source {src} and destination {dst} are of different address families")
     if proto in ("tcp", "udp") and (sport is None or dport is None):
-        raise ValueError(f"flow {text!r}: {proto} needs ports")
-    return FlowSpec(proto, src, int(sport or 0), dst, int(dport or 0))
+        raise ValueError(f"flow {text!r}: {proto} needs both ports (SRC:PORT > DST:PORT)")
+    if proto == "icmp" and (sport is not None or dport is not None):
+        raise ValueError(f"flow {text!r}: icmp takes no ports")
+    return FlowSpec(proto, src, sport or 0, dst, dport or 0)

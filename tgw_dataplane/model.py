@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.errors import ConfigError
+from tgw_dataplane import checks
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_ACCOUNT = "111111111111"
@@ -283,15 +284,40 @@ class TransitGateway:
     vpn_ecmp: bool = True
 
 
+ORGANIZATIONS_ARN_PREFIX = "arn:aws:organizations::"
+"""A RAM principal that is an organization or OU ARN; the emulator does not model AWS Organizations, so such a
+principal counts as every account."""
+
+
+@dataclass(slots=True)
+class RamShare:
+    """An AWS RAM resource share: ``owner`` shares ``resources`` (TGW ids) with ``principals`` (account ids, or
+    an organization / OU ARN, which counts as every account) in one ``region``.
+
+    RAM is a Regional service: a share holds resources of its own Region only, and only the owner of a resource
+    can share it (https://docs.aws.amazon.com/ram/latest/userguide/working-with-sharing-create.html;
+    https://docs.aws.amazon.com/ram/latest/userguide/working-with-regional-vs-global.html)."""
+
+    id: str
+    region: str
+    owner: str
+    resources: list[str] = field(default_factory=list)
+    principals: list[str] = field(default_factory=list)
+
+    def shares_with(self, account: str) -> bool:
+        return any(p == account or p.startswith(ORGANIZATIONS_ARN_PREFIX) for p in self.principals)
+
+
 @dataclass(slots=True)
 class Topology:
-    """A whole topology: regions (AZ name -> AZ ID), VPCs, TGWs, prefix lists, GWLBs, settings."""
+    """A whole topology: regions (AZ name -> AZ ID), VPCs, TGWs, prefix lists, GWLBs, RAM shares, settings."""
 
     regions: dict[str, dict[str, str]] = field(default_factory=dict)
     vpcs: dict[str, Vpc] = field(default_factory=dict)
     tgws: dict[str, TransitGateway] = field(default_factory=dict)
     prefix_lists: dict[str, list[IPNetwork]] = field(default_factory=dict)
     gwlbs: dict[str, Gwlb] = field(default_factory=dict)
+    ram_shares: dict[str, RamShare] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
 
     # -- lookups used by the loader, the validator and the dataplane ------------------------------------
@@ -403,6 +429,121 @@ class Topology:
                         )
                     if tr.prefix_list is not None and tr.prefix_list not in self.prefix_lists:
                         raise ConfigError(f"tgw route table {trt.id}: prefix list {tr.prefix_list!r} does not exist")
+        self._check_unique_ids()
+        self._check_regions_and_accounts()
+
+    def _check_unique_ids(self) -> None:
+        """Ids the dataplane looks nodes up by are unique across the topology: subnets, instances, their ENIs and
+        GWLB endpoints (one namespace: a route target may name any of them), IGWs, TGW attachments and their
+        ENIs."""
+        seen: dict[str, str] = {}
+
+        def claim(ident: str, what: str) -> None:
+            other = seen.get(ident)
+            if other is not None:
+                raise ConfigError(f"{what}: id {ident} is also used by {other} (ids must be unique)")
+            seen[ident] = what
+
+        for v in self.vpcs.values():
+            for sid in v.subnets:
+                claim(sid, f"subnet {sid} (vpc {v.id})")
+            if v.igw is not None:
+                claim(v.igw, f"internet gateway of {v.id}")
+        nodes: dict[str, str] = {}
+        for v in self.vpcs.values():
+            for i in v.instances.values():
+                for n, what in ((i.id, f"instance {i.id}"), (i.eni, f"ENI {i.eni} of instance {i.id}")):
+                    if n in nodes and not (n == i.id == i.eni):
+                        raise ConfigError(f"{what}: id {n} is also used by {nodes[n]} (ids must be unique)")
+                    nodes[n] = what
+            for e in v.gwlb_endpoints:
+                if e in nodes:
+                    raise ConfigError(f"gwlb endpoint {e}: id {e} is also used by {nodes[e]} (ids must be unique)")
+                nodes[e] = f"gwlb endpoint {e}"
+        atts: dict[str, str] = {}
+        for t in self.tgws.values():
+            for aid, a in t.attachments.items():
+                if aid in atts:
+                    raise ConfigError(f"attachment {aid} of {t.id}: id also used on {atts[aid]} (ids must be unique)")
+                atts[aid] = t.id
+                if isinstance(a, VpcAttachment):
+                    for sid, eni in a.enis.items():
+                        if sid not in a.subnets:
+                            raise ConfigError(f"attachment {aid}: enis names {sid}, which is not one of its subnets")
+                        if eni in nodes:
+                            raise ConfigError(f"attachment {aid}: ENI {eni} is also used by {nodes[eni]}")
+                        nodes[eni] = f"ENI {eni} of attachment {aid}"
+
+    def _check_regions_and_accounts(self) -> None:
+        """AWS's multi-Region and multi-account rules (TOPOLOGY.md, "Regions and accounts"), each failure naming
+        the construct that fits instead:
+
+        * a TGW is a Regional resource: a VPC attaches only to a TGW of its own Region
+          (https://docs.aws.amazon.com/vpc/latest/tgw/tgw-vpc-attachments.html), and Regions connect only
+          through TGW peering attachments, which carry static routes only (tgw.md §1.7; the propagation check
+          above); a VPC route can name only a TGW of the VPC's Region, a GWLB endpoint only a GWLB of its Region;
+        * another account's VPC attaches only to a TGW its owner shared with that account through AWS RAM
+          (https://docs.aws.amazon.com/vpc/latest/tgw/tgw-transit-gateways.html, "Sharing a transit gateway");
+        * a RAM share lives in one Region and holds only resources of that Region that its owner owns
+          (https://docs.aws.amazon.com/ram/latest/userguide/working-with-sharing-create.html).
+        """
+        for sh in self.ram_shares.values():
+            where = f"ram share {sh.id}"
+            if not sh.resources:
+                raise ConfigError(f"{where}: resources is empty (the TGW ids it shares)")
+            for r in sh.resources:
+                t = self.tgws.get(r)
+                if t is None:
+                    raise ConfigError(f"{where}: resource {checks.show(r)} is not a transit gateway of the topology")
+                if t.region != sh.region:
+                    raise ConfigError(
+                        f"{where}: {r} is in {t.region} but the share is in {sh.region}; a RAM share holds resources "
+                        f"of its own Region only: share {r} with a resource share in {t.region}"
+                    )
+                if t.account != sh.owner:
+                    raise ConfigError(
+                        f"{where}: {r} belongs to account {t.account}, not to the share's owner {sh.owner}; only the "
+                        f"owner of a resource can share it: create the share in account {t.account}"
+                    )
+        for t in self.tgws.values():
+            for a in t.attachments.values():
+                if not isinstance(a, VpcAttachment):
+                    continue
+                v = self.vpcs[a.vpc_id]
+                if v.region != t.region:
+                    raise ConfigError(
+                        f"attachment {a.id}: VPC {v.id} is in {v.region} but the TGW {t.id} is in {t.region}; "
+                        f"attach it to a TGW in {v.region} and peer the two TGWs (a peering attachment with static "
+                        "routes)"
+                    )
+                if v.account != t.account and not any(
+                    t.id in sh.resources and sh.region == t.region and sh.shares_with(v.account)
+                    for sh in self.ram_shares.values()
+                ):
+                    raise ConfigError(
+                        f"attachment {a.id}: VPC {v.id} belongs to account {v.account} but the TGW {t.id} to "
+                        f"{t.account}, and no RAM share in {t.region} shares {t.id} with {v.account}; share it "
+                        f"through AWS RAM (YAML: ram_shares: {{NAME: {{region: {t.region}, owner: '{t.account}', "
+                        f"resources: [{t.id}], principals: ['{v.account}']}}}}; AWS JSON: the RAM resource share)"
+                    )
+        for v in self.vpcs.values():
+            for rt in v.route_tables.values():
+                for rr in rt.routes:
+                    if rr.kind is VpcRouteTargetKind.TGW:
+                        t = self.tgws[rr.target]
+                        if t.region != v.region:
+                            raise ConfigError(
+                                f"route table {rt.id} (vpc {v.id}): route {rr.dest} -> {t.id}: the TGW is in "
+                                f"{t.region}, the VPC in {v.region}; a VPC routes only to a TGW of its own Region: "
+                                f"route to a TGW in {v.region} and peer it with {t.id}"
+                            )
+            for e in v.gwlb_endpoints.values():
+                g = self.vpcs[self.gwlbs[e.service].vpc_id]
+                if g.region != v.region:
+                    raise ConfigError(
+                        f"gwlb endpoint {e.id}: it is in {v.region} but its GWLB {e.service} in {g.region}; a GWLB "
+                        f"endpoint reaches a GWLB of its own Region only: put a GWLB in {v.region}"
+                    )
 
 
 def _within(a: IPNetwork, b: IPNetwork) -> bool:
@@ -441,49 +582,37 @@ def _check_vpc_target(
 # YAML / dict loader
 # ---------------------------------------------------------------------------------------------------------
 
+MAX_DOCUMENT_BYTES = 64 << 20
+"""Largest topology file read (a topology of the AWS quotas' size is a few MB)."""
+
 
 def load_topology(path: str | Path) -> Topology:
     """Load a YAML topology file (format: TOPOLOGY.md) and validate it."""
     import yaml
 
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as e:
-        raise ConfigError(f"topology {path}: {e.strerror}") from e
+        raise ConfigError(f"topology {checks.show_path(path)}: {e.strerror or e}") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ConfigError(f"topology {checks.show_path(path)}: larger than {MAX_DOCUMENT_BYTES >> 20} MB")
+    try:
+        data = yaml.safe_load(raw)
     except yaml.YAMLError as e:
-        raise ConfigError(f"topology {path}: not valid YAML: {e}") from e
+        raise ConfigError(f"topology {checks.show_path(path)}: not valid YAML: {' '.join(str(e).split())}") from None
+    except (ValueError, RecursionError) as e:  # e.g. bytes that are not UTF-8, nesting deeper than the parser goes
+        raise ConfigError(f"topology {checks.show_path(path)}: not valid YAML ({type(e).__name__})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"topology {path}: the top level must be a mapping")
+        raise ConfigError(
+            f"topology {checks.show_path(path)}: the top level must be a mapping (TOPOLOGY.md), "
+            f"not {type(data).__name__}"
+        )
     return topology_from_dict(data)
 
 
 def _net(s: object, where: str) -> IPNetwork:
-    try:
-        return ipaddress.ip_network(str(s), strict=True)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {s!r} is not a CIDR ({e})") from e
-
-
-def _map(d: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-    v = d.get(key) or {}
-    if not isinstance(v, dict):
-        raise ConfigError(f"{where}.{key}: must be a mapping")
-    return v
-
-
-def _enum(cls: type[StrEnum], v: object, where: str) -> Any:
-    try:
-        return cls(str(v))
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise ConfigError(f"{where}: {v!r} is not one of {allowed}") from None
-
-
-def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = set(d) - allowed
-    if extra:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))} (allowed: {', '.join(sorted(allowed))})")
+    return checks.network(s, where)
 
 
 def target_kind(target: str) -> VpcRouteTargetKind:
@@ -501,69 +630,105 @@ def target_kind(target: str) -> VpcRouteTargetKind:
     if target.startswith("igw-"):
         return VpcRouteTargetKind.IGW
     raise ConfigError(
-        f"route target {target!r}: expected local, blackhole, tgw-..., eni-..., i-..., gwlbe-..., vpce-... or igw-..."
+        f"route target {checks.show(target)}: expected local, blackhole, tgw-..., eni-..., i-..., gwlbe-..., "
+        "vpce-... or igw-..."
     )
+
+
+# Ranges of the numeric settings (TOPOLOGY.md). Timeouts: a second to a day (AWS's documented idle timeouts are
+# 60-6000 s, GWLB-L); MTUs: IPv4's minimum (RFC 791) to the largest IP packet; hops: TTL's range (a routing
+# loop with a larger bound would only take longer to end).
+_SETTING_RANGES: dict[str, tuple[float, float]] = {
+    "appliance_tcp_idle_timeout": (1, 86400),
+    "appliance_idle_timeout": (1, 86400),
+    "firewall_tcp_idle_timeout": (1, 86400),
+    "firewall_udp_idle_timeout": (1, 86400),
+    "firewall_icmp_idle_timeout": (1, 86400),
+    "vpc_mtu": (68, 65535),
+    "peering_mtu": (68, 65535),
+    "vpn_mtu": (68, 65535),
+    "max_hops": (1, 255),
+}
 
 
 def _settings(d: Mapping[str, Any]) -> Settings:
     s = Settings()
-    _check_keys(d, set(Settings.__dataclass_fields__), "settings")
+    checks.keys(d, Settings.__dataclass_fields__, "settings")
     for k, v in d.items():
         where = f"settings.{k}"
         if k == "pinned_flow_on_failure":
-            s.pinned_flow_on_failure = _enum(PinnedFlowPolicy, v, where)
+            s.pinned_flow_on_failure = checks.choice(PinnedFlowPolicy, v, where)
         elif k in ("random_az", "peering_arrival_az"):
-            setattr(s, k, _enum(RandomAzMode, v, where))
+            setattr(s, k, checks.choice(RandomAzMode, v, where))
         elif k == "protocols":
-            s.protocols = tuple(int(x) for x in v)
+            s.protocols = tuple(
+                checks.integer(x, f"{where}[{i}]", 0, 255) for i, x in enumerate(checks.sequence(v, where))
+            )
         elif k in ("ttl_decrement", "subnet_scoped_forwarding", "mss_clamp"):
-            if not isinstance(v, bool):
-                raise ConfigError(f"{where}: must be true or false")
-            setattr(s, k, v)
+            setattr(s, k, checks.boolean(v, where))
         else:
-            if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
-                raise ConfigError(f"{where}: must be a positive number")
-            setattr(s, k, type(getattr(s, k))(v))
+            lo, hi = _SETTING_RANGES[k]
+            if isinstance(getattr(s, k), int):
+                setattr(s, k, checks.integer(v, where, int(lo), int(hi)))
+            else:
+                setattr(s, k, checks.number(v, where, lo, hi))
     return s
 
 
+_TOP_KEYS = ("settings", "regions", "prefix_lists", "vpcs", "transit_gateways", "gwlbs", "ram_shares")
+
+
 def topology_from_dict(d: Mapping[str, Any]) -> Topology:
-    """Build and validate a :class:`Topology` from the parsed YAML (see TOPOLOGY.md)."""
-    _check_keys(d, {"settings", "regions", "prefix_lists", "vpcs", "transit_gateways", "gwlbs"}, "topology")
-    topo = Topology(settings=_settings(_map(d, "settings", "topology")))
-    for r, azs in _map(d, "regions", "topology").items():
-        if not isinstance(azs, dict) or not isinstance(azs.get("azs"), dict):
-            raise ConfigError(f"regions.{r}: expected {{azs: {{az-name: az-id, ...}}}}")
-        topo.regions[r] = {str(k): str(v) for k, v in azs["azs"].items()}
-    for pl, body in _map(d, "prefix_lists", "topology").items():
-        cidrs = body.get("cidrs") if isinstance(body, dict) else body
-        if not isinstance(cidrs, list):
-            raise ConfigError(f"prefix_lists.{pl}: expected a list of CIDRs (or {{cidrs: [...]}})")
-        topo.prefix_lists[pl] = [_net(c, f"prefix_lists.{pl}") for c in cidrs]
-    for vid, vd in _map(d, "vpcs", "topology").items():
-        topo.vpcs[vid] = _vpc(topo, vid, vd)
-    for gid, gd in _map(d, "gwlbs", "topology").items():
+    """Build and validate a :class:`Topology` from the parsed YAML (see TOPOLOGY.md). Every value is checked for
+    type and range (:mod:`tgw_dataplane.checks`); any problem is a ConfigError naming the field."""
+    d = checks.mapping(d, "topology", optional=False)
+    checks.keys(d, _TOP_KEYS, "topology")
+    topo = Topology(settings=_settings(checks.mapping(d.get("settings"), "settings")))
+    for r, azs in checks.mapping(d.get("regions"), "regions").items():
+        w = f"regions.{r}"
+        region = checks.mapping(azs, w, optional=False)
+        checks.keys(region, ("azs",), w)
+        azmap = checks.mapping(region.get("azs"), f"{w}.azs", optional=False)
+        if not azmap:
+            raise ConfigError(f"{w}.azs: no AZs (a mapping AZ name -> AZ ID)")
+        topo.regions[r] = {k: checks.ident(v, f"{w}.azs.{k}") for k, v in azmap.items()}
+        ids = list(topo.regions[r].values())
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"{w}.azs: two AZ names map to one AZ ID ({', '.join(ids)})")
+    for pl, body in checks.mapping(d.get("prefix_lists"), "prefix_lists").items():
+        w = f"prefix_lists.{pl}"
+        cidrs: object = body
+        if isinstance(body, dict):
+            checks.keys(body, ("cidrs",), w)
+            cidrs, w = body.get("cidrs"), f"{w}.cidrs"
+        topo.prefix_lists[pl] = [_net(c, f"{w}[{i}]") for i, c in enumerate(checks.sequence(cidrs, w, optional=False))]
+    for vid, vd in checks.mapping(d.get("vpcs"), "vpcs").items():
+        topo.vpcs[vid] = _vpc(topo, vid, checks.mapping(vd, f"vpcs.{vid}", optional=False))
+    for gid, gd in checks.mapping(d.get("gwlbs"), "gwlbs").items():
         w = f"gwlbs.{gid}"
-        _check_keys(gd, {"vpc", "subnets", "targets", "cross_zone", "options"}, w)
+        gd = checks.mapping(gd, w, optional=False)
+        checks.keys(gd, {"vpc", "subnets", "targets", "cross_zone", "options"}, w)
         topo.gwlbs[gid] = Gwlb(
             id=gid,
-            vpc_id=str(gd.get("vpc", "")),
-            subnets=[str(x) for x in gd.get("subnets", [])],
-            targets=[str(x) for x in gd.get("targets", [])],
-            cross_zone=bool(gd.get("cross_zone", False)),
-            options=dict(gd.get("options") or {}),
+            vpc_id=checks.ident(gd.get("vpc"), f"{w}.vpc"),
+            subnets=checks.idents(gd.get("subnets"), f"{w}.subnets"),
+            targets=checks.idents(gd.get("targets"), f"{w}.targets"),
+            cross_zone=checks.boolean(gd.get("cross_zone", False), f"{w}.cross_zone"),
+            options=checks.mapping(gd.get("options"), f"{w}.options"),
         )
-    for tid, td in _map(d, "transit_gateways", "topology").items():
-        topo.tgws[tid] = _tgw(topo, tid, td)
+    for tid, td in checks.mapping(d.get("transit_gateways"), "transit_gateways").items():
+        topo.tgws[tid] = _tgw(tid, checks.mapping(td, f"transit_gateways.{tid}", optional=False))
+    for sid, sd in checks.mapping(d.get("ram_shares"), "ram_shares").items():
+        topo.ram_shares[sid] = _ram_share(sid, checks.mapping(sd, f"ram_shares.{sid}", optional=False))
     topo.validate()
     return topo
 
 
 def _vpc(topo: Topology, vid: str, vd: Mapping[str, Any]) -> Vpc:
     w = f"vpcs.{vid}"
-    _check_keys(
+    checks.keys(
         vd,
-        {
+        (
             "region",
             "account",
             "cidrs",
@@ -573,76 +738,98 @@ def _vpc(topo: Topology, vid: str, vd: Mapping[str, Any]) -> Vpc:
             "subnets",
             "instances",
             "gwlb_endpoints",
-        },
+        ),
         w,
     )
     if "region" not in vd:
         raise ConfigError(f"{w}.region: required")
-    cidrs = vd.get("cidrs")
-    if not isinstance(cidrs, list) or not cidrs:
+    region = checks.ident(vd["region"], f"{w}.region")
+    cidrs = checks.sequence(vd.get("cidrs"), f"{w}.cidrs", optional=False)
+    if not cidrs:
         raise ConfigError(f"{w}.cidrs: required, a non-empty list of CIDRs")
-    region = str(vd["region"])
     v = Vpc(
         id=vid,
         region=region,
-        cidrs=[_net(c, f"{w}.cidrs") for c in cidrs],
-        account=str(vd.get("account", DEFAULT_ACCOUNT)),
-        igw=str(vd["igw"]) if vd.get("igw") else None,
-        edge_route_table=str(vd["edge_route_table"]) if vd.get("edge_route_table") else None,
+        cidrs=[_net(c, f"{w}.cidrs[{i}]") for i, c in enumerate(cidrs)],
+        account=_account(vd.get("account", DEFAULT_ACCOUNT), f"{w}.account"),
+        igw=checks.ident(vd["igw"], f"{w}.igw") if vd.get("igw") is not None else None,
+        edge_route_table=(
+            checks.ident(vd["edge_route_table"], f"{w}.edge_route_table")
+            if vd.get("edge_route_table") is not None
+            else None
+        ),
     )
-    for rid, rd in _map(vd, "route_tables", w).items():
+    if v.igw is not None and not v.igw.startswith("igw-"):
+        raise ConfigError(f"{w}.igw: {checks.show(v.igw)} is not an internet gateway id (igw-...)")
+    for rid, rd in checks.mapping(vd.get("route_tables"), f"{w}.route_tables").items():
         rw = f"{w}.route_tables.{rid}"
-        routes_in = rd.get("routes", []) if isinstance(rd, dict) else rd
+        if isinstance(rd, dict):
+            checks.keys(rd, ("routes",), rw)
+            routes_in, lw = rd.get("routes"), f"{rw}.routes"
+        else:
+            routes_in, lw = rd, rw
         rt = VpcRouteTable(id=rid, vpc_id=vid)
-        for i, r in enumerate(routes_in or []):
-            if not isinstance(r, dict) or "dest" not in r or "target" not in r:
-                raise ConfigError(f"{rw}.routes[{i}]: expected {{dest: CIDR, target: ID}}")
-            tgt = str(r["target"])
+        for i, r in enumerate(checks.sequence(routes_in, lw)):
+            ew = f"{lw}[{i}]"
+            r = checks.mapping(r, ew, optional=False)
+            checks.keys(r, ("dest", "target"), ew)
+            if "dest" not in r or "target" not in r:
+                raise ConfigError(f"{ew}: expected {{dest: CIDR, target: ID}}")
+            tgt = checks.ident(r["target"], f"{ew}.target")
             try:
                 kind = target_kind(tgt)
             except ConfigError as e:
-                raise ConfigError(f"{rw}.routes[{i}]: {e}") from None
-            rt.routes.append(VpcRoute(_net(r["dest"], f"{rw}.routes[{i}].dest"), tgt, kind))
+                raise ConfigError(f"{ew}.target: {e}") from None
+            rt.routes.append(VpcRoute(_net(r["dest"], f"{ew}.dest"), tgt, kind))
         v.route_tables[rid] = rt
     azmap = topo.regions.get(region)
     if azmap is None:
-        raise ConfigError(f"{w}.region: {region!r} is not in regions")
-    for sid, sd in _map(vd, "subnets", w).items():
+        raise ConfigError(f"{w}.region: {checks.show(region)} is not in regions ({', '.join(topo.regions) or 'none'})")
+    for sid, sd in checks.mapping(vd.get("subnets"), f"{w}.subnets").items():
         sw = f"{w}.subnets.{sid}"
-        _check_keys(sd, {"cidr", "az", "route_table", "cidr_v6"}, sw)
-        az = str(sd.get("az", ""))
-        if az not in azmap:
-            raise ConfigError(f"{sw}.az: {az!r} is not an AZ of {region} ({', '.join(azmap)})")
+        sd = checks.mapping(sd, sw, optional=False)
+        checks.keys(sd, ("cidr", "az", "route_table", "cidr_v6"), sw)
+        az = sd.get("az")
+        if not isinstance(az, str) or az not in azmap:
+            raise ConfigError(f"{sw}.az: {checks.show(az)} is not an AZ of {region} ({', '.join(azmap)})")
         if "route_table" not in sd:
             raise ConfigError(f"{sw}.route_table: required")
+        if "cidr" not in sd:
+            raise ConfigError(f"{sw}.cidr: required")
         v.subnets[sid] = Subnet(
             id=sid,
             vpc_id=vid,
-            cidr=_net(sd.get("cidr"), f"{sw}.cidr"),
+            cidr=_net(sd["cidr"], f"{sw}.cidr"),
             az=az,
             az_id=azmap[az],
-            route_table=str(sd["route_table"]),
-            cidr_v6=_net(sd["cidr_v6"], f"{sw}.cidr_v6") if sd.get("cidr_v6") else None,
+            route_table=checks.ident(sd["route_table"], f"{sw}.route_table"),
+            cidr_v6=_net(sd["cidr_v6"], f"{sw}.cidr_v6") if sd.get("cidr_v6") is not None else None,
         )
-    for iid, idd in _map(vd, "instances", w).items():
+    for iid, idd in checks.mapping(vd.get("instances"), f"{w}.instances").items():
         iw = f"{w}.instances.{iid}"
-        _check_keys(idd, {"subnet", "ip", "ipv6", "kind", "eni", "options"}, iw)
+        idd = checks.mapping(idd, iw, optional=False)
+        checks.keys(idd, ("subnet", "ip", "ipv6", "kind", "eni", "options"), iw)
         if "ip" not in idd or "subnet" not in idd:
             raise ConfigError(f"{iw}: subnet and ip are required")
         v.instances[iid] = Instance(
             id=iid,
             vpc_id=vid,
-            subnet=str(idd["subnet"]),
-            ip=str(idd["ip"]),
-            kind=_enum(ApplianceKind, idd.get("kind", "host"), f"{iw}.kind"),
-            eni=str(idd.get("eni") or "eni-" + iid.removeprefix("i-")),
-            ipv6=str(idd["ipv6"]) if idd.get("ipv6") else None,
-            options=dict(idd.get("options") or {}),
+            subnet=checks.ident(idd["subnet"], f"{iw}.subnet"),
+            ip=checks.address(idd["ip"], f"{iw}.ip", 4),
+            kind=checks.choice(ApplianceKind, idd.get("kind", "host"), f"{iw}.kind"),
+            eni=checks.ident(idd["eni"], f"{iw}.eni")
+            if idd.get("eni") is not None
+            else "eni-" + iid.removeprefix("i-"),
+            ipv6=checks.address(idd["ipv6"], f"{iw}.ipv6", 6) if idd.get("ipv6") is not None else None,
+            options=checks.mapping(idd.get("options"), f"{iw}.options"),
         )
-    for eid, ed in _map(vd, "gwlb_endpoints", w).items():
+    for eid, ed in checks.mapping(vd.get("gwlb_endpoints"), f"{w}.gwlb_endpoints").items():
         ew = f"{w}.gwlb_endpoints.{eid}"
-        _check_keys(ed, {"subnet", "service"}, ew)
-        v.gwlb_endpoints[eid] = GwlbEndpoint(eid, vid, str(ed.get("subnet", "")), str(ed.get("service", "")))
+        ed = checks.mapping(ed, ew, optional=False)
+        checks.keys(ed, ("subnet", "service"), ew)
+        v.gwlb_endpoints[eid] = GwlbEndpoint(
+            eid, vid, checks.ident(ed.get("subnet"), f"{ew}.subnet"), checks.ident(ed.get("service"), f"{ew}.service")
+        )
     return v
 
 
@@ -654,85 +841,106 @@ def _seed(v: object, where: str) -> int | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, int | str):
-        raise ConfigError(f"{where}: {v!r} is not an integer")
+        raise ConfigError(f"{where}: {checks.show(v)} is not an integer")
     try:
         seed = int(v)
     except ValueError:
-        raise ConfigError(f"{where}: {v!r} is not an integer") from None
+        raise ConfigError(f"{where}: {checks.show(v)} is not an integer") from None
     if not 0 <= seed < SEED_LIMIT:
         raise ConfigError(f"{where}: {seed} is out of range (0 .. 2**128-1)")
     return seed
 
 
-def _tgw(topo: Topology, tid: str, td: Mapping[str, Any]) -> TransitGateway:
+def _account(v: object, where: str) -> str:
+    """An AWS account id: 12 digits (YAML may read them as an integer; leading zeros must then be quoted)."""
+    a = checks.ident(v, where)
+    if not (len(a) == 12 and a.isdigit()):
+        raise ConfigError(f"{where}: {checks.show(v)} is not an AWS account id (12 digits, quoted if it starts with 0)")
+    return a
+
+
+def _tgw(tid: str, td: Mapping[str, Any]) -> TransitGateway:
     w = f"transit_gateways.{tid}"
-    _check_keys(td, {"region", "account", "seed", "vpn_ecmp", "route_tables", "attachments"}, w)
+    checks.keys(td, ("region", "account", "seed", "vpn_ecmp", "route_tables", "attachments"), w)
     if "region" not in td:
         raise ConfigError(f"{w}.region: required")
     t = TransitGateway(
         id=tid,
-        region=str(td["region"]),
-        account=str(td.get("account", DEFAULT_ACCOUNT)),
+        region=checks.ident(td["region"], f"{w}.region"),
+        account=_account(td.get("account", DEFAULT_ACCOUNT), f"{w}.account"),
         seed=_seed(td.get("seed"), f"{w}.seed"),
-        vpn_ecmp=bool(td.get("vpn_ecmp", True)),
+        vpn_ecmp=checks.boolean(td.get("vpn_ecmp", True), f"{w}.vpn_ecmp"),
     )
-    for aid, ad in _map(td, "attachments", w).items():
+    for aid, ad in checks.mapping(td.get("attachments"), f"{w}.attachments").items():
         aw = f"{w}.attachments.{aid}"
-        typ = _enum(AttachmentType, ad.get("type", "vpc"), f"{aw}.type")
+        ad = checks.mapping(ad, aw, optional=False)
+        typ = checks.choice(AttachmentType, ad.get("type", "vpc"), f"{aw}.type")
         if typ is AttachmentType.VPC:
-            _check_keys(ad, {"type", "vpc", "subnets", "appliance_mode", "enis"}, aw)
-            subnets = [str(s) for s in ad.get("subnets", [])]
+            checks.keys(ad, ("type", "vpc", "subnets", "appliance_mode", "enis"), aw)
+            subnets = checks.idents(ad.get("subnets"), f"{aw}.subnets")
             if not subnets:
                 raise ConfigError(f"{aw}.subnets: required, one subnet per enabled AZ")
+            enis = checks.mapping(ad.get("enis"), f"{aw}.enis")
             t.attachments[aid] = VpcAttachment(
                 id=aid,
                 tgw_id=tid,
-                vpc_id=str(ad.get("vpc", "")),
+                vpc_id=checks.ident(ad.get("vpc"), f"{aw}.vpc"),
                 subnets=subnets,
                 appliance_mode=_appliance_mode(ad.get("appliance_mode", False), f"{aw}.appliance_mode"),
-                enis={str(k): str(v) for k, v in (ad.get("enis") or {}).items()},
+                enis={k: checks.ident(v, f"{aw}.enis.{k}") for k, v in enis.items()},
             )
         elif typ is AttachmentType.PEERING:
-            _check_keys(ad, {"type", "peer"}, aw)
+            checks.keys(ad, ("type", "peer"), aw)
             if "peer" not in ad:
                 raise ConfigError(f"{aw}.peer: required (the attachment id on the other TGW)")
-            t.attachments[aid] = PeeringAttachment(id=aid, tgw_id=tid, peer=str(ad["peer"]))
+            t.attachments[aid] = PeeringAttachment(id=aid, tgw_id=tid, peer=checks.ident(ad["peer"], f"{aw}.peer"))
         else:
-            _check_keys(ad, {"type", "tunnels", "routes", "tunnels_up"}, aw)
+            checks.keys(ad, ("type", "tunnels", "routes", "tunnels_up"), aw)
             routes = []
-            for i, r in enumerate(ad.get("routes", []) or []):
+            for i, r in enumerate(checks.sequence(ad.get("routes"), f"{aw}.routes")):
                 rw = f"{aw}.routes[{i}]"
                 if isinstance(r, str):
                     r = {"dest": r}
-                routes.append(VpnRoute(_net(r.get("dest"), rw), int(r.get("as_path_len", 1)), int(r.get("med", 100))))
+                r = checks.mapping(r, rw, optional=False)
+                checks.keys(r, ("dest", "as_path_len", "med"), rw)
+                routes.append(
+                    VpnRoute(
+                        _net(r.get("dest"), f"{rw}.dest"),
+                        checks.integer(r.get("as_path_len", 1), f"{rw}.as_path_len", 0, 255),
+                        checks.integer(r.get("med", 100), f"{rw}.med", 0, 2**32 - 1),
+                    )
+                )
+            tunnels = checks.idents(ad.get("tunnels", ["tunnel1", "tunnel2"]), f"{aw}.tunnels")
+            if not tunnels or len(set(tunnels)) != len(tunnels):
+                raise ConfigError(f"{aw}.tunnels: {checks.show(tunnels)} is not a list of distinct tunnel names")
             t.attachments[aid] = VpnAttachment(
                 id=aid,
                 tgw_id=tid,
-                tunnels=[str(x) for x in ad.get("tunnels", ["tunnel1", "tunnel2"])],
+                tunnels=tunnels,
                 routes=routes,
-                tunnels_up=bool(ad.get("tunnels_up", True)),
+                tunnels_up=checks.boolean(ad.get("tunnels_up", True), f"{aw}.tunnels_up"),
             )
-    for rid, rd in _map(td, "route_tables", w).items():
+    for rid, rd in checks.mapping(td.get("route_tables"), f"{w}.route_tables").items():
         rw = f"{w}.route_tables.{rid}"
-        _check_keys(rd, {"associations", "propagations", "routes"}, rw)
+        rd = checks.mapping(rd, rw)
+        checks.keys(rd, ("associations", "propagations", "routes"), rw)
         rt = TgwRouteTable(
             id=rid,
             tgw_id=tid,
-            associations=[str(x) for x in rd.get("associations", []) or []],
-            propagations=[str(x) for x in rd.get("propagations", []) or []],
+            associations=checks.idents(rd.get("associations"), f"{rw}.associations"),
+            propagations=checks.idents(rd.get("propagations"), f"{rw}.propagations"),
         )
-        for i, r in enumerate(rd.get("routes", []) or []):
+        for i, r in enumerate(checks.sequence(rd.get("routes"), f"{rw}.routes")):
             ew = f"{rw}.routes[{i}]"
-            if not isinstance(r, dict):
-                raise ConfigError(f"{ew}: expected a mapping")
-            _check_keys(r, {"dest", "prefix_list", "attachment", "blackhole"}, ew)
+            r = checks.mapping(r, ew, optional=False)
+            checks.keys(r, ("dest", "prefix_list", "attachment", "blackhole"), ew)
             if ("dest" in r) == ("prefix_list" in r):
                 raise ConfigError(f"{ew}: give exactly one of dest or prefix_list")
-            bh = bool(r.get("blackhole", False))
-            att = str(r["attachment"]) if r.get("attachment") else None
+            bh = checks.boolean(r.get("blackhole", False), f"{ew}.blackhole")
+            att = checks.ident(r["attachment"], f"{ew}.attachment") if r.get("attachment") is not None else None
             if bh == (att is not None):
                 raise ConfigError(f"{ew}: give exactly one of attachment or blackhole: true")
-            pl = str(r["prefix_list"]) if "prefix_list" in r else None
+            pl = checks.ident(r["prefix_list"], f"{ew}.prefix_list") if "prefix_list" in r else None
             rt.routes.append(
                 TgwRoute(
                     dest=_net(r["dest"], f"{ew}.dest") if "dest" in r else None,
@@ -746,10 +954,41 @@ def _tgw(topo: Topology, tid: str, td: Mapping[str, Any]) -> TransitGateway:
     return t
 
 
+def _ram_share(sid: str, sd: Mapping[str, Any]) -> RamShare:
+    w = f"ram_shares.{sid}"
+    checks.keys(sd, ("region", "owner", "resources", "principals"), w)
+    for k in ("region", "owner", "resources", "principals"):
+        if k not in sd:
+            raise ConfigError(f"{w}.{k}: required")
+    return RamShare(
+        id=sid,
+        region=checks.ident(sd["region"], f"{w}.region"),
+        owner=_account(sd["owner"], f"{w}.owner"),
+        resources=checks.idents(sd["resources"], f"{w}.resources"),
+        principals=[
+            _principal(p, f"{w}.principals[{i}]")
+            for i, p in enumerate(checks.sequence(sd["principals"], f"{w}.principals"))
+        ],
+    )
+
+
+def _principal(v: object, where: str) -> str:
+    """A RAM principal: an account id, or an organization / OU ARN (taken as every account)."""
+    if isinstance(v, str) and v.startswith(ORGANIZATIONS_ARN_PREFIX):
+        return checks.ident(v, where)
+    try:
+        return _account(v, where)
+    except ConfigError:
+        raise ConfigError(
+            f"{where}: {checks.show(v)} is not an AWS account id (12 digits) or an organization / OU ARN "
+            f"({ORGANIZATIONS_ARN_PREFIX}...)"
+        ) from None
+
+
 def _appliance_mode(v: object, where: str) -> bool:
     # Accept the AWS API spelling (ApplianceModeSupport: enable | disable) as well as YAML booleans.
     if isinstance(v, bool):
         return v
     if v in ("enable", "disable"):
         return v == "enable"
-    raise ConfigError(f"{where}: {v!r} is not one of true, false, enable, disable")
+    raise ConfigError(f"{where}: {checks.show(v)} is not one of true, false, enable, disable")

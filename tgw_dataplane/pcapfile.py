@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from emulator.errors import ConfigError
+from tgw_dataplane.checks import show_path
 
 MAX_RECORD = 262144
 """Largest captured length accepted per record (libpcap's MAXIMUM_SNAPLEN)."""
@@ -48,6 +49,7 @@ class PcapInfo:
 
 
 def _header(head: bytes, name: str) -> tuple[str, float, int]:
+    name = show_path(name)
     if len(head) < 24:
         raise ConfigError(f"pcap {name}: {len(head)} bytes, too short for a pcap file header (24 bytes)")
     magic = head[:4]
@@ -70,6 +72,7 @@ def _header(head: bytes, name: str) -> tuple[str, float, int]:
 def check_pcap(f: BinaryIO, name: str) -> PcapInfo:
     """Check a whole capture from the current position (its start) without keeping frames; leaves ``f`` at the
     end. Raises ConfigError naming the file, the record and what is wrong."""
+    name = show_path(name)
     endian, units, linktype = _header(f.read(24), name)
     rec = struct.Struct(endian + "IIII")
     n = 0

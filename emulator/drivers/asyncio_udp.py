@@ -572,11 +572,12 @@ class UdpDriver:
             self._emit(h, now, Event("fault_dropped", {"kind": t.kind, "dst": list(t.dst)}))
             return
         for at in arrivals:
+            data = link.corrupt(t.data) if link.plan.corrupt else t.data  # FaultPlan.corrupt: one flipped bit
             if at <= now:
-                self._send(h, t.data, t.src, t.dst)
+                self._send(h, data, t.src, t.dst)
             else:
                 holder: list[asyncio.TimerHandle] = []
-                th = self.loop.call_at(self.t0 + at, self._delayed_send, h, t.data, t.src, t.dst, holder)
+                th = self.loop.call_at(self.t0 + at, self._delayed_send, h, data, t.src, t.dst, holder)
                 holder.append(th)
                 self._pending.add(th)
 

@@ -219,3 +219,69 @@ def test_trace_to_on_premises_replies_from_the_vpn_attachment(capsys: pytest.Cap
     assert out["reverse"]["hops"][0]["node"] == tgw["egress_attachment"]
     assert main(["tgw", "trace", ecmp, "--flow", "tcp 10.0.1.10:40000 > 192.168.1.1:443"]) == 0
     assert "egress_tunnel=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "i-nope"], "--from: 'i-nope' is not a source in the topology"),
+        (["--reply-from", "tgw-1"], "--reply-from: 'tgw-1' is not a source"),
+        (["--appliance-mode", "tgw-attach-c=yes"], "expected ATTACHMENT=on|off"),
+        (["--appliance-mode", "tgw-attach-zz=on"], "'tgw-attach-zz' is not a VPC attachment"),
+    ],
+)
+def test_trace_flags_are_checked(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert main(["tgw", "trace", SEED, "--flow", FLOW, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flow", "message"),
+    [
+        ("tcp 10.0.1.10:70000 > 10.1.2.20:443", "source port '70000' is not an integer in 0..65535"),
+        ("sctp 10.0.1.10:1 > 10.1.2.20:2", "protocol 'sctp' is not one of tcp, udp, icmp"),
+        ("tcp 10.0.1.300:1 > 10.1.2.20:2", "source '10.0.1.300' is not an IPv4 or IPv6 address"),
+        ("tcp 10.0.1.10:1 > [2001:db8::1]:2", "different address families"),
+        ("icmp 10.0.1.10:1 > 10.1.2.20", "icmp takes no ports"),
+        ("udp 10.0.1.10 > 10.1.2.20:53", "udp needs both ports"),
+    ],
+)
+def test_bad_flows_name_the_part(capsys: pytest.CaptureFixture[str], flow: str, message: str) -> None:
+    assert main(["tgw", "trace", SEED, "--flow", flow]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_output_and_input_paths_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _input_pcap(tmp_path / "in.pcap")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = [
+        ([SEED, str(tmp_path / "in.pcap"), "--out", str(afile)], "exists and is not a directory"),
+        ([SEED, str(tmp_path / "in.pcap"), "--out", str(afile / "sub")], "is not a directory"),
+        ([SEED, str(tmp_path), "--out", str(tmp_path / "o")], "not a regular file"),
+        ([SEED, str(fifo), "--out", str(tmp_path / "o")], "not a regular file"),  # a FIFO must not block
+        ([str(fifo), str(tmp_path / "in.pcap"), "--out", str(tmp_path / "o")], "not a regular file"),
+        ([SEED, str(tmp_path / "none.pcap"), "--out", str(tmp_path / "o")], "no such file"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append(([SEED, str(tmp_path / "in.pcap"), "--out", str(ro / "o")], "is not writable"))
+    for args, message in cases:
+        assert main(["tgw", "replay", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "o").exists()  # nothing ran
+
+
+def test_replay_of_a_truncated_pcap_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _input_pcap(tmp_path / "in.pcap")
+    data = (tmp_path / "in.pcap").read_bytes()
+    (tmp_path / "cut.pcap").write_bytes(data[:-3])
+    assert main(["tgw", "replay", SEED, str(tmp_path / "cut.pcap"), "--out", str(tmp_path / "o")]) == 2
+    assert "is cut short" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -155,3 +155,17 @@ def test_pcap_reader_streams_every_format() -> None:
 def test_bad_pcaps_are_config_errors(data: bytes, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_pcap(io.BytesIO(data), "in.pcap")
+
+
+def test_pcap_reader_with_records_straddling_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records larger than the read size, and record headers split across reads, in both passes."""
+    from tgw_dataplane import pcapfile
+
+    monkeypatch.setattr(pcapfile, "_CHUNK", 7)
+    frames = [build("10.0.1.10", "10.1.2.20", PROTO_UDP, 1, 2, payload=bytes(i * 3)) for i in range(30)]
+    f = io.BytesIO(_pcap(frames))
+    info = check_pcap(f, "x")
+    f.seek(0)
+    assert info.records == 30 and [g[1] for g in iter_frames(f, info)] == frames
+    with pytest.raises(ConfigError, match=r"record 30 .* is cut short"):
+        check_pcap(io.BytesIO(_pcap(frames)[:-1]), "x")
