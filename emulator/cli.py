@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from emulator import conformance_cli, report_cli, scenario_cli, tgw_cli, vpn_cli
+from emulator import campaign_cli, conformance_cli, report_cli, scenario_cli, tgw_cli, vpn_cli
 from emulator.errors import ConfigError
 
 __all__ = ["ConfigError", "build_parser", "main"]
@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (
     tgw_cli,  # tgw
     report_cli,  # report
     conformance_cli,  # conformance
+    campaign_cli,  # campaign
 )
 
 

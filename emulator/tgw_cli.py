@@ -186,6 +186,7 @@ class DirectoryOutput:
 def cmd_replay(args: argparse.Namespace) -> int:
     topo = load_any(args.topology)
     overrides = appliance_overrides(topo, list(getattr(args, "appliance_mode", None) or []))
+    Dataplane(topo)  # plug-in settings (GWLB options) are checked when a dataplane is built: before any output
     pcap = str(args.pcap)
     if not os.path.isfile(pcap):  # also keeps a FIFO from blocking the open
         raise ConfigError(f"pcap {show_path(pcap)}: {'not a regular file' if os.path.exists(pcap) else 'no such file'}")

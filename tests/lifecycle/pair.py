@@ -4,31 +4,22 @@ version, and the checks every lifecycle test applies to a finished trace."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 from cgw_peer.config import Behaviour, IkeVersion, PeerConfig, Role, TrafficSelector, TunnelOptions
-from cgw_peer.events import check_event
 from cgw_peer.peer import IkePeer, create_peer
+from emulator.campaign import invariants
 from emulator.simnet import SimNetwork
-from emulator.trace import Trace, TraceRecord
+from emulator.trace import BaseTrace, TraceRecord
 
 AWS_IP = "203.0.113.1"
 CGW_IP = "198.51.100.1"
 PSK = b"lifecycle.psk.0123"
 
-AUTHENTICATED_RECEIPT = frozenset(
-    {
-        "dpd_request_received",
-        "dpd_ack_received",
-        "delete_received",
-        "ike_sa_established",
-        "child_sa_established",
-    }
-)
-"""Events a node emits only when a fresh authenticated message from its peer arrived at that instant (a
-retransmitted request, answered from the cache, is not one: it is bitwise what a replay would be)."""
+AUTHENTICATED_RECEIPT = invariants.AUTHENTICATED_RECEIPT
+"""Events a node emits only when a fresh authenticated message from its peer arrived at that instant."""
 
 
 def options(version: int, **kw: Any) -> TunnelOptions:
@@ -122,10 +113,10 @@ class Pair:
         self.net.at(at, go)
 
     @property
-    def trace(self) -> Trace:
+    def trace(self) -> BaseTrace:
         return self.net.trace
 
-    def run(self, until: float) -> Trace:
+    def run(self, until: float) -> BaseTrace:
         """Start both peers (on the first call) and run to ``until``; then check the trace's invariants."""
         if not self.started:
             self.started = True
@@ -141,56 +132,19 @@ class Pair:
         return [r.t for r in self.sel(event, node)]
 
 
-def check_trace(trace: Trace, nodes: dict[str, IkePeer] | None = None) -> None:
-    """The invariants every run must satisfy, whatever its faults:
+def check_trace(trace: Iterable[TraceRecord], nodes: dict[str, IkePeer] | None = None) -> None:
+    """The invariants every run must satisfy, whatever its faults (the product's checker,
+    :func:`emulator.campaign.invariants.check_trace`, which campaigns run on every trace):
 
     * every event matches its declaration in ``cgw_peer.events`` (names, fields, types, choices);
     * per node, ``tunnel_up`` and ``tunnel_down`` alternate, starting with ``tunnel_up`` (at most one DOWN per UP),
       and every ``tunnel_down`` is followed at once by ``routes_withdrawn`` with the same reason;
     * the final status agrees with the last UP/DOWN event (after a crash the old process's events no longer
       count: a revived node starts DOWN);
-    * ``dpd_timeout`` reports a ``last_inbound`` no older than any authenticated receipt before it, and the
-      AWS model never declares a peer dead while authenticated traffic is younger than the timeout.
+    * ``dpd_timeout`` reports a ``last_inbound`` no older than any authenticated receipt before it, and never
+      one in the future;
+    * no datagram crashed a node (no ``internal_error`` drop, no ``driver_error``).
     """
-    problems: list[str] = []
-    up: dict[str, bool] = {}
-    crashed: set[str] = set()
-    last_auth: dict[str, float] = {}
-    recs = list(trace)
-    for i, r in enumerate(recs):
-        problems += [f"t={r.t} {r.node}: {p}" for p in check_event(r.event, r.fields)]
-        if r.event in ("node_revived", "node_crashed"):
-            up[r.node] = False
-            last_auth.pop(r.node, None)
-            if r.event == "node_crashed":
-                crashed.add(r.node)
-            else:
-                crashed.discard(r.node)
-        elif r.event == "tunnel_up":
-            if up.get(r.node):
-                problems.append(f"t={r.t} {r.node}: tunnel_up while UP")
-            up[r.node] = True
-        elif r.event == "tunnel_down":
-            if not up.get(r.node):
-                problems.append(f"t={r.t} {r.node}: tunnel_down while DOWN")
-            up[r.node] = False
-            nxt = next((x for x in recs[i + 1 :] if x.node == r.node), None)
-            if nxt is None or nxt.event != "routes_withdrawn" or nxt.fields != r.fields or nxt.t != r.t:
-                problems.append(f"t={r.t} {r.node}: tunnel_down not followed by routes_withdrawn({r.fields})")
-        elif r.event in AUTHENTICATED_RECEIPT:
-            last_auth[r.node] = r.t
-        elif r.event == "dpd_timeout":
-            li = r.fields["last_inbound"]
-            seen = last_auth.get(r.node)
-            if seen is not None and li < seen - 1e-9:
-                problems.append(f"t={r.t} {r.node}: dpd_timeout last_inbound {li} older than a receipt at {seen}")
-            if li > r.t + 1e-9:
-                problems.append(f"t={r.t} {r.node}: dpd_timeout last_inbound {li} in the future")
-    if nodes is not None:
-        for name, peer in nodes.items():
-            if name in crashed:
-                continue  # a killed process reports nothing
-            want = "UP" if up.get(name) else "DOWN"
-            if peer.status.status.value != want:
-                problems.append(f"{name}: status {peer.status.status.value} but the last event says {want}")
+    status = None if nodes is None else {name: peer.status.status.value for name, peer in nodes.items()}
+    problems = invariants.check_trace(trace, status)
     assert not problems, "\n".join(problems[:20])

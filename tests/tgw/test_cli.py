@@ -285,3 +285,16 @@ def test_replay_of_a_truncated_pcap_writes_nothing(tmp_path: Path, capsys: pytes
     assert main(["tgw", "replay", SEED, str(tmp_path / "cut.pcap"), "--out", str(tmp_path / "o")]) == 2
     assert "is cut short" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_replay_checks_plugin_settings_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    d = yaml.safe_load((FIXTURES / "gwlb-story12.yaml").read_text())
+    next(iter(d["gwlbs"].values()))["options"] = {"tcp.idle_timeout.seconds": 5}
+    topo = tmp_path / "t.yaml"
+    topo.write_text(yaml.safe_dump(d))
+    _input_pcap(tmp_path / "in.pcap")
+    assert main(["tgw", "replay", str(topo), str(tmp_path / "in.pcap"), "--out", str(tmp_path / "o")]) == 2
+    assert "tcp.idle_timeout.seconds: 5 is out of range 60..6000" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

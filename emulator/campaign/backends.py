@@ -1,0 +1,229 @@
+"""Where a campaign's runs go: a local pool of worker processes, or a Dask cluster. One interface.
+
+Both take a list of :class:`~emulator.campaign.runner.RunTask` and call ``on_result(result_dict)`` once per task,
+in completion order, from the calling thread; the campaign loop (:mod:`emulator.campaign.engine`) is the same
+for both. A worker process that dies under a run (a crash of the interpreter, the OOM killer, ``os._exit``) is
+that run's outcome, ``worker_died``; the other runs go on.
+
+* :class:`ProcessBackend` (the default): ``workers`` processes started by the ``forkserver`` method (so a parent
+  with threads, e.g. one that also used Dask, forks nothing but a clean server), each running one task at a
+  time. Death is seen on the process's sentinel; a fresh process replaces it.
+* :class:`DaskBackend`: ``dask.distributed``. ``address`` is a scheduler (``tcp://host:8786``) or ``local``
+  (a :class:`distributed.LocalCluster` of ``workers`` single-threaded worker processes, closed with the
+  backend). Each task is submitted with its own key (:func:`~emulator.campaign.runner.task_key`, from the base,
+  the parts, the seed, the invariants and :data:`~emulator.campaign.runner.VERSION`); the scheduler treats a
+  key it still holds as done, so a repeated campaign against the same cluster gets finished runs back without
+  running them. The futures of a campaign are kept on the scheduler as a published dataset named
+  ``awsnetemu-<campaign>-<digest>`` (``Client.publish_dataset``) so that they outlive this client; free them with
+  ``Client.unpublish_dataset``. A worker that dies is retried by the scheduler up to its ``allowed-failures``
+  (a local cluster here: 0) and then reported by Dask as ``KilledWorker``: the run's outcome is
+  ``worker_died``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from emulator.campaign.runner import RunTask, call, worker_died
+
+OnResult = Callable[[dict[str, Any]], None]
+
+
+class Backend(Protocol):
+    """Runs tasks somewhere and reports each result."""
+
+    name: str
+    workers: int
+
+    def run(self, tasks: Sequence[RunTask], on_result: OnResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# ===================================================================================== local processes
+
+
+def _worker_main(conn: mpc.Connection) -> None:
+    """A worker process: receive a task, send back its result, until told to stop (None)."""
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            res = call(task)
+        except Exception as e:  # a bug in the runner: reported as an error of this run, the worker lives on
+            res = worker_died(task, "")
+            res["status"] = "error"
+            res["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
+        conn.send(res)
+
+
+class _Worker:
+    def __init__(self, ctx: Any) -> None:
+        parent, child = ctx.Pipe()
+        self.conn: mpc.Connection = parent
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: RunTask | None = None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+        self.proc.close()
+
+
+class ProcessBackend:
+    """``workers`` local worker processes (see the module docstring)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.name = f"{workers} local process{'es' if workers != 1 else ''}"
+        self.workers = max(1, workers)
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["emulator.campaign.runner", "emulator.scenario", "tgw_dataplane.dataplane"])
+        self._pool: list[_Worker] = []
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self._ctx)
+        self._pool.append(w)
+        return w
+
+    def run(self, tasks: Sequence[RunTask], on_result: OnResult) -> None:
+        todo = list(reversed(tasks))
+        while len(self._pool) < min(self.workers, len(tasks)):
+            self._spawn()
+        busy: dict[Any, _Worker] = {}
+
+        def feed(w: _Worker) -> None:
+            if todo:
+                w.task = todo.pop()
+                w.conn.send(w.task)
+                busy[w.conn] = w
+                busy[w.proc.sentinel] = w
+
+        for w in self._pool:
+            feed(w)
+        while busy:
+            ready = mpc.wait(list(busy))
+            done: set[int] = set()
+            for obj in ready:
+                found = busy.get(obj)
+                if found is None or id(found) in done:
+                    continue
+                w = found
+                res: dict[str, Any] | None = None
+                if w.conn.poll():
+                    try:
+                        res = w.conn.recv()
+                    except (EOFError, OSError):
+                        res = None
+                if res is None and w.proc.is_alive():
+                    continue  # woken by the sentinel of a live process: nothing to do yet
+                done.add(id(w))
+                busy.pop(w.conn, None)
+                busy.pop(w.proc.sentinel, None)
+                task = w.task
+                w.task = None
+                if res is not None:
+                    on_result(res)
+                    feed(w)
+                    continue
+                # The process died under its task: that is the task's outcome; a fresh worker takes over.
+                assert task is not None
+                code = w.proc.exitcode
+                w.proc.join(1)
+                self._pool.remove(w)
+                w.conn.close()
+                on_result(worker_died(task, f"worker process {w.proc.pid} died (exit code {code})"))
+                if todo:
+                    feed(self._spawn())
+
+    def close(self) -> None:
+        for w in self._pool:
+            w.stop()
+        self._pool.clear()
+
+
+# ================================================================================================ Dask
+
+
+class DaskBackend:
+    """A Dask cluster (see the module docstring)."""
+
+    def __init__(self, address: str, workers: int = 2, *, processes: bool = True, dataset: str | None = None) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        self.workers = workers
+        self.dataset = dataset
+        self._cluster: Any = None
+        if address == "local":
+            # A task that kills its worker is reported at once instead of killing `allowed-failures` more.
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=processes,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
+            self.client = Client(self._cluster, set_as_default=False)  # type: ignore[no-untyped-call]
+            self.name = f"Dask LocalCluster, {workers} worker{'s' if workers != 1 else ''}"
+        else:
+            self.client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+            n = len(self.client.scheduler_info().get("workers", {}))
+            self.workers = n or workers
+            self.name = f"Dask cluster {address}, {n} workers"
+
+    def run(self, tasks: Sequence[RunTask], on_result: OnResult) -> None:
+        from distributed import as_completed
+
+        futures = {}
+        for t in tasks:
+            futures[self.client.submit(call, t, key=t.key, pure=False, retries=0)] = t
+        if self.dataset:
+            # Keep the finished runs on the scheduler after this client leaves (a repeated campaign reuses them).
+            self.client.publish_dataset(list(futures), name=self.dataset, override=True)
+        for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+            task = futures[fut]
+            if fut.status == "finished":
+                on_result(fut.result())
+                continue
+            exc = fut.exception()
+            if type(exc).__name__ == "KilledWorker":
+                on_result(worker_died(task, f"Dask: {exc}"))
+            else:
+                res = worker_died(task, "")
+                res["status"] = "error"
+                res["error"] = f"{type(exc).__name__}: {exc}"
+                on_result(res)
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[no-untyped-call]
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_backend(workers: int, dask: str | None, *, dataset: str | None = None, processes: bool = True) -> Backend:
+    """The backend the CLI flags ask for."""
+    if dask is None:
+        return ProcessBackend(workers)
+    return DaskBackend(dask, workers, processes=processes, dataset=dataset)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
