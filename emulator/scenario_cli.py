@@ -88,6 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return 0
     results = [sc.run(args.out, max_events=args.max_events) for sc in scenarios]
+    if args.out is not None:
+        # The teaching material next to the raw outputs: annotated pcapng, sequence diagram, timeline, HTML page
+        # (issue 17); `awsnetemu report DIR` builds the index.
+        from emulator.report import write_material
+
+        for sc, res in zip(scenarios, results, strict=True):
+            res.outputs.update(write_material(sc, res, args.out))
     if args.json:
         doc = [r.to_json() for r in results] if len(results) > 1 else results[0].to_json()
         print(json.dumps(doc, indent=2, default=str))
@@ -147,14 +154,23 @@ def tgw_demo(out: str) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The guided tour (emulator.tour: every seed behaviour, its annotated capture, pictures and page, an index),
+    then any embedded scenario the tour does not visit, then the classic seed appliance-mode replay."""
+    from emulator.report import write_material
+    from emulator.tour import STOPS, run_tour
+
     out = validate.output_dir(args.out, "--out")
     vpn_out = os.path.join(out, "vpn")
-    scenarios = load_all(embedded_scenarios(), vpn_out)
+    toured = {os.path.abspath(stop.path) for stop in STOPS}
+    rest = load_all([p for p in embedded_scenarios() if os.path.abspath(p) not in toured], vpn_out)
     os.makedirs(out, exist_ok=True)
-    ok = True
-    print(f"== VPN scenarios (virtual time) -> {vpn_out}/")
-    for sc in scenarios:
+    print(f"== The guided tour (virtual time) -> {out}/index.html")
+    ok = run_tour(out) == 0
+    if rest:
+        print(f"\n== Other embedded scenarios -> {vpn_out}/")
+    for sc in rest:
         res = sc.run(vpn_out)
+        res.outputs.update(write_material(sc, res, vpn_out))
         _print_result(res, False)
         ok &= res.ok
     tgw_out = os.path.join(out, "tgw")

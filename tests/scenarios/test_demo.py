@@ -20,8 +20,11 @@ def test_demo_runs_and_writes_outputs(tmp_path: object) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     for path in embedded_scenarios():
         name = os.path.splitext(os.path.basename(path))[0]
-        for suffix in (".pcap", ".jsonl", "-timeline.txt", "-keys/ikev1_decryption_table"):
+        for suffix in (".pcap", ".pcapng", ".jsonl", ".html", "-sequence.svg", "-timeline.txt", "-keys"):
             assert os.path.exists(os.path.join(out, "vpn", name + suffix)), name + suffix
+    # The guided tour's index links every page (issue 17: one command from a fresh clone to the index).
+    index = Path(out, "index.html").read_text()
+    assert "guided tour" in index and index.count(".html") >= len(embedded_scenarios())
     off = json.loads(Path(out, "tgw", "seed-appliance-mode-off", "summary.json").read_text())
     on = json.loads(Path(out, "tgw", "seed-appliance-mode-on", "summary.json").read_text())
     assert off["drops"] == {"appliance_no_state": 1} and on["delivered"] == 2
