@@ -233,3 +233,20 @@ def test_close_is_a_clean_down_without_restart(version: int) -> None:
 
 def test_quiet_cgw_is_the_default() -> None:
     assert QUIET.dpd_enabled is False
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_both_engines_use_the_shared_lifecycle(version: int) -> None:
+    """Drift fixed: the DPD monitor was IKEv1's only, and IKEv2 derived the same deadlines again. Both engines
+    now hold the one lifecycle (liveness monitor, restart policy, status machine) and report through it."""
+    from cgw_peer.lifecycle import Lifecycle, Liveness
+
+    p = make(version)
+    p.run(15)
+    for side in ("aws", "cgw"):
+        peer = p.node(side)
+        assert isinstance(peer.lifecycle, Lifecycle)  # type: ignore[attr-defined]
+        assert isinstance(peer.liveness, Liveness) and peer.liveness is peer.lifecycle.liveness  # type: ignore[attr-defined]
+        assert peer.status is peer.lifecycle.status  # type: ignore[attr-defined]
+    # The AWS side's monitor holds the real instant of the last authenticated message (the ACK to its probe at 10).
+    assert p.node("aws").liveness.last_inbound_at == 10.0  # type: ignore[attr-defined]
