@@ -25,12 +25,13 @@ ZERO_SPI = bytes(8)
 class SaTable(Generic[_T]):
     """SAs by key, split into the ones we drive and half-open responder ones (see the module docstring)."""
 
-    __slots__ = ("_all", "_half_src", "_pending", "_spi_refs", "half", "half_by_source", "own", "spis_of")
+    __slots__ = ("_half_src", "_pending", "_spi_refs", "by_key", "half", "half_by_source", "own", "spis_of")
 
     def __init__(self, spis_of: Callable[[_T], tuple[bytes, ...]]) -> None:
         self.spis_of = spis_of
         """The SPIs an SA answers for (zero SPIs are ignored)."""
-        self._all: dict[bytes, _T] = {}
+        self.by_key: dict[bytes, _T] = {}
+        """Every SA by its key (read it, never change it: the per-datagram lookup uses it directly)."""
         self.own: dict[bytes, _T] = {}
         self.half: dict[bytes, _T] = {}
         self._half_src: dict[bytes, str] = {}
@@ -42,17 +43,17 @@ class SaTable(Generic[_T]):
     # -- lookup ------------------------------------------------------------------------------------------------
 
     def get(self, key: bytes) -> _T | None:
-        return self._all.get(key)
+        return self.by_key.get(key)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._all
+        return key in self.by_key
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self.by_key)
 
     def values(self) -> Iterator[_T]:
         """Every SA (own and half-open). Only for rare paths: teardown, tests."""
-        return iter(list(self._all.values()))
+        return iter(list(self.by_key.values()))
 
     def half_count(self, source: str | None = None) -> int:
         return len(self.half) if source is None else self.half_by_source.get(source, 0)
@@ -67,7 +68,7 @@ class SaTable(Generic[_T]):
 
     def add(self, key: bytes, sa: _T, *, half_open_from: str | None = None) -> None:
         """Add ``sa``; ``half_open_from``: it is a half-open responder SA created for this source address."""
-        self._all[key] = sa
+        self.by_key[key] = sa
         if half_open_from is None:
             self.own[key] = sa
         else:
@@ -86,7 +87,7 @@ class SaTable(Generic[_T]):
         self.own[key] = sa
 
     def remove(self, key: bytes) -> _T | None:
-        sa = self._all.pop(key, None)
+        sa = self.by_key.pop(key, None)
         if sa is None:
             return None
         if self.own.pop(key, None) is None and self.half.pop(key, None) is not None:
@@ -96,7 +97,7 @@ class SaTable(Generic[_T]):
         return sa
 
     def clear(self) -> None:
-        for key in list(self._all):
+        for key in list(self.by_key):
             self.remove(key)
 
     def _forget_source(self, key: bytes) -> None:
@@ -148,7 +149,7 @@ class SaTable(Generic[_T]):
 
     def check(self) -> None:
         """Recompute every index by scanning and compare (for tests). Raises AssertionError on a mismatch."""
-        assert set(self._all) == set(self.own) | set(self.half), "own/half do not cover the SAs"
+        assert set(self.by_key) == set(self.own) | set(self.half), "own/half do not cover the SAs"
         assert not set(self.own) & set(self.half), "an SA is both own and half-open"
         counts: dict[str, int] = {}
         for key in self.half:
@@ -156,7 +157,7 @@ class SaTable(Generic[_T]):
             counts[src] = counts.get(src, 0) + 1
         assert counts == self.half_by_source, (counts, self.half_by_source)
         refs: dict[bytes, int] = {}
-        for sa in self._all.values():
+        for sa in self.by_key.values():
             for spi in self.spis_of(sa):
                 if spi != ZERO_SPI:
                     refs[spi] = refs.get(spi, 0) + 1

@@ -404,9 +404,10 @@ class IkeV1Peer:
             upd(sa.expire_at)
             if sa is self._current:
                 upd(sa.rekey_at)
-        first = self._sas.first_half()  # half-open responder SAs expire in arrival order
-        if first is not None:
-            upd(first.expire_at)
+        if self._sas.half:  # half-open responder SAs expire in arrival order: the first is the next
+            first = self._sas.first_half()
+            if first is not None:
+                upd(first.expire_at)
         for qm in self._qms.values():
             upd(qm.retrans.due() if qm.retrans is not None else None)
             upd(qm.expire_at)
@@ -532,7 +533,7 @@ class IkeV1Peer:
         if exch == ExchangeType.ID_PROT:
             self._on_main_mode(icky, rcky, np, flags, data, src, dst, now)
             return
-        sa = self._sas.get(icky)
+        sa = self._sas.by_key.get(icky)
         if exch == ExchangeType.INFORMATIONAL and not flags & Flags.ENCRYPTION:
             self._on_plain_info(sa, np, data, now)
             return
@@ -602,7 +603,7 @@ class IkeV1Peer:
     def _on_main_mode(
         self, icky: bytes, rcky: bytes, np: int, flags: int, data: bytes, src: Address, dst: Address, now: float
     ) -> None:
-        sa = self._sas.get(icky)
+        sa = self._sas.by_key.get(icky)
         if sa is None:
             if rcky != ZERO_COOKIE:
                 raise DecodeError("unknown_spi")
@@ -1050,7 +1051,7 @@ class IkeV1Peer:
             if data[:4] != NON_ESP_MARKER:
                 return False
             data = data[4:]
-        sa = self._sas.get(data[:8])
+        sa = self._sas.by_key.get(data[:8])
         if sa is None:
             return False
         iv_hash = sa.iv_hash
@@ -1073,8 +1074,25 @@ class IkeV1Peer:
             or mac_a(mp + notify) != plain[4:hl]
         ):
             return False
-        if self._replayed(sa, mp, True):
-            return True
+        # As _replayed(sa, mp, True), inlined on this per-probe path (no call unless it is a replay).
+        dm = sa.dpd_mids
+        if dm is None:
+            if self._replayed(sa, mp, True):
+                return True
+        else:
+            pm = sa.p2_mids
+            if mp in dm or (pm is not None and mp in pm):
+                self._replay_drop(True)
+                return True
+            ring = sa.dpd_ring
+            assert ring is not None
+            i = sa.dpd_ring_i
+            old = ring[i]
+            if old in dm:
+                del dm[old]
+            ring[i] = mp
+            dm[mp] = None
+            sa.dpd_ring_i = (i + 1) % DPD_MID_WINDOW
         seq = _SEQ.unpack_from(notify, 28)[0]
         fresh = self._on_r_u_there(sa, seq) if ntype == _R_U_THERE else self._on_dpd_ack(sa, seq)
         if not fresh:
@@ -1540,6 +1558,10 @@ class IkeV1Peer:
         out.append(Event("dpd_ack_sent", {"seq": seq}))
         return fresh
 
+    def _replay_drop(self, dpd: bool) -> None:
+        self._count("replay:" + ("dpd" if dpd else "phase2"))
+        self._drop("replayed")
+
     def _replayed(self, sa: IsakmpSa, mp: bytes, dpd: bool) -> bool:
         """Whether this authenticated phase-2 message (message ID ``mp``) was seen before on ``sa``: a replay or a
         network duplicate, never a new message (every IKEv1 Informational and Quick Mode has a fresh random
@@ -1550,15 +1572,20 @@ class IkeV1Peer:
         dm = sa.dpd_mids
         pm = sa.p2_mids
         if (dm is not None and mp in dm) or (pm is not None and mp in pm):
-            self._count("replay:" + ("dpd" if dpd else "phase2"))
-            self._drop("replayed")
+            self._replay_drop(dpd)
             return True
         if dpd:
             if dm is None:
                 dm = sa.dpd_mids = {}
+                sa.dpd_ring = [b""] * DPD_MID_WINDOW
+            # The window is a ring: the oldest ID leaves as the newest comes in (same code in _fast_dpd).
+            ring = sa.dpd_ring
+            assert ring is not None
+            i = sa.dpd_ring_i
+            dm.pop(ring[i], None)
+            ring[i] = mp
             dm[mp] = None
-            if len(dm) > DPD_MID_WINDOW:
-                del dm[next(iter(dm))]
+            sa.dpd_ring_i = (i + 1) % DPD_MID_WINDOW
         else:
             if pm is None:
                 pm = sa.p2_mids = set()
@@ -1715,14 +1742,14 @@ class IkeV1Peer:
             elif self._current is not None and not self._children and not self._qms:
                 self._initiate_qm(now, None)  # phase 1 is up, only Quick Mode failed: retry it
         sas = self._sas
-        while True:  # half-open responder SAs, oldest first (they expire in arrival order)
+        while sas.half:  # half-open responder SAs, oldest first (they expire in arrival order)
             first = sas.first_half()
             if first is None or first.expire_at is None or now < first.expire_at:
                 break
             sas.remove(first.icookie)
             self._count("ike:half_open_expired")
         for sa in list(sas.own.values()):
-            if sa.icookie not in sas:
+            if sa.icookie not in sas.by_key:
                 continue
             r = sa.retrans
             if r is not None and now >= r.due():

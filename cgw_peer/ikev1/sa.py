@@ -59,6 +59,8 @@ class IsakmpSa:
         "dpd_pad",
         "dpd_recv",
         "dpd_req_prefix",
+        "dpd_ring",
+        "dpd_ring_i",
         "dpd_seq",
         "established_at",
         "expire_at",
@@ -163,6 +165,9 @@ class IsakmpSa:
         self.answered_at = float("-inf")
         self.dpd_mids: dict[bytes, None] | None = None
         """Recent message IDs of the peer's DPD messages (replay detection), created on first use."""
+        self.dpd_ring: list[bytes] | None = None
+        """The same IDs in arrival order (a ring: the oldest leaves as the newest comes in)."""
+        self.dpd_ring_i = 0
         self.p2_mids: set[bytes] | None = None
         """Message IDs of every other phase-2 exchange on this SA (replay detection), created on first use."""
         """Last R-U-THERE sequence number received from the peer."""

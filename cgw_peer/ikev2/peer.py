@@ -517,9 +517,10 @@ class IkeV2Peer:
             at = self._sa_deadline(sa)
             if at < t:
                 t = at
-        first = self._sas.first_half()  # half-open responder SAs expire in arrival order
-        if first is not None and first.expire_at is not None and first.expire_at < t:
-            t = first.expire_at
+        if self._sas.half:  # half-open responder SAs expire in arrival order: the first is the next
+            first = self._sas.first_half()
+            if first is not None and first.expire_at is not None and first.expire_at < t:
+                t = first.expire_at
         return None if t == INF else t
 
     def _sa_deadline(self, sa: IkeSa) -> float:
@@ -562,14 +563,14 @@ class IkeV2Peer:
         if live.active and live.poll(now) == DEAD:
             out += self._peer_dead(now)
         sas = self._sas
-        while True:  # half-open responder SAs, oldest first (IKE_AUTH never came)
+        while sas.half:  # half-open responder SAs, oldest first (IKE_AUTH never came)
             first = sas.first_half()
             if first is None or first.expire_at is None or now < first.expire_at:
                 break
             self._drop_sa(first)
             self._count("half_open_expired")
         for sa in list(sas.own.values()):
-            if sa.local_spi not in sas:
+            if sa.local_spi not in sas.by_key:
                 continue
             if sa.state is _ST_ESTABLISHED:
                 out += self._hard_expiry(sa, now)
@@ -610,7 +611,13 @@ class IkeV2Peer:
                     continue
         if live.active and live.poll(now) == PROBE:
             cur = self._current()
-            if cur is None or cur.outstanding is not None or cur.pending or not life.may_probe(cur.rekeying):
+            # (life.may_probe(rekeying), inlined: this runs for every liveness check)
+            if (
+                cur is None
+                or cur.outstanding is not None
+                or cur.pending
+                or (cur.rekeying and not self.config.behaviour.dpd_during_rekey)
+            ):
                 # RFC 7296 §2.3, a window of one: no liveness check while another exchange is in flight.
                 live.on_probe_skipped(now)
             else:
@@ -685,7 +692,7 @@ class IkeV2Peer:
         hdr = Header(spi_i, spi_r, np, exchange, flags, mid, length)
         if exchange == _EX_IKE_SA_INIT:
             if flags & _FL_RESPONSE:
-                sa = self._sas.get(spi_i)
+                sa = self._sas.by_key.get(spi_i)
                 if sa is None or not sa.initiator or sa.state is not _ST_INIT_SENT:
                     raise DecodeError("unexpected_ike_sa_init_response")
                 return self._on_init_response(sa, hdr, data, src, dst, now)
@@ -694,7 +701,7 @@ class IkeV2Peer:
             return self._on_init_request(hdr, data, src, dst, now)
         from_initiator = bool(flags & _FL_INITIATOR)
         local_spi, remote_spi = (spi_r, spi_i) if from_initiator else (spi_i, spi_r)
-        sa = self._sas.get(local_spi)
+        sa = self._sas.by_key.get(local_spi)
         if sa is None:
             raise DecodeError("unknown_spi", local_spi.hex())
         if from_initiator == sa.initiator or remote_spi != (sa.spi_i if from_initiator else sa.spi_r):
@@ -758,7 +765,7 @@ class IkeV2Peer:
             # a retransmission is not answered with a stale cached response).
             sa.peer_mid, sa.last_request, sa.last_response, sa.last_response_kind = saved
             raise
-        if sa.local_spi in self._sas and sa.outstanding is None and sa.pending:
+        if sa.local_spi in self._sas.by_key and sa.outstanding is None and sa.pending:
             out += self._send_next(sa, now)
         return out
 
