@@ -204,11 +204,11 @@ def test_charon_killed_our_dpd_timeout_actions(tmp_path: Path) -> None:
         # restart: re-initiates with backoff; bring charon back as a pure responder and watch it come up
         lab, charon, ours_r = labs["restart"]
         t_dead_r = timeouts["restart"]["t"]
-        sched = ours_r.wait_event("restart_scheduled", 3, after=t_dead_r - 0.01, attempt=0)
+        sched = ours_r.wait_event("restart_scheduled", 3, after=t_dead_r - 0.01, attempt=1)
         assert sched["at"] > t_dead_r  # backoff: not immediately
         # charon is still dead: the first attempt (Main Mode 1 and its retransmissions) fails, and the next
         # one is scheduled further out
-        sched1 = ours_r.wait_event("restart_scheduled", 15, after=t_dead_r - 0.01, attempt=1)
+        sched1 = ours_r.wait_event("restart_scheduled", 15, after=t_dead_r - 0.01, attempt=2)
         assert sched1["at"] - sched1["t"] > 1.0 >= sched["at"] - sched["t"]  # 1 s then 2 s, minus jitter
         mm1 = [d for d in ours_r.datagrams() if d[1] == OUR_IP and sched["at"] <= d[0] < sched1["t"]]
         assert len(mm1) >= 2 and all(d[5][18] == 2 for d in mm1)  # exchange type 2: Main Mode, retransmitted
