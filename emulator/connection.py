@@ -31,7 +31,8 @@ The format (YAML; the keys shared with single-tunnel scenarios mean the same)::
     psk: examplePSK.123                # both tunnels (or PreSharedKey per tunnel)
     metrics_period: 10                 # seconds per tunnel_metrics / flow_metrics datapoint (default 60)
     connection:
-      topology: topologies/connection-tgw.yaml   # *required*: the TGW topology (YAML or AWS JSON)
+      topology: topologies/connection-tgw.yaml   # *required*: the TGW topology (YAML or AWS JSON), relative
+                                       #   to the file (or to emulator/scenarios/, for an edited copy)
       attachment: tgw-attach-vpn       # *required*: its VPN attachment, with exactly two tunnels
       routing: static                  # static | dynamic (BGP)
       tunnel: {DPDTimeoutAction: clear}    # AWS tunnel options for both tunnels (AWS spelling)
@@ -179,6 +180,8 @@ DEFAULT_CGW_ADDRESS = "198.51.100.20"
 DEFAULT_METRICS_PERIOD = 60.0
 """CloudWatch's standard resolution is one minute; AWS's VPN alarm examples use 5-minute periods."""
 DEFAULT_FLOW_PORT = 5001
+EMBEDDED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
+"""Where a relative ``connection.topology`` is also looked for when it is not beside the scenario file."""
 MIN_PACKET = 28 + 18
 """The smallest flow packet: IPv4 (20) + UDP (8) + the probe header (18)."""
 MAX_PACKET = 8500
@@ -330,7 +333,10 @@ class ConnectionScenario(Scenario):
 
         path = self.topology_path
         if not os.path.isabs(path):
-            path = os.path.join(self.base_dir, path)
+            here = os.path.join(self.base_dir, path)
+            # An edited copy of an embedded scenario kept elsewhere still finds the embedded topologies.
+            embedded = os.path.join(EMBEDDED_DIR, path)
+            path = here if os.path.exists(here) or not os.path.exists(embedded) else embedded
         try:
             return Dataplane(load_any(path))
         except ConfigError as e:
