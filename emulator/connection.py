@@ -318,6 +318,8 @@ class ConnectionScenario(Scenario):
         items = v.sequence(raw.get("schedule"), "schedule")
         self.items = [self._item(it, f"schedule[{i}]") for i, it in enumerate(items)]
         self.schedule: list[ScheduleItem] = list(self.items)
+        self.site: _Site | None = None
+        """The last run's wiring (network, nodes, dataplane, flows), for inspection after :meth:`run`."""
         self._expect_raw = v.sequence(raw.get("expect"), "expect")
         for i, item in enumerate(self._expect_raw):
             _connection_expectation(item, f"expect[{i}]")
@@ -680,6 +682,7 @@ class ConnectionScenario(Scenario):
         keys = KeyTables()
         net = SimNetwork(self.seed, pcap=pcap, trace=trace, untraced_kinds=frozenset({KIND_ESP}))
         site = _Site(self, net, keys)
+        self.site = site
         try:
             site.wire()
             net.start_all(at=0.0)
