@@ -781,6 +781,174 @@ def tgw_flow(*, name: str, flow: str, verdict: str, reason: str, hops: list[Any]
     return Event("tgw_flow", {"name": name, "flow": flow, "verdict": verdict, "reason": reason, "hops": hops})
 
 
+# ======================================================================== traffic through a VPN connection
+
+BGP_DOWN_REASONS: tuple[str, ...] = ("hold_timer_expired", "tunnel_down", "notification_received", "peer_restarted")
+"""Why a tunnel's BGP session went down (``bgp_session_down.reason``; :mod:`cgw_peer.connection.bgp`):
+
+* ``hold_timer_expired``: nothing arrived from the peer for the hold time (30 s at AWS);
+* ``tunnel_down``: the tunnel lost its IPsec SAs, so the session's transport is gone;
+* ``notification_received``: the peer closed the session with a NOTIFICATION;
+* ``peer_restarted``: an OPEN arrived while established (the peer started over).
+"""
+FLOW_KINDS: tuple[str, ...] = ("udp", "echo")
+"""``flow_summary.kind``: ``udp``, packets one way at a constant rate; ``echo``, requests at a constant rate that the
+destination host answers (a round trip counts as delivered when the answer is back)."""
+EC2_DIRECTIONS: tuple[str, ...] = ("in", "out")
+
+
+@event("engine")
+def bgp_session_up(*, hold_time: float, peer_asn: int) -> Event:
+    """The tunnel's BGP session is established (RFC 4271 Established): the prefixes both ends advertise follow.
+    For a dynamic VPN this is CloudWatch's ``TunnelState`` 1.
+
+    Fields:
+        hold_time: the negotiated hold time, seconds (the smaller of the two OPENs').
+        peer_asn: the peer's ASN.
+    """
+    return Event("bgp_session_up", {"hold_time": hold_time, "peer_asn": peer_asn})
+
+
+@event("engine", choices={"reason": BGP_DOWN_REASONS})
+def bgp_session_down(*, reason: str) -> Event:
+    """The tunnel's BGP session left Established; the prefixes learnt over it are withdrawn.
+
+    Fields:
+        reason: one of :data:`BGP_DOWN_REASONS`.
+    """
+    return Event("bgp_session_down", {"reason": reason})
+
+
+@event("engine")
+def bgp_routes_received(*, prefixes: list[str]) -> Event:
+    """An UPDATE from the peer advertised prefixes over the tunnel's BGP session.
+
+    Fields:
+        prefixes: the advertised IPv4 prefixes (NLRI), ``a.b.c.d/n``.
+    """
+    return Event("bgp_routes_received", {"prefixes": prefixes})
+
+
+@event("runtime")
+def tunnel_metrics(
+    *, tunnel: str, start: float, tunnel_state: int, tunnel_state_min: int, tunnel_data_in: int, tunnel_data_out: int
+) -> Event:
+    """One CloudWatch period of a tunnel's ``AWS/VPN`` metrics, at the AWS endpoint (ike-dpd.md §1.5): recorded
+    at the end of each ``metrics_period`` of a connection scenario.
+
+    Fields:
+        tunnel: the tunnel's name in the VPN attachment.
+        start: the period's first instant (it ends ``metrics_period`` later, when the event is recorded).
+        tunnel_state: ``TunnelState``, Maximum statistic: 1 if the tunnel was UP (static VPN) / its BGP session
+            ESTABLISHED (dynamic VPN) at any instant of the period, else 0.
+        tunnel_state_min: the Minimum statistic: 0 if it was down at any instant of the period.
+        tunnel_data_in: ``TunnelDataIn``, Sum: octets received through the tunnel in the period, after
+            decryption.
+        tunnel_data_out: ``TunnelDataOut``, Sum: octets sent through the tunnel, before encryption.
+    """
+    return Event(
+        "tunnel_metrics",
+        {
+            "tunnel": tunnel,
+            "start": start,
+            "tunnel_state": tunnel_state,
+            "tunnel_state_min": tunnel_state_min,
+            "tunnel_data_in": tunnel_data_in,
+            "tunnel_data_out": tunnel_data_out,
+        },
+    )
+
+
+@event("runtime")
+def flow_metrics(*, name: str, start: float, sent: int, delivered: int, delivered_bps: float) -> Event:
+    """One ``metrics_period`` of a generated flow, recorded at the period's end.
+
+    Fields:
+        name: the flow's name.
+        start: the period's first instant.
+        sent: packets (``echo``: requests) the source sent in the period.
+        delivered: packets (``echo``: answers back at the source) that arrived in the period.
+        delivered_bps: the octets of those packets (inner IP packets) times 8, per second of the period.
+    """
+    return Event(
+        "flow_metrics",
+        {"name": name, "start": start, "sent": sent, "delivered": delivered, "delivered_bps": delivered_bps},
+    )
+
+
+@event("runtime")
+def flow_outage(*, name: str, start: float, end: float, lost: int, recovered: bool) -> Event:
+    """A run of consecutive lost packets of one flow (by sequence number), recorded when the run ends.
+
+    Fields:
+        name: the flow's name.
+        start: when the first lost packet was sent.
+        end: when the first packet after the run that arrived was sent (the flow's time to recover is
+            ``end - start``); if none did, the instant the flow stopped sending.
+        lost: the packets lost in the run.
+        recovered: a packet after the run arrived.
+    """
+    return Event("flow_outage", {"name": name, "start": start, "end": end, "lost": lost, "recovered": recovered})
+
+
+@event("runtime", choices={"kind": FLOW_KINDS})
+def flow_summary(
+    *,
+    name: str,
+    kind: str,
+    sent: int,
+    delivered: int,
+    lost: int,
+    outages: int,
+    time_to_recover: float,
+    drops: dict[str, Any],
+    via: dict[str, Any],
+) -> Event:
+    """A generated flow's totals at the end of the run.
+
+    Fields:
+        name: the flow's name.
+        kind: one of :data:`FLOW_KINDS`.
+        sent: packets (``echo``: requests) sent.
+        delivered: packets that arrived (``echo``: answers back at the source).
+        lost: ``sent - delivered`` (a packet still on its way when the run ends counts as lost).
+        outages: runs of consecutive lost packets (see ``flow_outage``).
+        time_to_recover: the longest outage, seconds (``end - start`` of its ``flow_outage``); 0 without loss.
+        drops: lost packets by where and why: the reason of the component that dropped it (``no_route``,
+            ``esp_no_sa``, ``bw_out_allowance_exceeded``, ``cgw_no_route``...), ``in_transit`` for packets that left
+            a tunnel endpoint and never arrived (a dead peer, a blackholed path).
+        via: packets (``echo``: requests) handed to each tunnel, by tunnel name and side
+            (``aws:tunnel1`` is the AWS endpoint encrypting towards the CGW).
+    """
+    return Event(
+        "flow_summary",
+        {
+            "name": name,
+            "kind": kind,
+            "sent": sent,
+            "delivered": delivered,
+            "lost": lost,
+            "outages": outages,
+            "time_to_recover": time_to_recover,
+            "drops": drops,
+            "via": via,
+        },
+    )
+
+
+@event("runtime", choices={"direction": EC2_DIRECTIONS})
+def ec2_credits_exhausted(*, instance: str, direction: str, baseline_bps: float) -> Event:
+    """An instance's network I/O credits in one direction ran out: from now on it gets its baseline bandwidth
+    (``cgw_peer.connection.limits.Ec2Bandwidth``; tgw.md §2). Once per instance and direction.
+
+    Fields:
+        instance: the instance id.
+        direction: ``in`` or ``out`` (EC2 keeps a credit bucket for each).
+        baseline_bps: the baseline it falls back to, bits per second.
+    """
+    return Event("ec2_credits_exhausted", {"instance": instance, "direction": direction, "baseline_bps": baseline_bps})
+
+
 # ================================================================================================ checking
 
 

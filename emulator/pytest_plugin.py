@@ -74,15 +74,24 @@ class AwsEndpoint:
         self.device = device
         self._lt = _LoopThread()
         self.session: Session = Session(settings)
-        self._lt.run(self.session.open(), 10)
-        self._lt.loop.call_soon_threadsafe(self._start)
+        self._lt.run(self._open(), 10)
+        # The battery's start-up scenario brings the tunnel up (the device initiates, or AWS does); it runs in
+        # the background so wait_event / wait_up can watch it, and once per endpoint.
+        self._startup = asyncio.run_coroutine_threadsafe(self._run_startup(), self._lt.loop)
         if device is not None:
             device.start()
 
-    def _start(self) -> None:
+    async def _open(self) -> None:
+        from emulator.conformance.scenarios import prepare_startup
+
+        await self.session.open()
+        prepare_startup(self.session)
+
+    async def _run_startup(self) -> Any:
+        from emulator.conformance.scenarios import startup
+
         s = self.session
-        assert s.driver is not None and s.handle is not None
-        s.driver.start_peer(s.handle)
+        return await s.scenario("startup", lambda: startup(s))
 
     # -- waiting --------------------------------------------------------------------------------------------
 
@@ -117,14 +126,13 @@ class AwsEndpoint:
 
     async def _run_check(self, spec: Any) -> CheckResult:
         from emulator.conformance.runner import _run_one
-        from emulator.conformance.scenarios import startup
 
-        s = self.session
-        await s.scenario("startup", lambda: startup(s))
-        return (await _run_one(s, spec)).result
+        await self._run_startup()
+        return (await _run_one(self.session, spec)).result
 
     def close(self) -> None:
         try:
+            self._startup.cancel()
             self._lt.run(self.session.close(), 10)
         finally:
             self._lt.stop()

@@ -65,6 +65,9 @@ The format (YAML; every key is optional unless marked *required*)::
       - absent: {event: dpd_timeout, node: cgw}
       - tgw_flow: {name: after, verdict: dropped, reason: no_route}   # a TGW probe's verdict
 
+A file with a ``connection:`` section instead describes a Site-to-Site VPN connection with two tunnels on a TGW
+and traffic through it: :mod:`emulator.connection` has its format.
+
 Validation. Everything is checked when the file is loaded, before anything runs (:mod:`emulator.validate`):
 unknown keys, types (booleans are YAML booleans: ``initiate: 'no'`` is an error, not "yes"), ranges,
 finiteness (NaN and infinity are refused, except an open-ended window's end: ``until: .inf``), AWS's rules for
@@ -552,12 +555,18 @@ class Scenario:
         if not isinstance(raw, dict):
             v.fail("scenario", f"{path}: the top level must be a mapping")
         default_name = os.path.splitext(os.path.basename(path))[0]
-        return cls(raw, default_name, os.path.dirname(os.path.abspath(path)))
+        return cls.from_mapping(raw, default_name, os.path.dirname(os.path.abspath(path)))
 
     @classmethod
     def from_mapping(cls, raw: Any, default_name: str = "scenario", base_dir: str = ".") -> Scenario:
+        """A validated scenario; a document with a ``connection:`` section is a two-tunnel VPN connection with
+        traffic (:class:`emulator.connection.ConnectionScenario`)."""
         if not isinstance(raw, dict):
             v.fail("scenario", "the top level must be a mapping")
+        if "connection" in raw and cls is Scenario:
+            from emulator.connection import ConnectionScenario
+
+            return ConnectionScenario(raw, default_name, base_dir)
         return cls(raw, default_name, base_dir)
 
     # -- validation ----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from tgw_dataplane.dataplane import Dataplane, Result
 from tgw_dataplane.loader import load_any
 from tgw_dataplane.model import Topology
 from tgw_dataplane.pcapfile import check_pcap, iter_frames
-from tgw_dataplane.replay import ReplaySummary, check_appliance_mode, replay
+from tgw_dataplane.replay import FlowCounts, ReplaySummary, check_appliance_mode, replay
 
 _HOP_COLUMNS = ("node", "kind", "az", "attachment", "eni", "route_table", "route")
 
@@ -55,6 +55,13 @@ def register(subparsers: Any) -> None:
     r.add_argument("pcap", help="input capture (classic pcap; Ethernet or raw IP link type)")
     r.add_argument("--out", required=True, help="output directory (created if missing)")
     _appliance_flag(r)
+    r.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="replay in partitions of whole flows on a Dask scheduler at ADDRESS, or 'local' (a LocalCluster), "
+        "then merge (emulator.campaign.tgw_partitioned)",
+    )
+    r.add_argument("--workers", type=int, default=2, metavar="K", help="--dask local: worker processes (default 2)")
     r.set_defaults(func=cmd_replay)
 
 
@@ -197,6 +204,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with f:
         info = check_pcap(f, pcap)
         out = output_directory(args.out)
+        if getattr(args, "dask", None):
+            from emulator.campaign.tgw_partitioned import replay_partitioned
+
+            if not 1 <= args.workers <= 256:
+                raise ConfigError(f"--workers: {args.workers} (allowed: 1..256)")
+            out.mkdir(parents=True, exist_ok=True)
+            doc = replay_partitioned(args.topology, pcap, out, overrides, args.dask, args.workers)
+            flows = {k: FlowCounts(**v) for k, v in doc["flows"].items()}
+            _print_summary(
+                ReplaySummary(doc["packets"], doc["delivered"], doc["drops"], flows, doc["hop_captures"]), out
+            )
+            return 0
         f.seek(0)
         sink = DirectoryOutput(out)
         try:

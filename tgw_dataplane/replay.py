@@ -110,9 +110,14 @@ def replay(
     appliance_mode: Mapping[str, bool] | None = None,
     rng: random.Random | None = None,
     flush_every: int = FLUSH_EVERY,
+    origin: float | None = None,
 ) -> ReplaySummary:
     """Forward every ``(timestamp, frame)`` through a fresh dataplane over ``topology`` (appliance-mode
-    overrides applied first), streaming per-hop captures and flow logs to ``out``; returns the summary."""
+    overrides applied first), streaming per-hop captures and flow logs to ``out``; returns the summary.
+
+    ``origin``: the capture time that is the dataplane's time 0 (default: the first packet's). A partition of a
+    capture (``awsnetemu tgw replay --dask``) passes the whole capture's first timestamp, so that every partition
+    sees the same instants as one replay of the whole."""
     if flush_every < 1:
         raise ConfigError(f"flush_every: {flush_every} is not a positive integer")
     overrides = dict(appliance_mode or {})
@@ -129,16 +134,16 @@ def replay(
     names: dict[int, str] = {}
     flows: dict[str, FlowCounts] = {}
     files: dict[str, str] = {}
-    t0: float | None = None
+    t0 = 0.0
     n = 0
     next_flush = flush_every
     open_window = 0
     for ts, frame in packets:
-        if t0 is None:
-            t0 = ts
+        if n == 0:
+            t0 = ts if origin is None else origin
             sink.ts_origin = t0
             fl.ts_origin = t0  # flow-log start/end in the capture's Unix time
-            open_window = fl.window(0.0)
+            open_window = fl.window(ts - t0)
         now = ts - t0
         p = parse(frame)
         if isinstance(p, str):

@@ -198,7 +198,7 @@ class DaskBackend:
         if self.dataset:
             # Keep the finished runs on the scheduler after this client leaves (a repeated campaign reuses them).
             self.client.publish_dataset(list(futures), name=self.dataset, override=True)
-        for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+        for fut in as_completed(list(futures), loop=self.client.loop):  # type: ignore[no-untyped-call]
             task = futures[fut]
             if fut.status == "finished":
                 on_result(fut.result())

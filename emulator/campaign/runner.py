@@ -89,7 +89,9 @@ def vpn_env(sc: Any) -> VpnEnv:
     aws, cgw = cfgs["aws"], cfgs["cgw"]
     opts = aws.options
     timeout = float(opts.dpd_timeout_seconds)
-    waits = [w for c in (aws, cgw) for w in c.behaviour.retransmit.waits()]
+    # The longest a negotiation can stay stuck: the whole retransmission budget of one attempt (its responder may
+    # have forgotten the exchange, so no retransmission completes it; only giving up and restarting does).
+    budget = max(c.behaviour.retransmit.budget or sum(c.behaviour.retransmit.waits()) for c in (aws, cgw))
     links: dict[str, FaultPlan] = dict(sc.links)
     for item in sc.schedule:
         if item.do == "blackhole":
@@ -98,7 +100,7 @@ def vpn_env(sc: Any) -> VpnEnv:
                 links[d] = FaultPlan(**{**_plan_fields(cur), "blackholes": (*cur.blackholes, (item.at, item.until))})
     max_delay = max((p.delay + p.jitter + p.reorder_delay * (p.reorder > 0) for p in links.values()), default=0.0)
     dpd_delay = max(aws.behaviour.dpd_delay, cgw.behaviour.dpd_delay if cgw.behaviour.dpd_enabled else 0.0)
-    bound = timeout + aws.behaviour.dpd_interval + aws.behaviour.restart_backoff_max + max(waits) + 2 * max_delay + 2.0
+    bound = timeout + aws.behaviour.dpd_interval + aws.behaviour.restart_backoff_max + budget + 2 * max_delay + 2.0
     tolerance = timeout - dpd_delay - aws.behaviour.dpd_interval - 2 * max_delay - 1.0
     return VpnEnv(
         duration=float(sc.duration),

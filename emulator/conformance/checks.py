@@ -373,7 +373,7 @@ async def trn_nat_t(ctx: CheckContext) -> Outcome:
             "RFC 3948 §2.2: IKE messages on the NAT-T port start with four zero octets; without them the "
             "receiver reads the IKE header as an ESP SPI and drops the message.",
         )
-    floated = f"moved to UDP 4500 with the marker from {ctx.pkt(on_natt[0])}" if on_natt else "stayed on UDP 500"
+    floated = f"moved to UDP 4500 with the marker from {ctx.pkt(on_natt[0])}" if on_natt else "stayed on its IKE port"
     if not advertised:
         return Outcome(
             WARN,
@@ -433,7 +433,7 @@ async def trn_natt_port(ctx: CheckContext) -> Outcome:
     ),
     requirement="With StartupAction=add AWS never initiates: the device must start IKE itself and complete it "
     "with the IKE version and the proposals of the connection.",
-    bound="the device's first initiation within 15 s (--fast) / 60 s, then the AWS retransmission budget",
+    bound="the device's first initiation within 10 s (--fast) / 60 s, then the AWS retransmission budget",
     needs_tunnel=False,
     needs_child=False,
 )
@@ -1537,7 +1537,7 @@ async def dpd_device_probes(ctx: CheckContext) -> Outcome:
     if not o.device_probes or o.last_aws is None:
         return Outcome(
             FAIL,
-            f"no R-U-THERE / liveness check from the device within {_secs(o.bound)} of silence",
+            f"no R-U-THERE / liveness check from the device in {_secs(o.silence)} without a message from AWS",
             "The device does not run DPD (or only with traffic to send): it cannot notice a dead AWS endpoint "
             "and will keep a dead tunnel (AWS-CGW, AWS-GEN).",
         )
@@ -1579,7 +1579,7 @@ async def dpd_reinitiates(ctx: CheckContext) -> Outcome:
         probes = f" after probing ({ctx.pkts(o.device_probes)})" if o.device_probes else " (it never probed)"
         return Outcome(
             FAIL,
-            f"the device did not re-initiate within {_secs(o.bound)}{probes}",
+            f"the device did not re-initiate in {_secs(o.silence)} after AWS's last message{probes}",
             "With StartupAction=add AWS never initiates: after AWS clears the SAs (DPD timeout, endpoint "
             "replacement) only the device can bring the tunnel back. A device that declares the peer dead and "
             "just clears (strongSwan dpd_action = clear) leaves the tunnel DOWN; AWS recommends restart.",

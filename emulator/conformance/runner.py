@@ -26,7 +26,7 @@ from typing import Any
 from emulator.conformance.checks import CHECKS
 from emulator.conformance.model import CheckResult, CheckSpec, Outcome, Verdict, packet_refs, render_packets
 from emulator.conformance.probe import Unreachable
-from emulator.conformance.scenarios import PskMismatch, startup
+from emulator.conformance.scenarios import PskMismatch, prepare_startup, startup
 from emulator.conformance.session import CheckContext, Datagram, EventRecord, Session, Settings, Window
 
 Progress = Callable[[str, CheckSpec | None, CheckResult | None], None]
@@ -91,6 +91,13 @@ def check_reachable(settings: Settings) -> None:
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         try:
             s.bind((settings.local[0], 0))
+        except OSError as e:
+            from emulator.errors import ConfigError
+
+            raise ConfigError(
+                f"local: cannot use {settings.local[0]}: {e.strerror} (not an address of this machine?)"
+            ) from None
+        try:
             s.connect(settings.cgw)
         except OSError as e:
             raise Unreachable(settings.cgw, e) from None
@@ -111,8 +118,10 @@ async def run_battery(
     wall0 = time.time()
     note = progress or (lambda phase, spec, result: None)
     await s.open()
+    prepare_startup(s)
     runs: list[CheckRun] = []
     try:
+        await _knock(s)
         note("note", None, None)
         s.current_check = "startup"
         await s.scenario("startup", lambda: startup(s))
@@ -131,6 +140,19 @@ async def run_battery(
     order = {c.id: i for i, c in enumerate(CHECKS)}
     runs.sort(key=lambda r: order[r.result.id])
     return Report(settings, runs, wall0, time.time() - wall0, s)
+
+
+async def _knock(s: Session) -> None:
+    """Send the device one NAT keepalive (a single 0xFF octet, RFC 3948 §2.3: ignored by IKE implementations)
+    from a connected socket: an ICMP port or host unreachable for it means there is nothing to test."""
+    from emulator.conformance.probe import Probe
+
+    p = await Probe.open(s, s.settings.cgw)
+    try:
+        await p.stream.send(b"\xff")
+        await p.recv(0.5)
+    finally:
+        p.close()
 
 
 def _raise_unreachable(s: Session) -> None:
@@ -163,6 +185,17 @@ async def _run_one(s: Session, spec: CheckSpec) -> CheckRun:
             outcome = Outcome(Verdict.FAIL, f"internal error in the check: {e!r}", tb)
         finally:
             s.clear_impairments()
+    if outcome.verdict is not Verdict.SKIP and not any(d.from_device for d in s.datagrams):
+        # Nothing ever came back: whatever the check concluded, it concluded it from silence.
+        if "no answer" not in outcome.summary:
+            outcome = Outcome(
+                Verdict.FAIL,
+                f"no answer: the device has not sent a single datagram ({outcome.summary})",
+                outcome.details,
+                dict(outcome.measurements),
+            )
+        elif outcome.verdict is not Verdict.FAIL:
+            outcome = Outcome(Verdict.FAIL, outcome.summary, outcome.details, dict(outcome.measurements))
     end = len(s.datagrams)
     ctx.windows.append(Window(ctx.start_dg, end))
     result = _result(spec, outcome, t0, s.now() - t0)
@@ -185,6 +218,8 @@ async def _precondition(s: Session, spec: CheckSpec) -> Outcome | None:
     up = s.ike_up() if s.settings.ike_only else s.tunnel_up()
     if up:
         return None
+    if s.cache.get("aws_initiation_failed") and not any(d.from_device for d in s.datagrams):
+        return Outcome(Verdict.FAIL, "no answer: the device has not sent a single datagram (no tunnel to test)")
     rec = await s.fresh_tunnel()
     if rec is not None:
         return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 from cgw_peer.config import DpdTimeoutAction, StartupAction
 from emulator.actions import Address
@@ -69,33 +68,52 @@ RTX_MAX_DROPS = 4
 """Never ignore more than this many initiations in all (a device that starts afresh each time)."""
 
 
+class _RtxDropper:
+    """Ignores the first :data:`RTX_DROPS` copies of the device's first initiation (see :func:`startup`)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[bytes, int] = {}
+        self.drops = 0
+        self.measured: bytes | None = None
+
+    def __call__(self, data: bytes, src: Address, now: float) -> bool:
+        info = classify(data)
+        if not is_initiation(info) or self.measured is not None or self.drops >= RTX_MAX_DROPS:
+            return False
+        n = self.counts.get(info.body, 0)
+        if n < RTX_DROPS:
+            self.counts[info.body] = n + 1
+            self.drops += 1
+            return True
+        self.measured = info.body
+        return False
+
+
+def prepare_startup(s: Session) -> None:
+    """Arm the start-up impairment as soon as the endpoint's sockets exist (the device may already be
+    retransmitting its first message towards us)."""
+    assert s.peer is not None
+    aws_starts = s.settings.profile.options.startup_action is StartupAction.START and s.version == 2
+    if "startup_dropper" not in s.cache and not aws_starts:
+        dropper = _RtxDropper()
+        s.cache["startup_dropper"] = dropper
+        s.peer.drop_in = dropper
+
+
 async def startup(s: Session) -> Startup:
     """Start the endpoint (StartupAction as the profile says) and wait for the tunnel.
 
     The first two copies of the device's first initiation are ignored on purpose, to time its
     retransmissions (AWS-RTX-01). If the device does not initiate within ``device_first_initiation`` seconds,
-    AWS initiates (as StartupAction=start would) so the other checks can run."""
+    AWS initiates (as StartupAction=start would) so the other checks can run. Everything since the session's
+    sockets were bound counts."""
     assert s.driver is not None and s.handle is not None and s.peer is not None
-    st = Startup(start=len(s.datagrams))
-    counts: dict[bytes, int] = {}
-    state: dict[str, Any] = {"measured": None}
-
-    def drop_in(data: bytes, src: Address, now: float) -> bool:
-        info = classify(data)
-        if not is_initiation(info) or state["measured"] is not None or st.drops >= RTX_MAX_DROPS:
-            return False
-        n = counts.get(info.body, 0)
-        if n < RTX_DROPS:
-            counts[info.body] = n + 1
-            st.drops += 1
-            return True
-        state["measured"] = info.body
-        return False
+    st = Startup(start=0)
+    prepare_startup(s)
+    dropper: _RtxDropper | None = s.cache.get("startup_dropper")
 
     aws_starts = s.settings.profile.options.startup_action is StartupAction.START and s.version == 2
-    if not aws_starts:
-        s.peer.drop_in = drop_in
-    mark_ev = len(s.events)
+    mark_ev = 0
     s.driver.start_peer(s.handle)
     t = s.timers
     if aws_starts:
@@ -113,6 +131,7 @@ async def startup(s: Session) -> Startup:
     loop = asyncio.get_running_loop()
     end = loop.time() + budget
     name = "ike_sa_established" if s.settings.ike_only else "tunnel_up"
+    aws_tried_at: int | None = len(s.events) if st.aws_initiated else None
     while True:
         left = end - loop.time()
         ev = await s.wait_event(name, min(left, 0.5), since=mark_ev) if left > 0 else None
@@ -121,13 +140,26 @@ async def startup(s: Session) -> Startup:
             break
         if name == "tunnel_up" and _child_stalled(s, mark_ev, t.aws_request_budget + 2):
             break
+        if s.ike_up():
+            continue
+        # Refused both ways (no common proposal): no point in waiting out the budget.
+        if aws_tried_at is None and _refused(s, mark_ev):
+            st.notes.append("AWS refused the device's negotiation; AWS initiated with its own proposals")
+            s.peer.drop_in = None
+            aws_tried_at = len(s.events)
+            s.call_engine(lambda e, now: e.initiate(now), "initiate")
+        elif aws_tried_at is not None and _refused(s, aws_tried_at, ours=True):
+            if not any(d.from_device for d in s.datagrams):
+                s.cache["aws_initiation_failed"] = True
+            break
     s.peer.drop_in = None
     st.ike = next((r for r in s.events_since(mark_ev, "ike_sa_established")), None)
     st.up = next((r for r in s.events_since(mark_ev, "tunnel_up")), None)
     st.failures = s.events_since(mark_ev, "negotiation_failed")
     st.end = len(s.datagrams)
     st.initiations = [d for d in s.datagrams[st.start : st.end] if device_initiation(d)]
-    body = state["measured"]
+    st.drops = dropper.drops if dropper is not None else 0
+    body = dropper.measured if dropper is not None else None
     if body is None and st.initiations:
         # No initiation reached a third copy: time the one with the most copies.
         bodies = [d.info.body for d in st.initiations]
@@ -150,14 +182,27 @@ async def startup(s: Session) -> Startup:
 
 
 def _check_psk(s: Session, since: int) -> None:
-    """Stop the run when the device's authentication fails the way a different pre-shared key makes it fail."""
+    """Stop the run when the device's authentication fails the way a different pre-shared key makes it fail:
+    IKEv1 derives the Main Mode keys from the key, so message 5 does not decrypt or its HASH_I does not verify;
+    IKEv2's AUTH payload does not verify (AUTHENTICATION_FAILED)."""
+    if s.ike_up():
+        return
     for r in s.events_since(since):
-        if r.name == "datagram_dropped" and r.get("reason") == "bad_hash" and "HASH_I" in str(r.get("detail", "")):
-            raise PskMismatch("its Main Mode message 5 does not verify with --psk (HASH_I mismatch)")
-        if r.name == "datagram_dropped" and r.get("reason") == "bad_hash" and "HASH_R" in str(r.get("detail", "")):
-            raise PskMismatch("its Main Mode message 6 does not verify with --psk (HASH_R mismatch)")
+        if r.name == "datagram_dropped" and r.get("reason") in ("bad_hash", "decrypt_failed"):
+            what = "HASH_I does not verify" if r.get("reason") == "bad_hash" else "does not decrypt"
+            raise PskMismatch(f"its Main Mode message 5 {what} with the keys --psk gives")
         if r.name == "negotiation_failed" and r.get("reason") == "authentication_failed":
             raise PskMismatch("IKE_AUTH failed authentication (AUTHENTICATION_FAILED)")
+
+
+def _refused(s: Session, since: int, *, ours: bool = False) -> bool:
+    """A phase-1 negotiation failed for want of a common proposal (or, ``ours``: AWS's own attempt failed)."""
+    for r in s.events_since(since, "negotiation_failed"):
+        if r.get("exchange") not in ("main_mode", "ike_sa_init"):
+            continue
+        if ours or r.get("reason") == "no_proposal_chosen":
+            return True
+    return False
 
 
 def _child_stalled(s: Session, since: int, grace: float) -> bool:
@@ -193,7 +238,14 @@ class Outage:
     """tunnel_up of the new SA, or (DPDTimeoutAction=none) the first successful DPD exchange afterwards."""
     recovered_how: str = ""
     bound: float = 0.0
+    """Seconds the battery waited for recovery after the outage."""
+    watched_until: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def silence(self) -> float:
+        """Seconds from AWS's last message before the outage to the end of the watch."""
+        return self.watched_until - (self.last_aws.t if self.last_aws is not None else self.outage_at)
 
     @property
     def recovery_time(self) -> float | None:
@@ -234,7 +286,10 @@ async def outage(s: Session, startup_action: StartupAction, action: DpdTimeoutAc
     peer.drop_out = None
     out_mark = len(s.datagrams)
     # Recovery: a new tunnel_up (clear/restart) or, for none, the next successful DPD exchange on the old SA.
-    o.bound = t.device_dead_bound + t.aws_request_budget + 5.0
+    # A device that follows AWS's recommendation re-initiates within device_dead_bound of AWS's last message;
+    # AWS's own restart (backoff, then its retransmissions) needs its request budget after the outage.
+    since_last = s.now() - (o.last_aws.t if o.last_aws is not None else o.outage_at)
+    o.bound = max(t.device_dead_bound - since_last, t.aws_request_budget) + 5.0
     loop = asyncio.get_running_loop()
     deadline = loop.time() + o.bound
     while loop.time() < deadline:
@@ -259,6 +314,7 @@ async def outage(s: Session, startup_action: StartupAction, action: DpdTimeoutAc
                 o.recovered, o.recovered_how = ack, "the SAs AWS kept (a DPD exchange succeeded)"
                 break
         await asyncio.sleep(0.2)
+    o.watched_until = s.now()
     o.end = len(s.datagrams)
     window = s.datagrams[o.start : o.end]
     o.device_probes = [

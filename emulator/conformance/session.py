@@ -121,7 +121,7 @@ def make_timers(profile: Profile, *, fast: bool) -> Timers:
             aws_dpd_interval=2.0,
             aws_dpd_timeout=6,
             aws_retransmit=Retransmit(timeout=1.0, base=1.5, tries=4),
-            device_first_initiation=15.0,
+            device_first_initiation=10.0,
             lifetime_window=30.0,
         )
     margin = profile.options.rekey_margin_time_seconds
