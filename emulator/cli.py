@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from emulator import campaign_cli, conformance_cli, report_cli, scenario_cli, tgw_cli, vpn_cli
 from emulator.errors import ConfigError
@@ -27,8 +28,18 @@ SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a control character in a user's argument (``\r``, ``\n``) is shown
+    escaped, so the message stays on the line that says ``error:`` (subcommand parsers inherit this)."""
+
+    def error(self, message: str) -> NoReturn:
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {shown}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="awsnetemu",
         description="Emulator for AWS Site-to-Site VPN tunnels (IKE + DPD) and Transit Gateway forwarding.",
     )

@@ -1277,6 +1277,11 @@ class IkeV2Peer:
         auth = psk_auth(sa.suite.prf, self.config.psk, sa.init_request, sa.nr, sa.sk_pi, id_body)
         sa.child_spi = self._new_child_spi()
         payloads: list[tuple[int, bytes]] = [(_PL_IDI, id_body)]
+        # INITIAL_CONTACT (§2.4) says "I hold no other IKE SA with you": decided now, not when IKE_SA_INIT went
+        # out, since the peer may have brought a tunnel up meanwhile (a restart crossing the peer's initiation).
+        sa.initial_contact = sa.initial_contact and not any(
+            s.state is _ST_ESTABLISHED for s in self._sas.own.values() if s is not sa
+        )
         if sa.initial_contact:
             payloads.append((_PL_NOTIFY, _INITIAL_CONTACT))
         if self.config.remote_id is not None:
@@ -1339,6 +1344,14 @@ class IkeV2Peer:
                     out.append(Event("ike_sa_replaced", {"spi": other.local_spi.hex(), "reason": "initial_contact"}))
         out.insert(0, self._respond(sa, msg, payloads, "ike_auth_response"))
         out += self._established(sa, now)
+        # The peer brought the tunnel up: a fresh negotiation of ours that has not reached IKE_AUTH yet (a restart
+        # crossing the peer's own initiation) would end in a second IKE SA; it is abandoned (the peer's half-open
+        # state for it expires on its own). One already in IKE_AUTH completes, and the duplicate rule (§2.8.1,
+        # lowest nonce) keeps one of the two on both sides.
+        for other in list(self._sas.own.values()):
+            if other is not sa and other.initiator and other.state is _ST_INIT_SENT:
+                self._drop_sa(other)
+                self._count("negotiation_superseded")
         if child is not None:
             sa.children.append(child)
             out += self._child_established(sa, child, now)

@@ -250,3 +250,19 @@ def test_both_engines_use_the_shared_lifecycle(version: int) -> None:
         assert peer.status is peer.lifecycle.status  # type: ignore[attr-defined]
     # The AWS side's monitor holds the real instant of the last authenticated message (the ACK to its probe at 10).
     assert p.node("aws").liveness.last_inbound_at == 10.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_restart_crossing_the_peers_initiation_leaves_one_ike_sa(version: int) -> None:
+    """AWS restarts (its Main Mode / IKE_SA_INIT is being retransmitted towards a dead CGW) and the CGW comes
+    back and initiates itself: one tunnel, one IKE SA on both sides, no second teardown (issue 15's failover
+    tests found IKEv2 finishing its own restart afterwards with INITIAL_CONTACT, which dropped the SAs in use)."""
+    p = make(version, action="restart")
+    p.crash("cgw", 95)
+    p.revive("cgw", 133.5, initiate=True)  # AWS's restart IKE_SA_INIT went out at 131 and is retransmitted at 135
+    p.run(400)
+    assert p.times("tunnel_down") == [130.0]
+    assert len(p.times("tunnel_up")) == 2 and len([t for t in p.times("tunnel_up", "cgw") if t > 100]) == 1
+    assert p.sel("tunnel_down", "cgw") == [] or all(r.t < 100 for r in p.sel("tunnel_down", "cgw"))
+    spis = p.node("aws").ike_spis()
+    assert spis == p.node("cgw").ike_spis() and len(spis) == 2
