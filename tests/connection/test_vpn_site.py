@@ -46,7 +46,7 @@ def test_echo_through_the_tunnel_and_the_tgw(version: int, esp: str, encap: bool
     net.on_event(lambda r: routes.append((r.t, r.fields["up"])) if r.event == "tgw_routes_changed" else None)
     net.start_all()
     net.run_until(2)
-    assert routes == [(pytest.approx(routes[0][0]), True)]
+    assert [up for _t, up in routes] == [True]
     s, d1, d2 = ip_bytes(ONPREM), ip_bytes("10.1.0.10"), ip_bytes("10.1.1.20")
     ping = icmp4(s, d1, 8, 0x1234, 1, b"abcdefgh")
     udp = udp4(s, d2, 40000, 7, b"udp-echo")
