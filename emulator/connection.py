@@ -819,6 +819,9 @@ class _Node:
 
     def _after(self, actions: list[Action], now: float) -> list[Action]:
         site = self.site
+        if self.tunnel.refused:
+            for p, reason in self.tunnel.take_refused():
+                site._drop(p, reason)
         inner = self.tunnel.take_received()
         for p in inner:
             if self.aws:
