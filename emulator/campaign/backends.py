@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from emulator.campaign.runner import RunTask, call, worker_died
+from emulator.errors import ConfigError
 
 
 def call_with_base(task: RunTask, base: Any) -> dict[str, Any]:
@@ -196,7 +197,10 @@ class DaskBackend:
             self.client = Client(self._cluster, set_as_default=False)  # type: ignore[no-untyped-call]
             self.name = f"Dask LocalCluster, {workers} worker{'s' if workers != 1 else ''}"
         else:
-            self.client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+            try:
+                self.client = Client(address, set_as_default=False, timeout="15s")  # type: ignore[no-untyped-call]
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ConfigError(f"--dask: cannot reach a Dask scheduler at {address!r}: {e}") from None
             n = len(self.client.scheduler_info().get("workers", {}))
             self.workers = n or workers
             self.name = f"Dask cluster {address}, {n} workers"
