@@ -284,6 +284,17 @@ async def _mm1_probe(
         return await p.request(msg, lambda info: info.version == 1 and info.spi_i == icookie)
 
 
+def _answer_text(outcome: str, detail: str) -> str:
+    """A probe's answer in words."""
+    return {
+        "accepted": f"chose {detail}",
+        "invalid_ke": f"INVALID_KE_PAYLOAD asking for {detail}, i.e. the request was processed",
+        "refused": f"refused with {detail}",
+        "critical": detail,
+        "cookie": "asked for a COOKIE",
+    }.get(outcome, detail)
+
+
 def _mm_answer(d: Datagram | None) -> tuple[str, str]:
     """How a device answered MM1: ``accepted`` (its choice), ``refused`` (notify) or ``none``."""
     if d is None:
@@ -333,7 +344,7 @@ async def trn_ike_port(ctx: CheckContext) -> Outcome:
             "Nothing came back within the bound: UDP 500 is filtered, or the device ignores IKE from this address "
             "(its peer address must be the AWS endpoint's, here the battery's --local).",
         )
-    return Outcome(PASS, f"answered on UDP {port} ({ctx.pkt(ans)}: {outcome}, {detail})")
+    return Outcome(PASS, f"answered on UDP {port} ({ctx.pkt(ans)}: {_answer_text(outcome, detail)})")
 
 
 @check(
@@ -2104,7 +2115,7 @@ async def rob_unknown(ctx: CheckContext) -> Outcome:
         return Outcome(FAIL, f"no answer ({ctx.pkts(sent)}): the unknown payload made the device drop the request")
     if not ok:
         return Outcome(FAIL, f"refused the request because of the unknown payload ({ctx.pkt(ans)}: {detail})")
-    return Outcome(PASS, f"answered normally ({ctx.pkt(ans)}: {detail})")
+    return Outcome(PASS, f"answered as without it ({ctx.pkt(ans)}: {_answer_text(outcome, detail)})")
 
 
 @check(
