@@ -8,7 +8,9 @@
   Runs go to ``--workers`` local processes (default: the number of CPUs), or with ``--dask`` to a Dask
   scheduler at ADDRESS, or to a Dask ``LocalCluster`` of ``--workers`` processes (``--dask local``).
 * ``awsnetemu campaign SPEC --seed S [--entry N] --fault NAME:k=v,... [--fault ...]`` replays one run exactly
-  (the command each failure prints): its checks and its trace hash, which is the campaign's.
+  (the command each failure prints): its checks and its trace hash, which is the campaign's. With ``--out DIR``
+  the run's files go there: a VPN run's capture, event trace, timeline and Wireshark key tables (as
+  ``awsnetemu run --out`` writes them), a TGW run's trace.
 * ``awsnetemu campaign --list-faults`` prints the catalogue: every fault, its parameters with types, ranges and
   defaults, and its expected outcomes.
 
@@ -71,7 +73,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         validate.integer(args.seed, "--seed", minimum=0)
     spec = spec_mod.load(args.spec)
     if replay:
-        return _replay(spec, args.seed, args.entry, parts, args.json)
+        return _replay(spec, args.seed, args.entry, parts, args.json, args.out)
     workers = args.workers or (2 if args.dask == "local" else cpu_count())
     tasks = engine.plan(spec, args.seeds)
     dataset = f"awsnetemu-{spec.name}-{engine.spec_digest(spec)}" if args.dask and args.dask != "local" else None
@@ -97,7 +99,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
 
 def _replay(
-    spec: spec_mod.CampaignSpec, seed: int, entry: int | None, parts: list[catalogue.Part], as_json: bool
+    spec: spec_mod.CampaignSpec,
+    seed: int,
+    entry: int | None,
+    parts: list[catalogue.Part],
+    as_json: bool,
+    out_dir: str | None = None,
 ) -> int:
     kinds = {catalogue.FAULTS[p.fault].kind for p in parts}
     if len(kinds) != 1:
@@ -120,7 +127,7 @@ def _replay(
     if kind == "tgw":
         for p in parts:
             base.check_fault(p.fault, p.params, f"--fault {p.fault}")
-    out = run_parts(kind, base, parts, seed, spec.invariants_for(kind))
+    out = run_parts(kind, base, parts, seed, spec.invariants_for(kind), out_dir)
     if as_json:
         doc = {
             "seed": seed,

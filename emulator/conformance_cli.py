@@ -14,7 +14,7 @@ Defaults that are the command's own choices:
 * ``--ike-version`` defaults to 1 when the profile allows IKEv1, else 2.
 * ``--profile`` defaults to AWS's defaults; ``--tunnel`` to 1.
 * ``--fast`` shortens the AWS side's timers (DPD delay and interval 2 s, DPDTimeoutSeconds 6 s, AWS requests
-  retransmitted after 1, 1.5, 2.25, 3.4, 5.1 s) and the waits for the device's first initiation (15 s) and its
+  retransmitted after 1, 1.5, 2.25, 3.4, 5.1 s) and the waits for the device's first initiation (10 s) and its
   lifetimes (30 s); the bounds on the device's own timers stay those AWS recommends.
 
 Output: progress lines on stderr while it runs; the table on stdout (``--json``: the JSON report instead);

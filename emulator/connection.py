@@ -747,10 +747,30 @@ def _connection_expectation(e: Any, where: str) -> Expectation:
 class _Flow:
     """A flow's run-time state: what was sent, which sequence numbers arrived, drops by reason."""
 
-    __slots__ = ("arrived", "delivered", "drops", "p_delivered", "p_octets", "p_sent", "sent", "spec", "via")
+    __slots__ = (
+        "arrived",
+        "count",
+        "delivered",
+        "drops",
+        "dst",
+        "head",
+        "p_delivered",
+        "p_octets",
+        "p_sent",
+        "sent",
+        "spec",
+        "src",
+        "via",
+    )
 
     def __init__(self, spec: FlowSpec) -> None:
         self.spec = spec
+        self.src = ip_bytes(spec.src_ip)
+        self.dst = ip_bytes(spec.dst_ip)
+        self.count = spec.count()
+        # The IPv4 + UDP headers are the same for every packet of the flow (identification 0, no UDP checksum:
+        # RFC 768 allows 0 over IPv4), so they are built once; each packet only gets its probe header.
+        self.head = udp4(self.src, self.dst, 40000 + spec.index, spec.port, bytes(spec.size - 28))[:26] + b"\0\0"
         self.sent = 0
         self.delivered = 0
         self.arrived = bytearray()
@@ -799,6 +819,9 @@ class _Node:
 
     def _after(self, actions: list[Action], now: float) -> list[Action]:
         site = self.site
+        if self.tunnel.refused:
+            for p, reason in self.tunnel.take_refused():
+                site._drop(p, reason)
         inner = self.tunnel.take_received()
         for p in inner:
             if self.aws:
@@ -980,16 +1003,13 @@ class _Site:
         p = read_probe(packet)
         if p is not None and p.flow < len(self.flows):
             f = self.flows[p.flow]
-            if parse4(packet) is not None and packet[12:16] == ip_bytes(f.spec.src_ip):
+            if packet[12:16] == f.src:
                 f.via[where] = f.via.get(where, 0) + 1
 
     def _tick(self, f: _Flow, seq: int) -> None:
         spec = f.spec
         now = self.net.now
-        src, dst = ip_bytes(spec.src_ip), ip_bytes(spec.dst_ip)
-        pkt = udp4(
-            src, dst, 40000 + spec.index, spec.port, probe_payload(spec.index, seq, now, spec.size - 28), ident=seq
-        )
+        pkt = f.head + probe_payload(spec.index, seq, now, spec.size - 28)
         f.sent += 1
         f.p_sent += 1
         f.arrived.append(0)
@@ -997,7 +1017,7 @@ class _Site:
             self.from_instance(spec.src_instance, pkt, now)
         else:
             self.from_onprem(pkt, now)
-        if seq + 1 < spec.count():
+        if seq + 1 < f.count:
             self.net.at(spec.start + (seq + 1) * spec.interval, functools.partial(self._tick, f, seq + 1))
 
     def _ec2(self, instance: str, direction: str, octets: int, now: float) -> bool:
@@ -1097,7 +1117,7 @@ class _Site:
         f = self.flows[p.flow]
         spec = f.spec
         dst = pkt[16:20]
-        if spec.kind == "echo" and dst != ip_bytes(spec.src_ip):
+        if spec.kind == "echo" and dst != f.src:
             return False  # the request, at the far end: the host answers it
         if p.seq < len(f.arrived) and not f.arrived[p.seq]:
             f.arrived[p.seq] = 1

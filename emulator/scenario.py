@@ -90,7 +90,7 @@ stem, is made safe instead (other characters become ``_``).
 `awsnetemu run FILE` exits 0 when every expectation holds, 1 when one does not, 2 on a bad file or a run past its
 budget (the message names the field). ``--json`` prints machine-readable results; ``--out DIR`` writes
 ``NAME.pcap``, ``NAME.jsonl`` (the event trace), ``NAME-timeline.txt`` and ``NAME-keys/`` (Wireshark decryption
-tables).
+tables: IKEv1, IKEv2 and ``esp_sa`` for the IPsec SAs).
 """
 
 from __future__ import annotations
@@ -791,7 +791,16 @@ class Scenario:
         trace.subscribe(feed)
         keys = KeyTables()
         net = SimNetwork(self.seed, pcap=pcap, trace=trace)
-        net.on_event(lambda rec: keys.add(rec.fields) if rec.event == "sa_keys" else None)
+
+        def on_keys(rec: TraceRecord) -> None:
+            if rec.event == "sa_keys":
+                keys.add(rec.fields)
+            elif rec.event == "child_sa_established" and rec.node in self.address:
+                # Wireshark's esp_sa table too (both directions), for captures that carry the tunnel's ESP.
+                other = "cgw" if rec.node == "aws" else "aws"
+                keys.add_child_sa(rec.fields, self.address[rec.node], self.address[other])
+
+        net.on_event(on_keys)
         try:
             self._wire(net)
             net.start_all(at=0.0)

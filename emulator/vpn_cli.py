@@ -26,12 +26,18 @@ for a flag and for its ``--config`` key: numbers are finite numbers, timers (``d
 one in YAML), output paths (``--events``, ``--pcap``, ``--keys``) are writable. ``--check`` stops after the
 validation (and after building the engine, which checks the proposals) and exits 0 without opening sockets.
 
+Emulated network (``--role aws`` only): ``--topology FILE`` (a TGW topology, YAML or AWS JSON), ``--attachment ID``
+(its VPN attachment; may be left out when there is one) and ``--tunnel NAME`` (default: the attachment's first
+tunnel) put :class:`emulator.vpn_site.AwsSite` behind the endpoint: the peer's ESP is decrypted, enters the TGW
+through the attachment, emulated VPC hosts answer ICMP echo and UDP/TCP echo, and the answers return encrypted.
+
 Outputs: ``--events`` (JSON lines: ``t`` seconds since start, ``event``, ``peer`` and the event's fields; the
 first line is the driver's ``listening`` event with ``wall_clock_start``, the Unix time of ``t = 0``; the last
 is ``stopped``), ``--pcap`` (every datagram sent and
 received, real addresses, wall-clock timestamps), ``--keys DIR`` (Wireshark ``ikev1_decryption_table`` /
-``ikev2_decryption_table``, rewritten on every ``sa_keys`` event, so ``WIRESHARK_CONFIG_DIR=DIR tshark -r
-FILE`` decrypts). A one-line status goes to stderr on start, on tunnel up/down and on stop.
+``ikev2_decryption_table`` and ``esp_sa`` for the IPsec SAs, rewritten on every new SA, so
+``WIRESHARK_CONFIG_DIR=DIR tshark -r FILE`` decrypts). A one-line status goes to stderr on start, on tunnel up/down
+and on stop.
 
 Exit codes: 0 after a signal, 1 when the sockets cannot be bound, 2 on a configuration error (the message
 names the field).
@@ -121,6 +127,9 @@ _KEYS = {
     "timer_slack",
     "tunnel_options",
     "behaviour",
+    "topology",
+    "attachment",
+    "tunnel",
 } | {f for _, f, _ in _TUNNEL_FLAGS}
 
 
@@ -175,6 +184,15 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help=f"round timer wake-ups up to a multiple of this (default {TIMER_SLACK}; 0: exact)",
     )
+    n = p.add_argument_group("emulated network behind the AWS endpoint (--role aws)")
+    n.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="TGW topology (YAML or AWS JSON): the peer's traffic enters its VPN attachment, emulated VPC hosts "
+        "answer ICMP echo and UDP/TCP echo, their answers return through the tunnel",
+    )
+    n.add_argument("--attachment", metavar="ID", help="the topology's VPN attachment this tunnel belongs to")
+    n.add_argument("--tunnel", metavar="NAME", help="the attachment's tunnel this peer is (default: its first)")
     o = p.add_argument_group("outputs")
     o.add_argument("--events", metavar="FILE|-", help="JSON-lines events ('-' for stdout)")
     o.add_argument("--pcap", metavar="FILE", help="capture of every datagram sent and received")
@@ -375,6 +393,10 @@ class VpnPlan:
     events: str | None
     pcap: str | None
     keys: str | None
+    topology: str | None = None
+    """``--topology``: the emulated network behind the AWS endpoint (:mod:`emulator.vpn_site`)."""
+    attachment: str | None = None
+    tunnel: str | None = None
 
 
 def plan(settings: dict[str, Any]) -> VpnPlan:
@@ -388,7 +410,23 @@ def plan(settings: dict[str, Any]) -> VpnPlan:
         validate.output_file(events, "events")
     pcap = None if settings.get("pcap") is None else validate.output_file(settings["pcap"], "pcap")
     keys = None if settings.get("keys") is None else validate.output_dir(settings["keys"], "keys")
-    return VpnPlan(cfg, local, remote, seed, faults, slack, events, pcap, keys)
+    topology = attachment = tunnel = None
+    if settings.get("topology") is not None:
+        topology = validate.string(settings["topology"], "topology")
+        if cfg.role is not Role.AWS:
+            raise ConfigError("topology: an emulated network sits behind the AWS endpoint: only with --role aws")
+        attachment = (
+            None if settings.get("attachment") is None else validate.string(settings["attachment"], "attachment")
+        )
+        tunnel = None if settings.get("tunnel") is None else validate.string(settings["tunnel"], "tunnel")
+        from emulator.vpn_site import load_site_dataplane
+
+        _dp, attachment, tunnel = load_site_dataplane(topology, attachment, tunnel)
+    else:
+        for key in ("attachment", "tunnel"):
+            if settings.get(key) is not None:
+                raise ConfigError(f"{key}: only with --topology")
+    return VpnPlan(cfg, local, remote, seed, faults, slack, events, pcap, keys, topology, attachment, tunnel)
 
 
 def make_peer(cfg: PeerConfig, local: Address, remote: Address, rng: random.Random) -> Any:
@@ -413,12 +451,19 @@ class _Outputs:
         self.keys = keys
         self.cfg = cfg
         self.up = False
+        self.outer: tuple[str, str] | None = None
+        """(our address, the peer's) of the last IKE SA: the outer addresses of its ESP (Wireshark's esp_sa)."""
 
     def __call__(self, h: PeerHandle | None, t: float, ev: Event) -> None:
         if self.json is not None:
             self.json(h, t, ev)
         if ev.name == "sa_keys" and self.keys is not None:
             self.keys.add(ev.fields)
+        elif ev.name == "ike_sa_established":
+            self.outer = (str(ev.get("local")).rpartition(":")[0], str(ev.get("remote")).rpartition(":")[0])
+        elif ev.name == "child_sa_established" and self.keys is not None and self.outer is not None:
+            # --keys also gets Wireshark's esp_sa rows, both directions, so tshark shows the inner packets.
+            self.keys.add_child_sa(ev.fields, *self.outer)
         elif ev.name == "tunnel_up" and not self.up:
             self.up = True
             status(f"tunnel UP ({self._what()}) at t={t:.3f}s")
@@ -442,11 +487,18 @@ def cmd_vpn(args: argparse.Namespace) -> int:
     # driver side), or from --seed for a reproducible run. Building it also checks the proposals.
     rng = random.Random(p.seed) if p.seed is not None else random.Random(os.urandom(32))
     peer = make_peer(p.cfg, p.local, p.remote, rng)
+    if p.topology is not None:
+        from cgw_peer.tunnel_endpoint import TunnelEndpoint
+        from emulator.vpn_site import AwsSite, load_site_dataplane
+
+        dp, att, tunnel = load_site_dataplane(p.topology, p.attachment, p.tunnel)
+        peer = AwsSite(TunnelEndpoint(peer, rng=random.Random(rng.getrandbits(64))), dp, att, tunnel)
     if args.check:
         version = 1 if p.cfg.ike_version is IkeVersion.IKEV1 else 2
+        behind = f", {p.attachment}/{p.tunnel} of {p.topology} behind it" if p.topology else ""
         print(
             f"awsnetemu vpn: configuration valid: {p.cfg.role.value} peer, IKEv{version}, "
-            f"{p.local[0]}:{p.local[1]} -> {p.remote[0]}:{p.remote[1]} (not started: --check)"
+            f"{p.local[0]}:{p.local[1]} -> {p.remote[0]}:{p.remote[1]}{behind} (not started: --check)"
         )
         return 0
     return asyncio.run(

@@ -1,11 +1,13 @@
 """One end of the BGP session that runs inside a VPN tunnel (sans-I/O), reduced to what routing over a Site-to-Site
 VPN needs: a session that comes up, advertises prefixes, keeps alive and goes down.
 
-AWS's facts (the generic configuration file AWS issues for a dynamic VPN, ``amazon-vpc-network-administrator-
-guide`` ``GenericConfig.md``): BGP runs "within the tunnel, between the inside IP addresses" (the /30 of
-``TunnelInsideCidr``: AWS has the first usable address, the customer gateway the second); the neighbor hold time
-is **30 s**; AWS "will announce prefixes ... based upon the prefix you assigned to the VPC". The Amazon side's
-ASN defaults to 64512 for a transit gateway, the customer's to 65000 (``CreateCustomerGateway`` ``BgpAsn``).
+AWS's facts (the configuration files AWS issues for a dynamic VPN, archived in ``awsdocs/amazon-vpc-network-
+administrator-guide``): BGP runs "within the tunnel, between the inside IP addresses" (the /30 of
+``TunnelInsideCidr``: AWS has the first usable address, the customer gateway the second); "Neighbor Hold Time :
+30" (``GenericConfig.md``); the Cisco IOS file configures ``neighbor 169.254.255.1 timers 10 30 30`` (keepalive
+10 s, hold 30 s: "The BGP timers are adjusted to provide more rapid detection of outages", ``Cisco.md``); AWS
+"will announce prefixes ... based upon the prefix you assigned to the VPC". The Amazon side's ASN defaults to
+64512 for a transit gateway, the customer's to 65000 (``CreateCustomerGateway`` ``BgpAsn``).
 
 The model (RFC 4271, simplified; every timer a setting of :class:`BgpTimers`):
 
@@ -79,8 +81,8 @@ ESTABLISHED = "established"
 
 @dataclass(frozen=True, slots=True)
 class BgpTimers:
-    """BGP timers (seconds). ``hold_time``: AWS's 30 s. ``keepalive``: one third of the hold time (RFC 4271 §10
-    suggests that ratio; AWS's device examples configure 10 s with 30 s hold). ``connect_retry``: how often an
+    """BGP timers (seconds). ``hold_time``: AWS's 30 s. ``keepalive``: 10 s, one third of the hold time (AWS's
+    Cisco example ``timers 10 30 30``; RFC 4271 §10 suggests the same ratio). ``connect_retry``: how often an
     OPEN is repeated while the peer does not answer; RFC 4271 §10 suggests 120 s, which would keep a recovered
     tunnel without routes for up to two minutes. 5 s is the emulator's default **[U]**: AWS does not say how
     soon its side retries."""

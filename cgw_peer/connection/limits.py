@@ -99,7 +99,7 @@ class TokenBucket:
 
     def take(self, amount: float, now: float) -> bool:
         level = self.refill(now)
-        if level >= amount:
+        if level >= amount - 1e-9 * amount:  # a rounding error in the refill must not cost a packet
             self.level = level - amount
             return True
         return False
@@ -139,7 +139,7 @@ class Ec2Bandwidth:
     def admit(self, octets: int, now: float) -> bool:
         bits = octets * 8
         peak, credits = self.peak, self.credits
-        if peak.refill(now) < bits:
+        if peak.refill(now) < bits * (1 - 1e-9):
             self.dropped += 1
             return False
         if not credits.take(bits, now):
@@ -166,13 +166,15 @@ class TunnelLimit:
     ) -> None:
         if not bps > 0 or not pps > 0 or not window > 0:
             raise ConfigError("tunnel_limits", "bps, pps and window must be > 0")
-        self.bps = TokenBucket(bps, max(65_535 * 8, bps * window), start)
-        self.pps = TokenBucket(pps, max(1.0, pps * window), start)
+        # At least two packets deep: a bucket that holds one packet loses the tokens that arrive while it is full,
+        # and would pass less than ``pps`` on average.
+        self.bps = TokenBucket(bps, max(2 * 65_535 * 8, bps * window), start)
+        self.pps = TokenBucket(pps, max(2.0, pps * window), start)
         self.drops: dict[str, int] = {}
 
     def admit(self, octets: int, now: float) -> str | None:
         bits = octets * 8
-        if self.pps.refill(now) < 1.0:
+        if self.pps.refill(now) < 1.0 - 1e-9:
             return self._drop("tunnel_pps_exceeded")
         if not self.bps.take(bits, now):
             return self._drop("tunnel_bandwidth_exceeded")

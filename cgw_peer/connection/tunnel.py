@@ -56,6 +56,8 @@ class VpnTunnel:
         self.drops: dict[str, int] = {}
         """Inner packets not carried, by reason (``esp_no_sa``, ``tunnel_bandwidth_exceeded``, ...)."""
         self._received: list[bytes] = []
+        self.refused: list[tuple[bytes, str]] = []
+        """Decrypted inner packets the inbound limit refused, with the reason, since :meth:`take_refused`."""
         self._transport = False
         self._routable = False
 
@@ -144,6 +146,11 @@ class VpnTunnel:
         out, self._received = self._received, []
         return out
 
+    def take_refused(self) -> list[tuple[bytes, str]]:
+        """Inner packets the inbound limit refused since the last call (at most 4,096 kept), with the reason."""
+        out, self.refused = self.refused, []
+        return out
+
     def _encrypt(self, inner: bytes, now: float) -> list[Action]:
         # BGP's own packets bypass the limits (a few per minute) but need an SA like everything else.
         return self.endpoint.send(inner, now)
@@ -167,6 +174,8 @@ class VpnTunnel:
                 reason = lim.admit(len(inner), now)
                 if reason is not None:
                     self._drop(reason)
+                    if len(self.refused) < 4096:
+                        self.refused.append((inner, reason))
                     continue
             if bgp is not None and inner[16:20] == local and inner[0] >> 4 == 4:
                 pkts, events = bgp.receive(inner, now)

@@ -7,7 +7,8 @@ that run's outcome, ``worker_died``; the other runs go on.
 
 * :class:`ProcessBackend` (the default): ``workers`` processes started by the ``forkserver`` method (so a parent
   with threads, e.g. one that also used Dask, forks nothing but a clean server), each running one task at a
-  time. Death is seen on the process's sentinel; a fresh process replaces it.
+  time with the next one already queued. Death is seen on the process's sentinel: the task it was running is
+  reported, the one queued behind it runs elsewhere, and a fresh process replaces it.
 * :class:`DaskBackend`: ``dask.distributed``. ``address`` is a scheduler (``tcp://host:8786``) or ``local``
   (a :class:`distributed.LocalCluster` of ``workers`` single-threaded worker processes, closed with the
   backend). Each task is submitted with its own key (:func:`~emulator.campaign.runner.task_key`, from the base,
@@ -27,10 +28,19 @@ import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from emulator.campaign.runner import RunTask, call, worker_died
+from emulator.errors import ConfigError
+
+
+def call_with_base(task: RunTask, base: Any) -> dict[str, Any]:
+    """A Dask task: ``task`` travelled without its base, which was scattered to the workers once."""
+    return call(replace(task, base=base))
+
 
 OnResult = Callable[[dict[str, Any]], None]
 
@@ -74,7 +84,8 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
         self.proc.start()
         child.close()
-        self.task: RunTask | None = None
+        self.tasks: deque[RunTask] = deque()
+        """Sent and not answered yet, in order: the first is the one running."""
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -90,6 +101,9 @@ class _Worker:
 class ProcessBackend:
     """``workers`` local worker processes (see the module docstring)."""
 
+    PREFETCH = 2
+    """Tasks sent ahead to each worker, so that it never waits for this process to send the next one."""
+
     def __init__(self, workers: int = 1) -> None:
         self.name = f"{workers} local process{'es' if workers != 1 else ''}"
         self.workers = max(1, workers)
@@ -103,54 +117,52 @@ class ProcessBackend:
         return w
 
     def run(self, tasks: Sequence[RunTask], on_result: OnResult) -> None:
-        todo = list(reversed(tasks))
+        todo = deque(tasks)
         while len(self._pool) < min(self.workers, len(tasks)):
             self._spawn()
-        busy: dict[Any, _Worker] = {}
 
         def feed(w: _Worker) -> None:
-            if todo:
-                w.task = todo.pop()
-                w.conn.send(w.task)
-                busy[w.conn] = w
-                busy[w.proc.sentinel] = w
+            while todo and len(w.tasks) < self.PREFETCH:
+                t = todo.popleft()
+                w.tasks.append(t)
+                w.conn.send(t)
 
         for w in self._pool:
             feed(w)
-        while busy:
-            ready = mpc.wait(list(busy))
-            done: set[int] = set()
-            for obj in ready:
-                found = busy.get(obj)
-                if found is None or id(found) in done:
+        while any(w.tasks for w in self._pool):
+            waiting: dict[Any, _Worker] = {}
+            for w in self._pool:
+                if w.tasks:
+                    waiting[w.conn] = w
+                    waiting[w.proc.sentinel] = w
+            for obj in mpc.wait(list(waiting)):
+                w = waiting[obj]
+                if not w.tasks or w not in self._pool:
                     continue
-                w = found
-                res: dict[str, Any] | None = None
-                if w.conn.poll():
+                eof = False
+                while w.tasks and w.conn.poll():
                     try:
                         res = w.conn.recv()
                     except (EOFError, OSError):
-                        res = None
-                if res is None and w.proc.is_alive():
-                    continue  # woken by the sentinel of a live process: nothing to do yet
-                done.add(id(w))
-                busy.pop(w.conn, None)
-                busy.pop(w.proc.sentinel, None)
-                task = w.task
-                w.task = None
-                if res is not None:
+                        eof = True  # the process is gone (a closed pipe polls as readable)
+                        break
+                    w.tasks.popleft()
                     on_result(res)
-                    feed(w)
-                    continue
-                # The process died under its task: that is the task's outcome; a fresh worker takes over.
-                assert task is not None
-                code = w.proc.exitcode
-                w.proc.join(1)
-                self._pool.remove(w)
-                w.conn.close()
-                on_result(worker_died(task, f"worker process {w.proc.pid} died (exit code {code})"))
-                if todo:
-                    feed(self._spawn())
+                if w.tasks and (eof or not w.proc.is_alive()):
+                    # The process died under its first task: that is the task's outcome; the ones sent behind it
+                    # never started and go back to the queue; a fresh worker takes over.
+                    dead = w.tasks.popleft()
+                    todo.extendleft(reversed(w.tasks))
+                    w.tasks.clear()
+                    w.proc.join(5)
+                    code = w.proc.exitcode
+                    self._pool.remove(w)
+                    w.conn.close()
+                    on_result(worker_died(dead, f"worker process {w.proc.pid} died (exit code {code})"))
+                    w = self._spawn()
+                feed(w)
+            for w in self._pool:
+                feed(w)
 
     def close(self) -> None:
         for w in self._pool:
@@ -170,6 +182,7 @@ class DaskBackend:
 
         self.workers = workers
         self.dataset = dataset
+        self._held: dict[Any, Any] = {}
         self._cluster: Any = None
         if address == "local":
             # A task that kills its worker is reported at once instead of killing `allowed-failures` more.
@@ -184,7 +197,10 @@ class DaskBackend:
             self.client = Client(self._cluster, set_as_default=False)  # type: ignore[no-untyped-call]
             self.name = f"Dask LocalCluster, {workers} worker{'s' if workers != 1 else ''}"
         else:
-            self.client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+            try:
+                self.client = Client(address, set_as_default=False, timeout="15s")  # type: ignore[no-untyped-call]
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ConfigError(f"--dask: cannot reach a Dask scheduler at {address!r}: {e}") from None
             n = len(self.client.scheduler_info().get("workers", {}))
             self.workers = n or workers
             self.name = f"Dask cluster {address}, {n} workers"
@@ -192,12 +208,29 @@ class DaskBackend:
     def run(self, tasks: Sequence[RunTask], on_result: OnResult) -> None:
         from distributed import as_completed
 
-        futures = {}
+        # Each base (a scenario, a topology) goes to the workers once, not with every task.
+        bases: dict[int, Any] = {}
         for t in tasks:
-            futures[self.client.submit(call, t, key=t.key, pure=False, retries=0)] = t
+            if id(t.base) not in bases:
+                bases[id(t.base)] = self.client.scatter(t.base, broadcast=True, hash=False)  # type: ignore[no-untyped-call]
+        lights = [replace(t, base=None) for t in tasks]
+        futs = self.client.map(
+            call_with_base,
+            lights,
+            [bases[id(t.base)] for t in tasks],
+            key=[t.key for t in tasks],
+            pure=False,
+            retries=0,
+            batch_size=256,
+        )
+        futures = dict(zip(futs, tasks, strict=True))
+        # Hold every future: the scheduler keeps a key's result while a client holds it, so the same run asked for
+        # again (a repeated campaign) is handed back instead of run.
+        for f in futures:
+            self._held[f.key] = f
         if self.dataset:
-            # Keep the finished runs on the scheduler after this client leaves (a repeated campaign reuses them).
-            self.client.publish_dataset(list(futures), name=self.dataset, override=True)
+            # ... and after this client has gone, for a cluster that outlives it.
+            self.client.publish_dataset(list(self._held.values()), name=self.dataset, override=True)
         for fut in as_completed(list(futures), loop=self.client.loop):  # type: ignore[no-untyped-call]
             task = futures[fut]
             if fut.status == "finished":
@@ -213,6 +246,7 @@ class DaskBackend:
                 on_result(res)
 
     def close(self) -> None:
+        self._held.clear()
         self.client.close()  # type: ignore[no-untyped-call]
         if self._cluster is not None:
             self._cluster.close()

@@ -53,11 +53,6 @@ AUTHENTICATED_RECEIPT = frozenset(
 retransmitted request answered from the cache (``response_retransmitted``) is not one: it is bitwise what a
 replay would be, and earns no liveness (RFC 7296 §2.4; issue 13)."""
 
-UNAUTHENTICATED_RESPONSES = frozenset({"main_mode_2", "main_mode_4", "ike_sa_init_response"})
-"""Responses answering a request that carries no authentication (IKEv1 Main Mode 1 and 3, IKE_SA_INIT): a
-retransmission of such a request proves nothing about the peer (RFC 2409 §5: the first four Main Mode messages
-are in the clear and unauthenticated; RFC 7296 §1.2: IKE_SA_INIT is unprotected)."""
-
 INVARIANTS: dict[str, str] = {
     "events_match_declarations": "every event matches its declaration in cgw_peer/events.py",
     "up_down_alternate": "tunnel_up/tunnel_down alternate per node; each tunnel_down is followed by routes_withdrawn",
@@ -171,8 +166,7 @@ class TraceChecker:
                     f"that could cause it ({', '.join(c.label for c in causes) or 'no faults'})",
                 )
         elif ev in AUTHENTICATED_RECEIPT:
-            if ev != "response_retransmitted" or r.fields.get("kind") not in UNAUTHENTICATED_RESPONSES:
-                self.last_auth[r.node] = r.t + self.offset.get(r.node, 0.0)
+            self.last_auth[r.node] = r.t + self.offset.get(r.node, 0.0)
         elif ev == "dpd_timeout":
             li = r.fields.get("last_inbound")
             now = r.t + self.offset.get(r.node, 0.0)  # the node's own clock, as its fields are

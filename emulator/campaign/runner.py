@@ -182,14 +182,20 @@ class RunOutcome:
         return "fail" if self.failed else "pass"
 
 
-def run_parts(kind: str, base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[str]) -> RunOutcome:
-    """Run ``parts`` on ``base`` with ``seed``; check the faults' expected outcomes and ``invariants``."""
+def run_parts(
+    kind: str, base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[str], out_dir: str | None = None
+) -> RunOutcome:
+    """Run ``parts`` on ``base`` with ``seed``; check the faults' expected outcomes and ``invariants``.
+    ``out_dir``: also write the run's files there (VPN: the scenario's capture, trace, timeline and key tables;
+    TGW: the trace as ``tgw-run.jsonl``)."""
     if kind == "tgw":
-        return _run_tgw(base, parts, seed, invariants)
-    return _run_vpn(base, parts, seed, invariants)
+        return _run_tgw(base, parts, seed, invariants, out_dir)
+    return _run_vpn(base, parts, seed, invariants, out_dir)
 
 
-def _run_tgw(base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[str]) -> RunOutcome:
+def _run_tgw(
+    base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[str], out_dir: str | None = None
+) -> RunOutcome:
     from emulator.campaign.tgwrun import run_tgw
 
     out = RunOutcome()
@@ -208,6 +214,11 @@ def _run_tgw(base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[s
     for r in res.trace:
         checker.feed(r)
     out.trace_hash, out.events = trace_hash(res.trace)
+    if out_dir is not None:
+        import os
+
+        os.makedirs(out_dir, exist_ok=True)
+        res.trace.write_jsonl(os.path.join(out_dir, "tgw-run.jsonl"))
     trace_checks = checker.results(None, error)
     for name in invariants:
         if name == "flows_keep_their_appliance":
@@ -220,7 +231,9 @@ def _run_tgw(base: Any, parts: Sequence[Part], seed: int, invariants: Sequence[s
     return out
 
 
-def _run_vpn(base: VpnBase, parts: Sequence[Part], seed: int, invariants: Sequence[str]) -> RunOutcome:
+def _run_vpn(
+    base: VpnBase, parts: Sequence[Part], seed: int, invariants: Sequence[str], out_dir: str | None = None
+) -> RunOutcome:
     out = RunOutcome()
     tunnel: dict[str, Any] = {}
     for p in parts:
@@ -246,7 +259,7 @@ def _run_vpn(base: VpnBase, parts: Sequence[Part], seed: int, invariants: Sequen
     error: str | None = None
     res = None
     try:
-        res = run.run()
+        res = run.run(out_dir)
     except ConfigError as e:  # the event budget ran out
         out.error = str(e)
         return out

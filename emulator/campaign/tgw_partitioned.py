@@ -266,7 +266,10 @@ def replay_partitioned(
             )
             client = Client(cluster, set_as_default=False)  # type: ignore[no-untyped-call]
         else:
-            client = Client(dask, set_as_default=False)  # type: ignore[no-untyped-call]
+            try:
+                client = Client(dask, set_as_default=False, timeout="15s")  # type: ignore[no-untyped-call]
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ConfigError(f"--dask: cannot reach a Dask scheduler at {dask!r}: {e}") from None
         try:
             dirs = [work / f"out-{i:03d}" for i in range(parts)]
             futs = [

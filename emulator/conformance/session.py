@@ -625,7 +625,12 @@ class Session:
         return await self.wait_event("tunnel_up", timeout, since=since if since is not None else 0)
 
     async def fresh_tunnel(
-        self, cfg: PeerConfig | None = None, *, deletes: bool = False, timeout: float | None = None
+        self,
+        cfg: PeerConfig | None = None,
+        *,
+        deletes: bool = False,
+        timeout: float | None = None,
+        ike_only: bool | None = None,
     ) -> EventRecord | None:
         """Replace the engine with one that initiates (``cfg``, default: the profile's, initiating) and wait for
         the tunnel (or, with ``--ike-only``, the IKE SA) to come up; None if it does not within the AWS
@@ -637,7 +642,9 @@ class Session:
         mark = len(self.events)
         self.replace_engine(cfg, deletes=deletes)
         budget = timeout if timeout is not None else self.timers.aws_request_budget * 2 + 2.0
-        name = "ike_sa_established" if self.settings.ike_only else "tunnel_up"
+        if ike_only is None:
+            ike_only = self.settings.ike_only
+        name = "ike_sa_established" if ike_only else "tunnel_up"
         return await self.wait_event(name, budget, since=mark)
 
     async def ensure_narrowed(self) -> bool:

@@ -3,6 +3,7 @@ one-line errors naming the field; a worker that dies is that run's outcome; the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -78,6 +79,12 @@ faults:
         assert rc == 1 and doc["status"] == "fail"
         assert doc["trace_hash"] == r["trace_hash"]
         assert doc["failed"] == r["failed"]
+        # ... and again with its files written: the same hash, a capture and the trace it hashes
+        rc, out, _ = run_cli([*shlex.split(r["replay"])[1:], "--json", "--out", str(tmp_path / "replay")], capsys)
+        assert json.loads(out)["trace_hash"] == r["trace_hash"]
+        lines = (tmp_path / "replay" / "planted.jsonl").read_bytes()
+        assert hashlib.sha256(lines).hexdigest() == r["trace_hash"]
+        assert (tmp_path / "replay" / "planted.pcap").stat().st_size > 24
         # shrunk: one part is enough (all three occurrences are 45.5 s long in this draw, or fewer)
         shrunk = r["shrunk"]
         assert 1 <= len(shrunk["parts"]) < len(r["parts"])

@@ -152,3 +152,16 @@ def test_tshark_decrypts_every_esp_packet(name: str, tmp_path: Any) -> None:
         assert {"192.168.0.0", "10.0.0.0", "10.2.0.0"} <= prefixes
         keepalives = _tshark(pcap, keys, ["frame.number"], "esp && bgp.type == 4")
         assert len(keepalives) > 20
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(SCENARIOS) if "-connection-" in f))
+def test_every_record_matches_its_declaration(name: str) -> None:
+    """The connection's own events (routes, metrics, flows, EC2, BGP) are recorded outside the network's strict
+    check: check every record of each embedded connection scenario against cgw_peer/events.py here."""
+    from cgw_peer.events import check_event
+
+    res = Scenario.load(os.path.join(SCENARIOS, name)).run()
+    assert res.ok
+    problems = [p for r in res.trace for p in check_event(r.event, r.fields)]
+    assert problems == []
+    assert len(res.trace) * 100 <= 1_000_000  # well inside the default budget (tests/scenarios checks it too)

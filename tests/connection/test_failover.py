@@ -172,3 +172,19 @@ def test_corrupted_esp_is_dropped_and_only_those_packets_are_lost() -> None:
     assert counters["dropped:esp_bad_icv"] > 0
     esp = ("esp_bad_icv", "esp_unknown_spi", "esp_replay", "esp_outside_window")
     assert not [k for k in counters if k.startswith("dropped:") and k.removeprefix("dropped:") not in esp]
+
+
+def test_per_tunnel_limits_drop_what_exceeds_them() -> None:
+    """AWS's per-tunnel limits, scaled down to be reachable (100 packets/s): a 150 packets/s flow loses a third,
+    counted under the limit's reason at the AWS endpoint, in both directions."""
+    doc = scenario(revive=None, rate=150.0, extra={"duration": 30})
+    doc["schedule"] = []
+    doc["connection"]["limits"] = {"tunnel": True, "tunnel_pps": 100}
+    doc["flows"] = [dict(f, until=25) for f in doc["flows"]]
+    _sc, trace = run(doc)
+    for flow in doc["flows"]:
+        s = summary(trace, flow["name"])
+        assert s["sent"] == len(send_times(flow, 30)) > 2999
+        # 10 ms of burst (one packet) on top of 100 packets/s over 20 s.
+        assert s["delivered"] == pytest.approx(100 * 20, abs=3)
+        assert set(s["drops"]) == {"tunnel_pps_exceeded"} and s["drops"]["tunnel_pps_exceeded"] == s["lost"]

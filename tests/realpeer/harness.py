@@ -167,6 +167,10 @@ class CharonConf:
     child_rekey_time: str = "1h"
     """CHILD_SA rekey time (IKEv1: a new Quick Mode)."""
     extra_conn: str = ""
+    extra_children: str = ""
+    """More ``children`` entries besides ``tun1`` (swanctl syntax), e.g. a second child SA."""
+    extra_global: str = ""
+    """More ``charon { }`` settings in strongswan.conf (e.g. ``block_threshold = 100``)."""
     enc_log: int = 1
     """filelog level of charon's ``enc`` subsystem (3+ dumps parsed payloads, e.g. DPD sequence numbers)."""
 
@@ -181,6 +185,7 @@ class CharonConf:
   retransmit_timeout = {self.retransmit_timeout}
   retransmit_base = {self.retransmit_base}
   keep_alive = {self.keep_alive}
+  {self.extra_global}
   load = random nonce aes sha1 sha2 md5 hmac gmp kdf pem pkcs1 x509 pubkey revocation constraints openssl {kp} \
 socket-default vici updown
   plugins {{
@@ -239,6 +244,7 @@ socket-default vici updown
         close_action = {self.close_action}
         rekey_time = {self.child_rekey_time}
       }}
+      {self.extra_children}
     }}
   }}
 }}
