@@ -49,7 +49,7 @@ def _batch(backend: Backend, sp: spec.CampaignSpec, tasks: list[RunTask]) -> flo
 
 def _campaign(quick: bool) -> list[Row]:
     sp = spec.load(str(CI))
-    rounds, seeds = (2, 3) if quick else (3, 8)
+    rounds, seeds = (2, 3) if quick else (6, 4)
     tasks = engine.plan(sp, 1 + rounds * seeds)
     warm = [t for t in tasks if t.seed == sp.first_seed]
 
