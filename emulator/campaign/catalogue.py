@@ -113,10 +113,14 @@ class Param:
 
 # -------------------------------------------------------------------------------------------------- common
 
-START = Param("start", "float", "when the first occurrence begins", 30.0, 0.0, math.inf, unit="s")
+MAX_SECONDS = 86_400.0
+"""The largest instant or length a fault parameter takes: one day of virtual time (a run lasts until its last
+fault has healed plus the recovery bound, so this also bounds a run)."""
+
+START = Param("start", "float", "when the first occurrence begins", 30.0, 0.0, MAX_SECONDS, unit="s")
 TIMES = Param("times", "int", "how many occurrences", 1, 1, 20)
-EVERY = Param("every", "float", "from one occurrence's start to the next", 120.0, 0.01, math.inf, unit="s")
-DURATION = Param("duration", "float", "how long one occurrence lasts", 20.0, 0.0, math.inf, unit="s")
+EVERY = Param("every", "float", "from one occurrence's start to the next", 120.0, 0.01, MAX_SECONDS, unit="s")
+DURATION = Param("duration", "float", "how long one occurrence lasts", 20.0, 0.0, MAX_SECONDS, unit="s")
 DIRECTION = Param(
     "direction", "choice", "which direction(s) of the path", "both", choices=("both", "cgw->aws", "aws->cgw")
 )
@@ -506,7 +510,7 @@ _add(
         "vpn",
         "Jepsen kill, VOPR crash/restart, kill -9 then a fresh process",
         "the node's process dies at `start` and a fresh one (new SAs) starts `duration` later",
-        (NODE, Param("duration", "float", "downtime", 20.0, 0.0, math.inf, unit="s")),
+        (NODE, Param("duration", "float", "downtime", 20.0, 0.0, MAX_SECONDS, unit="s")),
         "duration",
         _dur_end,
         ("recovers",),

@@ -250,7 +250,8 @@ def _run_vpn(
     # The run lasts at least until the last part's effects are over (its recovery bound), so a fault drawn
     # late in a short base scenario is still judged.
     last = max((FAULTS[p.fault].window(p.params)[1] for p in parts), default=0.0)
-    run = sc.variant(seed=seed, schedule=items, duration=max(float(sc.duration), last + env.bound + 5.0))
+    duration = max(float(sc.duration), last + env.bound + 5.0) if parts else float(sc.duration)
+    run = sc.variant(seed=seed, schedule=items, duration=duration)
     env = replace(env, duration=float(run.duration))
     causes = _causes(sc, parts, env)
     steps = [(it.at, str(it.node), float(it.by)) for it in run.schedule if it.do == "clock_step"]

@@ -79,6 +79,10 @@ faults:
         assert rc == 1 and doc["status"] == "fail"
         assert doc["trace_hash"] == r["trace_hash"]
         assert doc["failed"] == r["failed"]
+        # the same run as `awsnetemu run BASE --seed S --fault ...`: the same trace
+        argv = ["run", str(tmp_path / "base.yaml"), "--seed", str(r["seed"]), "--json"]
+        rc, out, _ = run_cli(argv + [x for p in r["parts"] for x in ("--fault", p)], capsys)
+        assert rc == 1 and json.loads(out)["trace_hash"] == r["trace_hash"]
         # ... and again with its files written: the same hash, a capture and the trace it hashes
         rc, out, _ = run_cli([*shlex.split(r["replay"])[1:], "--json", "--out", str(tmp_path / "replay")], capsys)
         assert json.loads(out)["trace_hash"] == r["trace_hash"]
