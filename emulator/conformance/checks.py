@@ -200,6 +200,12 @@ def _rekey_child(engine: Any, now: float) -> list[Action]:
     return list(engine._out)
 
 
+def has_rekey_hooks(engine: Any) -> bool:
+    """The engine can be told to rekey now (IKEv2 ``rekey_child`` / ``rekey_ike``; IKEv1 its Quick Mode and Main
+    Mode initiations)."""
+    return callable(getattr(engine, "rekey_child", None)) or callable(getattr(engine, "_initiate_qm", None))
+
+
 def _rekey_ike(engine: Any, now: float) -> list[Action]:
     """Start an IKE SA rekey now (IKEv2 ``rekey_ike``; IKEv1: a new Main Mode, ``_initiate_mm(rekey=True)``)."""
     fn = getattr(engine, "rekey_ike", None)
@@ -998,6 +1004,8 @@ async def chd_pfs(ctx: CheckContext) -> Outcome:
             return Outcome(FAIL, f"phase 2 without a DH group: {', '.join(nopfs)}")
         return Outcome(PASS, f"phase 2 with PFS: {', '.join(sorted(set(props)))}")
     res = await _aws_child_rekey(ctx)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error"):
         return Outcome(FAIL, str(res["error"]), str(res.get("details", "")))
     prop = str(res.get("proposal", ""))
@@ -1148,6 +1156,12 @@ async def _aws_child_rekey(ctx: CheckContext, lose_answer: bool = False) -> dict
             }
         assert s.peer is not None
         peer = s.peer
+        if not has_rekey_hooks(peer.inner):
+            return {
+                "unsupported": "the engine offers no way to start a rekey now",
+                "start": start,
+                "end": len(s.datagrams),
+            }
         peer.watch_out.append(watch)
         lost: list[int] = []
         if lose_answer:
@@ -1224,6 +1238,8 @@ async def _aws_child_rekey(ctx: CheckContext, lose_answer: bool = False) -> dict
 async def rtx_duplicate_request(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx, lose_answer=True)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error") and "request" not in res:
         return Outcome(UNSUPPORTED, str(res["error"]))
     req: Transmit = res["request"]
@@ -1718,6 +1734,8 @@ for _n, (_sa, _act) in enumerate(
 async def rek_child(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error"):
         return Outcome(FAIL, str(res["error"]))
     if not s.tunnel_up():
@@ -1743,6 +1761,8 @@ async def rek_ike(ctx: CheckContext) -> Outcome:
     s = ctx.session
     if not await s.ensure_narrowed():
         return Outcome(FAIL, "no tunnel AWS could rekey (its own initiation failed)")
+    if s.peer is None or not has_rekey_hooks(s.peer.inner):
+        return Outcome(UNSUPPORTED, "the engine offers no way to start a rekey now")
     mark = len(s.events)
     old = s.engine_spis()
     s.call_engine(_rekey_ike, "rekey_ike")
@@ -1783,8 +1803,8 @@ async def rek_ike(ctx: CheckContext) -> Outcome:
 async def rek_old_gone(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx)
-    if res.get("error"):
-        return Outcome(UNSUPPORTED, f"no AWS rekey to judge ({res['error']})")
+    if res.get("error") or res.get("unsupported"):
+        return Outcome(UNSUPPORTED, f"no AWS rekey to judge ({res.get('error') or res.get('unsupported')})")
     await asyncio.sleep(REKEY_DELETE_WAIT if s.version == 1 else 0.5)
     retired = set(s.cache.get("rekeyed_ike_spis", set()))
     if s.version == 2:
