@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.campaign.catalogue import FAULTS, Part, VpnEnv
+from emulator.campaign.catalogue import FAULTS, Part, VpnEnv, link_items
 from emulator.campaign.invariants import (
     INVARIANTS,
     TGW_INVARIANTS,
@@ -242,11 +242,11 @@ def _run_vpn(
             tunnel.update(fd.tunnel(p.params))
     sc = base.scenario(tunnel or None)
     env = vpn_env(sc)
-    items = []
+    items = link_items(parts, env)  # the link faults together, so that they compose
     for p in parts:
         fd = FAULTS[p.fault]
-        assert fd.items is not None, p.fault
-        items += fd.items(p.params, env)
+        if fd.items is not None:
+            items += fd.items(p.params, env)
     # The run lasts at least until the last part's effects are over (its recovery bound), so a fault drawn
     # late in a short base scenario is still judged.
     last = max((FAULTS[p.fault].window(p.params)[1] for p in parts), default=0.0)
