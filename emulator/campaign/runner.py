@@ -358,17 +358,28 @@ def _vpn_outcomes(
                 )
     if "stays_up" in names:
         windows: list[tuple[float, float, Part]] = []
+        others: list[tuple[float, float]] = []
         for p in parts:
             fd = FAULTS[p.fault]
+            b, end = fd.window(p.params)
             if fd.stays_up is not None and "stays_up" in fd.outcomes and fd.stays_up(p.params, env):
-                b, end = fd.window(p.params)
                 windows.append((b, end + env.bound, p))
-        if not windows:
-            out["stays_up"] = Outcome(None, f"the fault may outlast the liveness check (tolerance {env.tolerance:g} s)")
+            else:
+                others.append((b, end + env.bound))
+        # In a combined schedule, a window that a fault without that promise overlaps is not judged: the tunnel
+        # may go down because of the other fault.
+        judged = [w for w in windows if not any(b <= w[1] and w[0] <= e for b, e in others)]
+        if not judged:
+            why = (
+                "another fault of the run overlaps it"
+                if windows
+                else f"the fault may outlast the liveness check (tolerance {env.tolerance:g} s)"
+            )
+            out["stays_up"] = Outcome(None, why)
         else:
-            bad = [(t, n, r) for t, n, r in downs if any(b - 1e-9 <= t <= e for b, e, _ in windows)]
+            bad = [(t, n, r) for t, n, r in downs if any(b - 1e-9 <= t <= e for b, e, _ in judged)]
             out["stays_up"] = (
-                Outcome(True, f"no tunnel_down in {len(windows)} window(s)")
+                Outcome(True, f"no tunnel_down in {len(judged)} window(s)")
                 if not bad
                 else Outcome(False, f"tunnel_down at t={bad[0][0]:g} on {bad[0][1]} ({bad[0][2]})")
             )
