@@ -128,6 +128,10 @@ def _replay(
         for p in parts:
             base.check_fault(p.fault, p.params, f"--fault {p.fault}")
     out = run_parts(kind, base, parts, seed, spec.invariants_for(kind), out_dir)
+    return _print_run(seed, parts, out, as_json)
+
+
+def _print_run(seed: int, parts: list[catalogue.Part], out: Any, as_json: bool) -> int:
     if as_json:
         doc = {
             "seed": seed,
@@ -149,3 +153,31 @@ def _replay(
             print(f"  error: {out.error}")
         print(f"trace hash: {out.trace_hash} ({out.events} events)")
     return 0 if out.status == "pass" else 1
+
+
+def run_scenario_with_faults(args: argparse.Namespace) -> int:
+    """``awsnetemu run FILE [--seed S] [--fault NAME:k=v,...]...``: one scenario file with catalogue faults on
+    top of its own schedule, checked like a campaign run (every VPN invariant, the faults' expected outcomes,
+    the file's expectations); prints the checks and the trace hash (``--json``: as a document). ``--out`` writes
+    the run's files as ``awsnetemu run --out`` does."""
+    from emulator.campaign.invariants import VPN_INVARIANTS
+    from emulator.campaign.runner import VpnBase
+    from emulator.scenario import Scenario
+
+    if len(args.files) != 1:
+        raise ConfigError("FILE: --seed and --fault run one scenario file")
+    parts = [catalogue.parse_fault(f) for f in args.fault or []]
+    for p in parts:
+        if catalogue.FAULTS[p.fault].kind != "vpn":
+            raise ConfigError(f"--fault {p.fault}: a TGW fault (awsnetemu campaign runs those on a topology)")
+    if args.seed is not None:
+        validate.integer(args.seed, "--seed", minimum=0)
+    if args.out is not None:
+        validate.output_dir(args.out, "--out")
+    sc = Scenario.load(args.files[0])
+    if not isinstance(sc, Scenario) or type(sc) is not Scenario:
+        raise ConfigError(f"FILE: {args.files[0]} is not a tunnel-pair scenario (faults apply to those)")
+    base = VpnBase(sc.raw, sc.base_dir, sc.name)
+    seed = sc.seed if args.seed is None else args.seed
+    out = run_parts("vpn", base, parts, seed, VPN_INVARIANTS, args.out)
+    return _print_run(seed, parts, out, args.json)

@@ -36,6 +36,13 @@ def register(sub: Any) -> None:
         f"(default {validate.DEFAULT_MAX_EVENTS:,}); a run past it stops with exit 2",
     )
     p.add_argument("--check", action="store_true", help="validate the files and --out, run nothing (exit 0 if valid)")
+    p.add_argument("--seed", type=int, metavar="S", help="run one file with this seed (emulator.campaign_cli)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        metavar="NAME:k=v,...",
+        help="add a catalogue fault (awsnetemu campaign --list-faults)",
+    )
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="run the embedded VPN and TGW scenarios, writing everything under --out")
@@ -78,6 +85,10 @@ def load_all(files: list[str], out: str | None) -> list[Scenario]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "fault", None) or getattr(args, "seed", None) is not None:
+        from emulator.campaign_cli import run_scenario_with_faults
+
+        return run_scenario_with_faults(args)
     if args.max_events is not None:
         validate.integer(args.max_events, "--max-events", minimum=1)
     scenarios = load_all(args.files, args.out)

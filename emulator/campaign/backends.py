@@ -11,25 +11,30 @@ that run's outcome, ``worker_died``; the other runs go on.
   reported, the one queued behind it runs elsewhere, and a fresh process replaces it.
 * :class:`DaskBackend`: ``dask.distributed``. ``address`` is a scheduler (``tcp://host:8786``) or ``local``
   (a :class:`distributed.LocalCluster` of ``workers`` single-threaded worker processes, closed with the
-  backend). Each task is submitted with its own key (:func:`~emulator.campaign.runner.task_key`, from the base,
-  the parts, the seed, the invariants and :data:`~emulator.campaign.runner.VERSION`); the scheduler treats a
-  key it still holds as done, so a repeated campaign against the same cluster gets finished runs back without
-  running them. The futures of a campaign are kept on the scheduler as a published dataset named
-  ``awsnetemu-<campaign>-<digest>`` (``Client.publish_dataset``) so that they outlive this client; free them with
-  ``Client.unpublish_dataset``. A worker that dies is retried by the scheduler up to its ``allowed-failures``
-  (a local cluster here: 0) and then reported by Dask as ``KilledWorker``: the run's outcome is
-  ``worker_died``.
+  backend). A Dask task is a chunk of up to ``chunk`` (8) runs of one entry with neighbouring seeds (a run takes
+  about 10 ms; one Dask task costs the scheduler and client about 3 ms of CPU, so one task per run spent a
+  quarter of the machine on bookkeeping), keyed by its runs' keys (:func:`~emulator.campaign.runner.task_key`,
+  from the base, the parts, the seed, the invariants and :data:`~emulator.campaign.runner.VERSION`); the
+  scheduler treats a key it still holds as done, so a repeated campaign against the same cluster gets finished
+  runs back without running them. The base (scenario, topology) is scattered to the workers once. On a remote
+  cluster the futures of a campaign are kept on the scheduler as a published dataset named
+  ``awsnetemu-<campaign>-<digest>`` (``Client.publish_dataset``) so that they outlive this client; free them
+  with ``Client.unpublish_dataset``. A worker that dies is retried by the scheduler up to its ``allowed-failures``
+  (a local cluster here: 0) and then reported by Dask as ``KilledWorker``, for every task that was on that worker:
+  the runs of those chunks are run again one at a time, alone on the cluster (each keyed by its own key), and
+  the one that kills its worker again is reported as ``worker_died``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -40,6 +45,44 @@ from emulator.errors import ConfigError
 def call_with_base(task: RunTask, base: Any) -> dict[str, Any]:
     """A Dask task: ``task`` travelled without its base, which was scattered to the workers once."""
     return call(replace(task, base=base))
+
+
+def call_chunk(tasks: list[RunTask], base: Any) -> list[dict[str, Any]]:
+    """A Dask task of several runs of one entry (their base scattered once)."""
+    return [call(replace(t, base=base)) for t in tasks]
+
+
+def chunk_key(chunk: Sequence[RunTask]) -> str:
+    """A chunk's key, from its runs' keys (each from base, parts, seed, invariants and version)."""
+    h = hashlib.sha256("\n".join(t.key for t in chunk).encode()).hexdigest()[:32]
+    return f"awsnetemu-runs-{h}"
+
+
+def _chunks(tasks: Sequence[RunTask], size: int) -> list[list[RunTask]]:
+    """Runs grouped by entry and by blocks of ``size`` seeds: the same runs make the same chunks whatever the
+    campaign's number of seeds (but the last block of an entry), so a longer campaign reuses the shorter one's."""
+    groups: dict[tuple[int, int, str], list[RunTask]] = {}
+    for t in tasks:
+        groups.setdefault((t.entry, t.seed // size, t.function), []).append(t)
+    return list(groups.values())
+
+
+def _exception(fut: Any) -> BaseException | None:
+    """A failed future's exception (a cancelled future raises when asked: that is the exception)."""
+    try:
+        exc: BaseException | None = fut.exception()
+    except Exception as e:
+        return e
+    return exc
+
+
+def _failed(task: RunTask, exc: BaseException | None) -> dict[str, Any]:
+    if type(exc).__name__ == "KilledWorker":
+        return worker_died(task, f"Dask {type(exc).__name__}: {exc}")
+    res = worker_died(task, "")
+    res["status"] = "error"
+    res["error"] = f"{type(exc).__name__}: {exc}"
+    return res
 
 
 OnResult = Callable[[dict[str, Any]], None]
@@ -176,13 +219,16 @@ class ProcessBackend:
 class DaskBackend:
     """A Dask cluster (see the module docstring)."""
 
-    def __init__(self, address: str, workers: int = 2, *, processes: bool = True, dataset: str | None = None) -> None:
+    def __init__(
+        self, address: str, workers: int = 2, *, processes: bool = True, dataset: str | None = None, chunk: int = 8
+    ) -> None:
         import dask
         from distributed import Client, LocalCluster
 
         self.workers = workers
         self.dataset = dataset
         self._held: dict[Any, Any] = {}
+        self.chunk = chunk
         self._cluster: Any = None
         if address == "local":
             # A task that kills its worker is reported at once instead of killing `allowed-failures` more.
@@ -213,37 +259,51 @@ class DaskBackend:
         for t in tasks:
             if id(t.base) not in bases:
                 bases[id(t.base)] = self.client.scatter(t.base, broadcast=True, hash=False)  # type: ignore[no-untyped-call]
-        lights = [replace(t, base=None) for t in tasks]
+        chunks = _chunks(tasks, self.chunk)
         futs = self.client.map(
-            call_with_base,
-            lights,
-            [bases[id(t.base)] for t in tasks],
-            key=[t.key for t in tasks],
+            call_chunk,
+            [[replace(t, base=None) for t in c] for c in chunks],
+            [bases[id(c[0].base)] for c in chunks],
+            key=[chunk_key(c) for c in chunks],
             pure=False,
             retries=0,
             batch_size=256,
         )
-        futures = dict(zip(futs, tasks, strict=True))
-        # Hold every future: the scheduler keeps a key's result while a client holds it, so the same run asked for
-        # again (a repeated campaign) is handed back instead of run.
+        futures = dict(zip(futs, chunks, strict=True))
+        self._hold(futures)
+        suspects: list[RunTask] = []
+        for fut in as_completed(list(futures), loop=self.client.loop):  # type: ignore[no-untyped-call]
+            chunk = futures[fut]
+            if fut.status == "finished":
+                for res in fut.result():
+                    on_result(res)
+                continue
+            exc = _exception(fut)
+            if type(exc).__name__ == "KilledWorker":
+                # A run killed the worker this chunk was on (this one, or one queued there beside it): run the
+                # chunk's runs again one at a time, alone on the cluster, so that only the culprit dies.
+                suspects += chunk
+                continue
+            for t in chunk:
+                on_result(_failed(t, exc))
+        for t in suspects:
+            # With its base: a worker's death may have taken the scattered copy with it.
+            f = self.client.submit(call, t, key=t.key, pure=False, retries=0)
+            self._hold({f: t})
+            try:
+                res = f.result()
+            except Exception as e:  # KilledWorker: this is the culprit
+                res = _failed(t, e)
+            on_result(res)
+
+    def _hold(self, futures: Mapping[Any, Any]) -> None:
+        # Hold every future: the scheduler keeps a key's result while a client holds it, so the same runs asked
+        # for again (a repeated campaign) are handed back instead of run.
         for f in futures:
             self._held[f.key] = f
         if self.dataset:
             # ... and after this client has gone, for a cluster that outlives it.
             self.client.publish_dataset(list(self._held.values()), name=self.dataset, override=True)
-        for fut in as_completed(list(futures), loop=self.client.loop):  # type: ignore[no-untyped-call]
-            task = futures[fut]
-            if fut.status == "finished":
-                on_result(fut.result())
-                continue
-            exc = fut.exception()
-            if type(exc).__name__ == "KilledWorker":
-                on_result(worker_died(task, f"Dask: {exc}"))
-            else:
-                res = worker_died(task, "")
-                res["status"] = "error"
-                res["error"] = f"{type(exc).__name__}: {exc}"
-                on_result(res)
 
     def close(self) -> None:
         self._held.clear()

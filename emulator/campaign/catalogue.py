@@ -40,7 +40,7 @@ failing schedule is shrunk.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -113,10 +113,14 @@ class Param:
 
 # -------------------------------------------------------------------------------------------------- common
 
-START = Param("start", "float", "when the first occurrence begins", 30.0, 0.0, math.inf, unit="s")
+MAX_SECONDS = 86_400.0
+"""The largest instant or length a fault parameter takes: one day of virtual time (a run lasts until its last
+fault has healed plus the recovery bound, so this also bounds a run)."""
+
+START = Param("start", "float", "when the first occurrence begins", 30.0, 0.0, MAX_SECONDS, unit="s")
 TIMES = Param("times", "int", "how many occurrences", 1, 1, 20)
-EVERY = Param("every", "float", "from one occurrence's start to the next", 120.0, 0.01, math.inf, unit="s")
-DURATION = Param("duration", "float", "how long one occurrence lasts", 20.0, 0.0, math.inf, unit="s")
+EVERY = Param("every", "float", "from one occurrence's start to the next", 120.0, 0.01, MAX_SECONDS, unit="s")
+DURATION = Param("duration", "float", "how long one occurrence lasts", 20.0, 0.0, MAX_SECONDS, unit="s")
 DIRECTION = Param(
     "direction", "choice", "which direction(s) of the path", "both", choices=("both", "cgw->aws", "aws->cgw")
 )
@@ -187,6 +191,10 @@ class FaultDef:
     """VPN faults that change the base scenario's tunnel options / behaviours (a rekey collision)."""
     begin: Callable[[Mapping[str, Any]], float] | None = None
     """When an occurrence begins to act, if not at ``start`` (a rekey collision: at the rekey instant)."""
+    plan: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    """Link faults: the :class:`~emulator.link.FaultPlan` fields it sets while it lasts (:func:`link_items`)."""
+    blackhole: bool = False
+    """Partitions: a blackhole window of ``direction`` from ``start`` for ``duration`` (:func:`link_items`)."""
 
     def window(self, params: Mapping[str, Any]) -> tuple[float, float]:
         """(begin, end) of one occurrence."""
@@ -227,21 +235,39 @@ def _dirs(d: str) -> tuple[str, ...]:
     return ("cgw->aws", "aws->cgw") if d == "both" else (d,)
 
 
-def _plan_window(
-    fields: Callable[[Mapping[str, Any]], dict[str, Any]],
-) -> Callable[[Mapping[str, Any], VpnEnv], list[Any]]:
-    """A link fault: the base plan plus ``fields`` from ``start`` for ``duration``, then the base plan again."""
-
-    def items(p: Mapping[str, Any], env: VpnEnv) -> list[Any]:
-        out = []
-        s, e = p["start"], p["start"] + p["duration"]
-        for d in _dirs(p["direction"]):
-            base = env.links.get(d, FaultPlan())
-            out.append(_item(at=s, do="faults", directions=(d,), plan=replace(base, **fields(p))))
-            out.append(_item(at=e, do="faults", directions=(d,), plan=base))
-        return out
-
-    return items
+def link_items(parts: Sequence[Part], env: VpnEnv) -> list[Any]:
+    """The schedule items of every link fault of a run at once, so that they compose: partitions are blackhole
+    windows (kept in every plan of their direction), and each plan fault (loss, delay, ...) adds its fields to
+    the base plan while it lasts. At every instant where a plan fault begins or ends, a direction's plan becomes
+    its base plan (with every partition window) plus the fields of the plan faults active then, in the order the
+    parts are listed (a later one wins a field both set). A run with one plan fault gets exactly the two plan
+    changes it always had."""
+    out: list[Any] = []
+    for d in ("cgw->aws", "aws->cgw"):
+        holes = []
+        plans = []
+        for p in parts:
+            fd = FAULTS[p.fault]
+            if not (fd.blackhole or fd.plan is not None) or d not in _dirs(p.params.get("direction", "both")):
+                continue
+            s, e = float(p.params["start"]), _dur_end(p.params)
+            if fd.blackhole:
+                holes.append((s, e))
+                out.append(_item(at=s, do="blackhole", directions=(d,), until=e))
+            elif fd.plan is not None:
+                plans.append((s, e, fd.plan(p.params)))
+        if not plans:
+            continue
+        base = env.links.get(d, FaultPlan())
+        if holes:
+            base = replace(base, blackholes=(*base.blackholes, *holes))
+        for t in sorted({x for s, e, _ in plans for x in (s, e)}):
+            fields: dict[str, Any] = {}
+            for s, e, f in plans:
+                if s <= t < e:
+                    fields.update(f)
+            out.append(_item(at=t, do="faults", directions=(d,), plan=replace(base, **fields)))
+    return out
 
 
 def _dur_end(p: Mapping[str, Any]) -> float:
@@ -254,10 +280,6 @@ def _outage_short(p: Mapping[str, Any], env: VpnEnv) -> bool:
 
 def _delay_ok(p: Mapping[str, Any], env: VpnEnv) -> bool:
     return 2 * (float(p["delay"]) + float(p["jitter"])) < min(4.0, env.tolerance)
-
-
-def _partition(p: Mapping[str, Any], env: VpnEnv) -> list[Any]:
-    return [_item(at=p["start"], do="blackhole", directions=_dirs(p.get("direction", "both")), until=_dur_end(p))]
 
 
 def _pause(p: Mapping[str, Any], env: VpnEnv) -> list[Any]:
@@ -352,7 +374,7 @@ _add(
         "p",
         _dur_end,
         ("recovers",),
-        items=_plan_window(lambda p: {"loss": p["p"]}),
+        plan=lambda p: {"loss": p["p"]},
     )
 )
 _add(
@@ -372,7 +394,7 @@ _add(
         "p",
         _dur_end,
         ("recovers",),
-        items=_plan_window(
+        plan=(
             lambda p: {
                 "gilbert_p": p["p"],
                 "gilbert_r": p["r"],
@@ -397,7 +419,7 @@ _add(
         "delay",
         _dur_end,
         _RECOVERS,
-        items=_plan_window(lambda p: {"delay": p["delay"], "jitter": p["jitter"]}),
+        plan=lambda p: {"delay": p["delay"], "jitter": p["jitter"]},
         stays_up=_delay_ok,
     )
 )
@@ -411,7 +433,7 @@ _add(
         "p",
         _dur_end,
         _RECOVERS,
-        items=_plan_window(lambda p: {"duplicate": p["p"]}),
+        plan=lambda p: {"duplicate": p["p"]},
         stays_up=lambda p, env: True,
     )
 )
@@ -430,7 +452,7 @@ _add(
         "p",
         _dur_end,
         _RECOVERS,
-        items=_plan_window(lambda p: {"reorder": p["p"], "reorder_delay": p["gap"]}),
+        plan=lambda p: {"reorder": p["p"], "reorder_delay": p["gap"]},
         stays_up=lambda p, env: True,
     )
 )
@@ -444,7 +466,7 @@ _add(
         "p",
         _dur_end,
         ("recovers",),
-        items=_plan_window(lambda p: {"corrupt": p["p"]}),
+        plan=lambda p: {"corrupt": p["p"]},
     )
 )
 _add(
@@ -457,7 +479,7 @@ _add(
         "duration",
         _dur_end,
         _RECOVERS,
-        items=_partition,
+        blackhole=True,
         stays_up=_outage_short,
     )
 )
@@ -471,7 +493,7 @@ _add(
         "duration",
         _dur_end,
         _RECOVERS,
-        items=_partition,
+        blackhole=True,
         stays_up=_outage_short,
     )
 )
@@ -506,7 +528,7 @@ _add(
         "vpn",
         "Jepsen kill, VOPR crash/restart, kill -9 then a fresh process",
         "the node's process dies at `start` and a fresh one (new SAs) starts `duration` later",
-        (NODE, Param("duration", "float", "downtime", 20.0, 0.0, math.inf, unit="s")),
+        (NODE, Param("duration", "float", "downtime", 20.0, 0.0, MAX_SECONDS, unit="s")),
         "duration",
         _dur_end,
         ("recovers",),

@@ -46,12 +46,14 @@ def plan(spec: CampaignSpec, seeds: int | None = None, *, function: str | None =
         invariants = spec.invariants_for(kind)
         n = seeds if seeds is not None else (e.seeds or spec.seeds)
         for seed in range(spec.first_seed, spec.first_seed + n):
-            params = e.draw(spec.name, seed)
+            drawn = e.draw(spec.name, seed)
             if kind == "tgw":
                 import random
 
-                base.resolve(e.fault.name, params, random.Random(f"{spec.name}:{e.index}:resolve:{seed}"))
-            parts = tuple(e.fault.expand(params))
+                rng = random.Random(f"{spec.name}:{e.index}:resolve:{seed}")
+                for m, params in zip(e.members, drawn, strict=True):
+                    base.resolve(m.fault.name, params, rng)
+            parts = tuple(p for m, params in zip(e.members, drawn, strict=True) for p in m.fault.expand(params))
             key = task_key(digest, parts, seed, invariants)
             kw = {} if function is None else {"function": function}
             tasks.append(
@@ -63,9 +65,9 @@ def plan(spec: CampaignSpec, seeds: int | None = None, *, function: str | None =
                     seed=seed,
                     invariants=invariants,
                     entry=e.index,
-                    fault=e.fault.name,
-                    params=params,
-                    band=e.band(params),
+                    fault=e.name,
+                    params=e.params_doc(drawn),
+                    band=e.band(drawn),
                     replay=replay_command(spec, e.index, seed, parts),
                     **kw,
                 )
@@ -319,9 +321,12 @@ def failure_text(res: CampaignResult) -> str:
         out.append(f"    replay: {r['replay']}")
         if "shrunk" in r:
             s = r["shrunk"]
-            out.append(
-                f"    shrunk from {len(r['parts'])} to {len(s['parts'])} parts in {s['runs']} runs: {s['replay']}"
-            )
+            if len(s["parts"]) < len(r["parts"]):
+                out.append(
+                    f"    shrunk from {len(r['parts'])} to {len(s['parts'])} parts in {s['runs']} runs: {s['replay']}"
+                )
+            else:
+                out.append(f"    no smaller schedule fails the same way ({s['runs']} runs tried)")
         if r.get("trace_hash"):
             out.append(f"    trace hash: {r['trace_hash']}")
     return "\n".join(out) + ("\n" if out else "")

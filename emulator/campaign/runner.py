@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emulator.campaign.catalogue import FAULTS, Part, VpnEnv
+from emulator.campaign.catalogue import FAULTS, Part, VpnEnv, link_items
 from emulator.campaign.invariants import (
     INVARIANTS,
     TGW_INVARIANTS,
@@ -242,15 +242,16 @@ def _run_vpn(
             tunnel.update(fd.tunnel(p.params))
     sc = base.scenario(tunnel or None)
     env = vpn_env(sc)
-    items = []
+    items = link_items(parts, env)  # the link faults together, so that they compose
     for p in parts:
         fd = FAULTS[p.fault]
-        assert fd.items is not None, p.fault
-        items += fd.items(p.params, env)
+        if fd.items is not None:
+            items += fd.items(p.params, env)
     # The run lasts at least until the last part's effects are over (its recovery bound), so a fault drawn
     # late in a short base scenario is still judged.
     last = max((FAULTS[p.fault].window(p.params)[1] for p in parts), default=0.0)
-    run = sc.variant(seed=seed, schedule=items, duration=max(float(sc.duration), last + env.bound + 5.0))
+    duration = max(float(sc.duration), last + env.bound + 5.0) if parts else float(sc.duration)
+    run = sc.variant(seed=seed, schedule=items, duration=duration)
     env = replace(env, duration=float(run.duration))
     causes = _causes(sc, parts, env)
     steps = [(it.at, str(it.node), float(it.by)) for it in run.schedule if it.do == "clock_step"]
@@ -357,17 +358,28 @@ def _vpn_outcomes(
                 )
     if "stays_up" in names:
         windows: list[tuple[float, float, Part]] = []
+        others: list[tuple[float, float]] = []
         for p in parts:
             fd = FAULTS[p.fault]
+            b, end = fd.window(p.params)
             if fd.stays_up is not None and "stays_up" in fd.outcomes and fd.stays_up(p.params, env):
-                b, end = fd.window(p.params)
                 windows.append((b, end + env.bound, p))
-        if not windows:
-            out["stays_up"] = Outcome(None, f"the fault may outlast the liveness check (tolerance {env.tolerance:g} s)")
+            else:
+                others.append((b, end + env.bound))
+        # In a combined schedule, a window that a fault without that promise overlaps is not judged: the tunnel
+        # may go down because of the other fault.
+        judged = [w for w in windows if not any(b <= w[1] and w[0] <= e for b, e in others)]
+        if not judged:
+            why = (
+                "another fault of the run overlaps it"
+                if windows
+                else f"the fault may outlast the liveness check (tolerance {env.tolerance:g} s)"
+            )
+            out["stays_up"] = Outcome(None, why)
         else:
-            bad = [(t, n, r) for t, n, r in downs if any(b - 1e-9 <= t <= e for b, e, _ in windows)]
+            bad = [(t, n, r) for t, n, r in downs if any(b - 1e-9 <= t <= e for b, e, _ in judged)]
             out["stays_up"] = (
-                Outcome(True, f"no tunnel_down in {len(windows)} window(s)")
+                Outcome(True, f"no tunnel_down in {len(judged)} window(s)")
                 if not bad
                 else Outcome(False, f"tunnel_down at t={bad[0][0]:g} on {bad[0][1]} ({bad[0][2]})")
             )

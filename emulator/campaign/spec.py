@@ -21,6 +21,9 @@ The format (YAML; ``docs/campaigns.md`` has a worked example)::
           start: [20, 60]          #   integers included), a list of choices (text/choice/bool parameters),
           duration: [5, 60]        #   or {one_of: [...]} (any type); missing ones take their defaults
         seeds: 20                  # this entry's own number of runs
+      - combine:                   # several faults in every run (a combined nemesis); all VPN or all TGW
+          - {fault: pause, params: {node: aws, start: [20, 80], duration: [1, 20]}}
+          - {fault: loss, params: {start: [10, 90], p: [0.1, 0.5], duration: [10, 60]}}
 
 Every error is one line naming the field (``faults[2].params.p[1]: must be between 0 and 1, got 1.5``) and the
 allowed values; the command exits with status 2 before anything runs.
@@ -40,7 +43,7 @@ from emulator.campaign.invariants import INVARIANTS, TGW_INVARIANTS, VPN_INVARIA
 from emulator.errors import ConfigError
 
 TOP_KEYS = {"name", "description", "scenario", "tgw", "seeds", "first_seed", "invariants", "shrink", "faults"}
-ENTRY_KEYS = {"fault", "params", "seeds"}
+ENTRY_KEYS = {"fault", "params", "seeds", "combine"}
 TGW_KEYS = {"topology", "flows", "packets", "duration", "gap"}
 MAX_SEEDS = 10_000_000
 
@@ -77,20 +80,48 @@ class Range:
 
 
 @dataclass
-class Entry:
-    """One ``faults:`` item, validated."""
+class Member:
+    """One fault of an entry and how its parameters are drawn."""
 
-    index: int
     fault: FaultDef
     ranges: dict[str, Range]
+
+
+@dataclass
+class Entry:
+    """One ``faults:`` item, validated: one fault, or several combined in every run (``combine:``)."""
+
+    index: int
+    members: list[Member]
     seeds: int | None
 
-    def draw(self, campaign: str, seed: int) -> dict[str, Any]:
-        rng = random.Random(f"{campaign}:{self.index}:{self.fault.name}:{seed}")
-        return {name: r.draw(rng) for name, r in self.ranges.items()}
+    @property
+    def fault(self) -> FaultDef:
+        """The (first) fault: its kind is the entry's, its band parameter the summary's."""
+        return self.members[0].fault
 
-    def band(self, params: dict[str, Any]) -> str:
-        return self.ranges[self.fault.band].band(params[self.fault.band])
+    @property
+    def name(self) -> str:
+        return "+".join(m.fault.name for m in self.members)
+
+    def draw(self, campaign: str, seed: int) -> list[dict[str, Any]]:
+        """Each member's parameters for ``seed`` (the first member's draw is that of a single-fault entry)."""
+        out = []
+        for j, m in enumerate(self.members):
+            tag = f"{m.fault.name}" if j == 0 else f"{j}:{m.fault.name}"
+            rng = random.Random(f"{campaign}:{self.index}:{tag}:{seed}")
+            out.append({name: r.draw(rng) for name, r in m.ranges.items()})
+        return out
+
+    def band(self, drawn: list[dict[str, Any]]) -> str:
+        m = self.members[0]
+        return m.ranges[m.fault.band].band(drawn[0][m.fault.band])
+
+    def params_doc(self, drawn: list[dict[str, Any]]) -> dict[str, Any]:
+        """The drawn parameters as results show them: the dict of a single fault, or ``combine:`` a list."""
+        if len(drawn) == 1:
+            return drawn[0]
+        return {"combine": [{"fault": m.fault.name, **d} for m, d in zip(self.members, drawn, strict=True)]}
 
 
 @dataclass
@@ -153,7 +184,7 @@ def from_mapping(raw: dict[str, Any], path: str) -> CampaignSpec:
     if "vpn" in kinds or raw.get("scenario") is not None:
         if raw.get("scenario") is None:
             first = next(e for e in entries if e.fault.kind == "vpn")
-            v.fail("scenario", f"required: faults[{first.index}] ({first.fault.name}) is a VPN fault")
+            v.fail("scenario", f"required: faults[{first.index}] ({first.name}) is a VPN fault")
         scenario = v.string(raw["scenario"], "scenario")
         if not os.path.isabs(scenario):
             scenario = os.path.join(base_dir, scenario)
@@ -184,11 +215,13 @@ def from_mapping(raw: dict[str, Any], path: str) -> CampaignSpec:
         tgw_base = TgwBase(t, topology, **tgw)
         for ent in entries:
             if ent.fault.kind == "tgw":
-                tgw_base.check_fault(ent.fault.name, {}, f"faults[{ent.index}]")
-                for r in ent.ranges.values():
-                    for value in (r.fixed, *r.options):
-                        if value is not None:
-                            tgw_base.check_fault(ent.fault.name, {r.param.name: value}, f"faults[{ent.index}].params")
+                for j, mem in enumerate(ent.members):
+                    w = f"faults[{ent.index}]" + (f".combine[{j}]" if len(ent.members) > 1 else "")
+                    tgw_base.check_fault(mem.fault.name, {}, w)
+                    for r in mem.ranges.values():
+                        for value in (r.fixed, *r.options):
+                            if value is not None:
+                                tgw_base.check_fault(mem.fault.name, {r.param.name: value}, f"{w}.params")
     return CampaignSpec(
         path=path,
         name=name,
@@ -219,7 +252,30 @@ def _vpn_base(path: str) -> Any:
 
 def _entry(x: Any, where: str, index: int) -> Entry:
     m = v.mapping(x, where, none_is_empty=False)
-    v.keys(m, where, ENTRY_KEYS, required=("fault",))
+    v.keys(m, where, ENTRY_KEYS)
+    seeds = None if m.get("seeds") is None else v.integer(m["seeds"], f"{where}.seeds", minimum=1, maximum=MAX_SEEDS)
+    if "combine" in m:
+        for k in ("fault", "params"):
+            if k in m:
+                v.fail(f"{where}.{k}", "not with combine (each combined fault has its own fault and params)")
+        items = v.sequence(m["combine"], f"{where}.combine")
+        if len(items) < 2:
+            v.fail(f"{where}.combine", "must list at least two faults")
+        members = []
+        for j, item in enumerate(items):
+            w = f"{where}.combine[{j}]"
+            im = v.mapping(item, w, none_is_empty=False)
+            v.keys(im, w, {"fault", "params"}, required=("fault",))
+            members.append(_member(im, w))
+            if members[-1].fault.kind != members[0].fault.kind:
+                v.fail(f"{w}.fault", f"a {members[-1].fault.kind} fault cannot run with {members[0].fault.kind} faults")
+        return Entry(index, members, seeds)
+    if "fault" not in m:
+        v.fail(f"{where}.fault", "required (or combine: a list of faults)")
+    return Entry(index, [_member(m, where)], seeds)
+
+
+def _member(m: Any, where: str) -> Member:
     name = m["fault"]
     fd = FAULTS.get(name) if isinstance(name, str) else None
     if fd is None:
@@ -227,8 +283,7 @@ def _entry(x: Any, where: str, index: int) -> Entry:
     params = dict(v.mapping(m.get("params"), f"{where}.params"))
     v.keys(params, f"{where}.params", [p.name for p in fd.all_params()])
     ranges = {p.name: _range(p, params.get(p.name, p.default), f"{where}.params.{p.name}") for p in fd.all_params()}
-    seeds = None if m.get("seeds") is None else v.integer(m["seeds"], f"{where}.seeds", minimum=1, maximum=MAX_SEEDS)
-    return Entry(index, fd, ranges, seeds)
+    return Member(fd, ranges)
 
 
 def _range(p: Param, value: Any, where: str) -> Range:

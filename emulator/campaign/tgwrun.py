@@ -336,22 +336,32 @@ def _outcomes(
 ) -> dict[str, Outcome]:
     names = {n for p in parts for n in _fault_outcomes(p.fault)}
     out: dict[str, Outcome] = {}
-    if "unaffected_flows_delivered" in names:
 
-        def touches(f: _Flow) -> bool:
-            for _, _, inst, az in failed:
-                if az and az in (f.a_az, f.b_az):
+    # Each outcome judges the flows the other faults of the run left alone, so that outcomes compose when
+    # faults are combined.
+    def touches_failure(f: _Flow) -> bool:
+        for _, _, inst, az in failed:
+            if az and az in (f.a_az, f.b_az):
+                return True
+            for r in f.results:
+                if inst & set(r[4]) or (az and f"az:{az}" in r[4]):
                     return True
-                for r in f.results:
-                    if inst & set(r[4]) or (az and f"az:{az}" in r[4]):
-                        return True
-            return False
+        return False
 
-        out["unaffected_flows_delivered"] = _delivered_all([f for f in flows if not touches(f)], "unaffected")
-        out["new_flows_delivered_after_recovery"] = _delivered_all([f for f in flows if f.t0 > heal], "post-recovery")
+    def touches_flap(f: _Flow) -> bool:
+        return f.to_vpn and any(s <= r[0] < e for r in f.results for s, e in flaps)
+
+    def touches_toggle(f: _Flow) -> bool:
+        return any(r[0] >= t for r in f.results for t, _ in toggles) and f.t0 < max(t for t, _ in toggles)
+
+    if "unaffected_flows_delivered" in names:
+        calm = [f for f in flows if not (touches_failure(f) or touches_flap(f) or (toggles and touches_toggle(f)))]
+        out["unaffected_flows_delivered"] = _delivered_all(calm, "unaffected")
+        after = [f for f in flows if f.t0 > heal]
+        out["new_flows_delivered_after_recovery"] = _delivered_all(after, "post-recovery")
     if toggles:
         t_last, on = toggles[-1]
-        after = [f for f in flows if f.t0 > t_last and not f.to_vpn]
+        after = [f for f in flows if f.t0 > t_last and not f.to_vpn and not touches_failure(f)]
         if on:
             out["new_flows_keep_one_appliance"] = _delivered_all(after, "post-toggle")
             out["cross_az_replies_dropped"] = Outcome(None, "appliance mode was switched on")
@@ -379,6 +389,8 @@ def _outcomes(
         problems = []
         n = 0
         for f in flows:
+            if touches_failure(f) or (toggles and touches_toggle(f)):
+                continue
             for t, k, verdict, reason, _ in f.results:
                 towards_vpn = f.to_vpn and k % 2 == 0
                 down = any(s <= t < e for s, e in flaps)

@@ -200,6 +200,12 @@ def _rekey_child(engine: Any, now: float) -> list[Action]:
     return list(engine._out)
 
 
+def has_rekey_hooks(engine: Any) -> bool:
+    """The engine can be told to rekey now (IKEv2 ``rekey_child`` / ``rekey_ike``; IKEv1 its Quick Mode and Main
+    Mode initiations)."""
+    return callable(getattr(engine, "rekey_child", None)) or callable(getattr(engine, "_initiate_qm", None))
+
+
 def _rekey_ike(engine: Any, now: float) -> list[Action]:
     """Start an IKE SA rekey now (IKEv2 ``rekey_ike``; IKEv1: a new Main Mode, ``_initiate_mm(rekey=True)``)."""
     fn = getattr(engine, "rekey_ike", None)
@@ -998,6 +1004,8 @@ async def chd_pfs(ctx: CheckContext) -> Outcome:
             return Outcome(FAIL, f"phase 2 without a DH group: {', '.join(nopfs)}")
         return Outcome(PASS, f"phase 2 with PFS: {', '.join(sorted(set(props)))}")
     res = await _aws_child_rekey(ctx)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error"):
         return Outcome(FAIL, str(res["error"]), str(res.get("details", "")))
     prop = str(res.get("proposal", ""))
@@ -1035,7 +1043,10 @@ async def chd_lifetimes(ctx: CheckContext) -> Outcome:
         lives = {v1_lifetime(t) for t in v1_offer(st.first.info)} - {None}
         for life1 in sorted(x for x in lives if x is not None):
             life = float(life1)
-            seen.append(f"phase 1 {life:.0f} s")
+            longer = life > opts.phase1_lifetime_seconds
+            seen.append(
+                f"phase 1 {life:.0f} s" + (f" (AWS's {opts.phase1_lifetime_seconds} s applies)" if longer else "")
+            )
             if life < floor:
                 problems.append(f"phase-1 lifetime {life:.0f} s ({ctx.pkt(st.first)}) is under 2 x {margin} s")
             elif life < 900:
@@ -1145,6 +1156,12 @@ async def _aws_child_rekey(ctx: CheckContext, lose_answer: bool = False) -> dict
             }
         assert s.peer is not None
         peer = s.peer
+        if not has_rekey_hooks(peer.inner):
+            return {
+                "unsupported": "the engine offers no way to start a rekey now",
+                "start": start,
+                "end": len(s.datagrams),
+            }
         peer.watch_out.append(watch)
         lost: list[int] = []
         if lose_answer:
@@ -1221,6 +1238,8 @@ async def _aws_child_rekey(ctx: CheckContext, lose_answer: bool = False) -> dict
 async def rtx_duplicate_request(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx, lose_answer=True)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error") and "request" not in res:
         return Outcome(UNSUPPORTED, str(res["error"]))
     req: Transmit = res["request"]
@@ -1253,6 +1272,13 @@ async def rtx_duplicate_request(ctx: CheckContext) -> Outcome:
             "responder sends its response again. Without that, one lost datagram costs the whole rekey.",
         )
     same = answers[0].data == answers[1].data
+    if len(ours) < 2:
+        # IKEv1: the Quick Mode responder retransmits its answer itself until it sees message 3 (RFC 2408 §5)
+        return Outcome(
+            PASS,
+            f"the device repeated its lost answer by itself ({ctx.pkts(answers)}"
+            f"{', identical' if same else ''}); one SA pair created",
+        )
     return Outcome(
         PASS,
         f"the repeated request ({ctx.pkts(ours[1:])}) was answered again "
@@ -1708,6 +1734,8 @@ for _n, (_sa, _act) in enumerate(
 async def rek_child(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx)
+    if res.get("unsupported"):
+        return Outcome(UNSUPPORTED, str(res["unsupported"]))
     if res.get("error"):
         return Outcome(FAIL, str(res["error"]))
     if not s.tunnel_up():
@@ -1733,6 +1761,8 @@ async def rek_ike(ctx: CheckContext) -> Outcome:
     s = ctx.session
     if not await s.ensure_narrowed():
         return Outcome(FAIL, "no tunnel AWS could rekey (its own initiation failed)")
+    if s.peer is None or not has_rekey_hooks(s.peer.inner):
+        return Outcome(UNSUPPORTED, "the engine offers no way to start a rekey now")
     mark = len(s.events)
     old = s.engine_spis()
     s.call_engine(_rekey_ike, "rekey_ike")
@@ -1773,8 +1803,8 @@ async def rek_ike(ctx: CheckContext) -> Outcome:
 async def rek_old_gone(ctx: CheckContext) -> Outcome:
     s = ctx.session
     res = await _aws_child_rekey(ctx)
-    if res.get("error"):
-        return Outcome(UNSUPPORTED, f"no AWS rekey to judge ({res['error']})")
+    if res.get("error") or res.get("unsupported"):
+        return Outcome(UNSUPPORTED, f"no AWS rekey to judge ({res.get('error') or res.get('unsupported')})")
     await asyncio.sleep(REKEY_DELETE_WAIT if s.version == 1 else 0.5)
     retired = set(s.cache.get("rekeyed_ike_spis", set()))
     if s.version == 2:
@@ -1840,8 +1870,20 @@ async def rek_device_timing(ctx: CheckContext) -> Outcome:
         if left > 0:
             await asyncio.sleep(left)
     rekeys = _device_rekeys(s)
+    s.cache["rekeys_watched"] = True
     if rekeys:
         ctx.use(rekeys[0][0].seq, len(s.datagrams))
+    assert s.peer is not None
+    short = [float(getattr(c, "lifetime", 0) or 0) for c in getattr(s.peer.inner, "children", [])]
+    short = [x for x in short if 0 < x < floor]
+    if short and not rekeys:
+        # IKEv1: the lifetime is negotiated; with the device's short one AWS rekeys first (at 95 % of it).
+        return Outcome(
+            FAIL,
+            f"the device's phase-2 lifetime is {min(short):.0f} s: the IPsec SA is rekeyed every few seconds",
+            f"AWS rekeys {margin}-{floor} s before expiry; a negotiated lifetime under {floor} s means constant "
+            "rekeys, and the device's own collide with AWS's.",
+        )
     early = [(d, age) for d, age in rekeys if age < floor]
     if early:
         d, age = early[0]
@@ -1876,7 +1918,8 @@ def _device_rekeys(s: Session) -> list[tuple[Datagram, float]]:
         ) or (d.info.version == 2 and d.info.exchange == 36 and not d.info.response)
         if not is_rekey or not created:
             continue
-        before = [c for c in created if c <= d.t]
+        # strictly earlier: the SA the device's request itself creates is recorded at the same instant
+        before = [c for c in created if c < d.t]
         if not before:
             continue
         # a retransmission of the same request is not a second rekey
@@ -1924,12 +1967,18 @@ async def rek_collision(ctx: CheckContext) -> Outcome:
     s = ctx.session
     assert s.peer is not None
     rekeys = _device_rekeys(s)
-    if not rekeys:
+    if not rekeys and s.cache.get("rekeys_watched"):
         return Outcome(
             UNSUPPORTED,
-            "the device started no rekey during the run (its lifetimes are longer than the "
-            "run): a collision cannot be provoked from the AWS side alone",
+            "the device started no rekey during the run (its lifetimes are longer than the run): a collision "
+            "cannot be provoked from the AWS side alone",
         )
+    # AWS's rekey must offer what the device takes (the negotiated suites): a fresh tunnel if need be; the
+    # device's rekey timer then starts again with the new SA.
+    if not (s.peer.narrowed and s.tunnel_up()):
+        if not await s.ensure_narrowed():
+            return Outcome(FAIL, "no tunnel AWS could rekey (its own initiation failed)")
+        rekeys = []
     # Provoke: hold the device's next rekey request, start AWS's rekey of the same SA, then release it.
     kind_ok: Callable[[bytes], bool]
     if s.version == 2:
@@ -1957,19 +2006,36 @@ async def rek_collision(ctx: CheckContext) -> Outcome:
 
     s.peer.hold_in = hold
     mark = len(s.events)
-    age = rekeys[-1][1]
+    wait = rekeys[-1][1] + 10.0 if rekeys else s.timers.lifetime_window
     try:
-        await asyncio.wait_for(held, age + 10.0)
+        await asyncio.wait_for(held, wait)
     except TimeoutError:
         s.peer.hold_in = None
-        return Outcome(UNSUPPORTED, f"the device did not rekey again within {_secs(age + 10)}")
+        return Outcome(UNSUPPORTED, f"the device started no rekey within {_secs(wait)}: nothing to cross")
     s.peer.hold_in = None
+    # Ours goes out, then the device's request is let in at once: both requests are in flight together.
     s.call_engine(_rekey_child, "rekey_child")
-    await asyncio.sleep(0.2)
     s.release_held()
     await asyncio.sleep(s.timers.aws_request_budget / 2 + REKEY_DELETE_WAIT)
     live = _live_children(s.peer.inner)
     coll = s.events_since(mark, "rekey_collision")
+    theirs = [r for r in s.events_since(mark, "rekey_done") if r.get("initiator") is False]
+    ours = [
+        r
+        for r in s.events_since(mark)
+        if (r.name == "rekey_done" and r.get("initiator") is True)
+        or (r.name == "negotiation_failed" and r.get("exchange") in ("create_child_sa", "quick_mode"))
+    ]
+    refused = [r for r in ours if r.name == "negotiation_failed" and r.get("reason") != "temporary_failure"]
+    if not coll and not (theirs and ours):
+        return Outcome(UNSUPPORTED, "the device's rekey and AWS's did not cross (no collision to resolve)")
+    if refused:
+        return Outcome(
+            FAIL,
+            f"the device refused AWS's crossing rekey ({refused[0].get('reason')})",
+            "RFC 7296 §2.8.1 / §2.25: both rekeys complete (or the device answers TEMPORARY_FAILURE) and "
+            "the redundant SA is deleted.",
+        )
     if not s.tunnel_up():
         return Outcome(FAIL, "the tunnel went down after crossing rekeys")
     if len(live) > 1 and s.version == 2:

@@ -79,6 +79,10 @@ faults:
         assert rc == 1 and doc["status"] == "fail"
         assert doc["trace_hash"] == r["trace_hash"]
         assert doc["failed"] == r["failed"]
+        # the same run as `awsnetemu run BASE --seed S --fault ...`: the same trace
+        argv = ["run", str(tmp_path / "base.yaml"), "--seed", str(r["seed"]), "--json"]
+        rc, out, _ = run_cli(argv + [x for p in r["parts"] for x in ("--fault", p)], capsys)
+        assert rc == 1 and json.loads(out)["trace_hash"] == r["trace_hash"]
         # ... and again with its files written: the same hash, a capture and the trace it hashes
         rc, out, _ = run_cli([*shlex.split(r["replay"])[1:], "--json", "--out", str(tmp_path / "replay")], capsys)
         assert json.loads(out)["trace_hash"] == r["trace_hash"]
@@ -96,6 +100,35 @@ faults:
             assert r["status"] == "pass", r
     text = (tmp_path / "out" / "failures.txt").read_text()
     assert "replay: awsnetemu campaign" in text and "shrunk from 3 to 1 parts" in text
+
+
+def test_a_combined_schedule_shrinks_to_the_fault_that_fails(tmp_path: Path) -> None:
+    """A combined nemesis (duplicates, a long partition, reordering): the planted expectation fails because of
+    the partition alone, and shrinking finds it."""
+    path = campaign(
+        tmp_path,
+        """
+scenario: base.yaml
+seeds: 2
+faults:
+  - combine:
+      - {fault: duplicate, params: {start: 20, p: 0.5, duration: 60}}
+      - {fault: partition, params: {start: 40, duration: 50}}
+      - {fault: reorder, params: {start: 30, p: 0.5, duration: 60, times: 2, every: 70}}
+""",
+    )
+    sp = spec.load(path)
+    tasks = engine.plan(sp)
+    assert [len(t.parts) for t in tasks] == [4, 4] and tasks[0].fault == "duplicate+partition+reorder"
+    assert [c["fault"] for c in tasks[0].params["combine"]] == ["duplicate", "partition", "reorder"]
+    backend = ProcessBackend(1)
+    try:
+        res = engine.run_campaign(sp, tasks, backend)
+    finally:
+        backend.close()
+    for r in res.results:
+        assert r["status"] == "fail"
+        assert [p.split(":")[0] for p in r["shrunk"]["parts"]] == ["partition"]
 
 
 def test_trace_hash_is_the_same_in_another_process_and_differs_with_the_seed(tmp_path: Path) -> None:
@@ -130,6 +163,14 @@ def test_trace_hash_is_the_same_in_another_process_and_differs_with_the_seed(tmp
         ("faults: [{fault: loss}]\nseeds: 0", r"seeds: must be >= 1"),
         ("faults: [{fault: loss}]\nbogus: 1", r"bogus: unknown key"),
         ("faults: [{fault: loss, params: {times: 21}}]", r"faults\[0\]\.params\.times: must be <= 20"),
+        ("faults: [{combine: [{fault: loss}]}]", r"faults\[0\]\.combine: must list at least two faults"),
+        (
+            "faults: [{combine: [{fault: loss}, {fault: az_failure}]}]",
+            r"faults\[0\]\.combine\[1\]\.fault: a tgw fault cannot run with vpn faults",
+        ),
+        ("faults: [{combine: [{fault: loss}, {fault: lost}]}]", r"faults\[0\]\.combine\[1\]\.fault: unknown fault"),
+        ("faults: [{fault: loss, combine: []}]", r"faults\[0\]\.fault: not with combine"),
+        ("faults: [{seeds: 3}]", r"faults\[0\]\.fault: required"),
     ],
 )
 def test_bad_campaign_files_are_one_line_errors_naming_the_field(

@@ -54,3 +54,19 @@ def test_campaign_on_a_local_dask_cluster_matches_local_processes_and_reuses_run
     assert [{k: r[k] for k in strip[0]} for r in again.results] == strip
     assert all(r["status"] == "pass" for r in got.results), engine.failure_text(got)
     assert got.backend.startswith("Dask LocalCluster")
+
+
+def test_a_dask_worker_that_dies_is_that_runs_outcome(tmp_path: Path) -> None:
+    """On a LocalCluster of worker processes, the run that kills its worker (os._exit) comes back as
+    worker_died; the others of its chunk and of the campaign pass."""
+    write(tmp_path / "base.yaml", BASE)
+    sp = spec.load(write(tmp_path / "c.yaml", "scenario: base.yaml\nfaults: [{fault: duplicate, params: {p: 0.5}}]\n"))
+    tasks = engine.plan(sp, 5, function="tests.campaign.helpers:die_on_seed_2")
+    backend = DaskBackend("local", 2)
+    try:
+        res = engine.run_campaign(sp, tasks, backend)
+    finally:
+        backend.close()
+    status = {r["seed"]: r["status"] for r in res.results}
+    assert status == {1: "pass", 2: "worker_died", 3: "pass", 4: "pass", 5: "pass"}
+    assert "KilledWorker" in next(r for r in res.results if r["seed"] == 2)["error"]
