@@ -828,6 +828,9 @@ class IkeV1Peer:
         assert sa.prf is not None
         h = km.hash_i(sa.prf, sa.skeyid, sa.gxi, sa.gxr, sa.icookie, sa.rcookie, sa.sai_b, idb)
         parts: list[tuple[int, bytes]] = [(PayloadType.ID, idb), (PayloadType.HASH, h)]
+        # INITIAL-CONTACT says "I hold no other SA with you": decided now, not at MM1, since the peer's own Main
+        # Mode may have completed meanwhile (both sides restarting at once; found by the fault campaigns).
+        sa.initial_contact = sa.initial_contact and self._current is None
         if sa.initial_contact:
             ic = NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
             parts.append((PayloadType.NOTIFY, encode_body(ic)))
@@ -920,6 +923,13 @@ class IkeV1Peer:
 
     def _ike_established(self, sa: IsakmpSa, now: float) -> None:
         self._sas.promote(sa.icookie)  # authenticated: no longer half-open
+        if not sa.initiator and sa.gen == 0 and sa.replaces_gen < 0:
+            # The peer brought the tunnel up: a fresh Main Mode of ours that has not reached MM5 would only make
+            # a second ISAKMP SA; it is abandoned (the peer's half-open state for it expires on its own).
+            for mine in list(self._sas.own.values()):
+                if mine.initiator and not mine.rekey and mine.state in (MmState.I1, MmState.I2):
+                    self._sas.remove(mine.icookie)
+                    self._count("negotiation_superseded")
         sa.state = MmState.ESTABLISHED
         sa.established_at = now
         sa.expire_at = now + sa.lifetime

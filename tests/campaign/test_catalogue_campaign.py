@@ -1,9 +1,8 @@
 """The catalogue as CI runs it: 1,140 seeded runs over every fault (and two combinations), each fault's expected
 outcomes and every invariant holding on every run (7-16 s on two workers of the 2-core machine).
 
-``ci.yaml`` is ``catalogue.yaml`` under another name, hence other draws, with another combined entry: at 60 seeds
-``catalogue.yaml`` itself finds one failing run: the IKEv1 simultaneous-restart outage pinned below as a strict
-xfail until the engine is fixed (a pause of AWS combined with loss finds it too).
+``ci.yaml`` is ``catalogue.yaml`` under another name, hence other draws, with another combined entry. At 60 seeds
+``catalogue.yaml`` itself once found an IKEv1 simultaneous-restart outage, fixed in the engine and kept below.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from pathlib import Path
-
-import pytest
 
 from emulator.campaign import engine, spec
 from emulator.campaign.backends import ProcessBackend
@@ -78,14 +75,10 @@ def test_ikev2_rekey_collisions_keep_the_tunnel_up() -> None:
             assert out.status == "pass", (sa, seed, {k: o.detail for k, o in out.checks.items() if o.ok is False})
 
 
-@pytest.mark.xfail(
-    reason="found by the catalogue campaign (catalogue.yaml, --seeds 60, loss seed 41): both IKEv1 sides time out "
-    "at once and restart; AWS's Main Mode completes, then the CGW's own (retransmitted) Main Mode completes a second "
-    "IKE SA with INITIAL_CONTACT: AWS drops the tunnel (tunnel_down initial_contact) and stays DOWN while the CGW "
-    "reports UP (it took the second IKE SA for a rekey). Reported to the lead (cgw_peer is not ours to change).",
-    strict=True,
-)
 def test_ikev1_simultaneous_restart_recovers() -> None:
+    """Found by the catalogue campaign (loss seed 41): both IKEv1 sides restart at once; the CGW's retransmitted
+    Main Mode used to complete a second IKE SA with INITIAL_CONTACT and AWS stayed DOWN. Now INITIAL_CONTACT is
+    decided when MM5 goes out and a fresh Main Mode of ours is abandoned once the peer's completes."""
     sp = spec.load(str(EXAMPLES / "catalogue.yaml"))
     part = parse_fault("loss:start=31.740973,p=0.390644,duration=31.993878,direction=both")
     out = run_parts("vpn", sp.vpn_base, [part], 41, sp.invariants_for("vpn"))
