@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -43,6 +45,7 @@ class Chromium:
             [self.executable, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes too are ours to stop (a process group)
         )
         port_file = os.path.join(self._profile.name, "DevToolsActivePort")
         deadline = time.monotonic() + self.timeout
@@ -66,13 +69,34 @@ class Chromium:
         try:
             self.ws.close()
         finally:
-            self.proc.terminate()
+            self._stop()
+
+    def _stop(self) -> None:
+        """Stop chromium and every helper process it started (its process group), then remove the profile.
+        Helpers (renderer, crash handler) may still be writing into the profile when the browser itself exits,
+        which made the removal fail now and then: wait for the whole group before removing it."""
+        pgid = self.proc.pid  # start_new_session: the group id is the browser's pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self._profile.cleanup()
+                continue
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the helpers of the group, not only the browser
+                try:
+                    os.killpg(pgid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+            else:
+                continue
+            break
+        shutil.rmtree(self._profile.name, ignore_errors=True)
+        self._profile.cleanup()
 
     def call(self, method: str, params: dict[str, Any] | None = None, *, session: bool = False) -> Any:
         self._id += 1
