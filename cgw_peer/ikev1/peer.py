@@ -123,12 +123,16 @@ REKEY_DELETE_DELAY = 5.0
 DPD_MID_WINDOW = 32
 """How many recent DPD message IDs an ISAKMP SA remembers to recognise a replayed R-U-THERE / ACK (an older
 replay also fails RFC 3706's sequence-number check)."""
-P2_MID_LIMIT = 4096
-"""At most this many other phase-2 message IDs (Quick Modes, Deletes, notifies) per ISAKMP SA (a few per hour in
-practice)."""
+P2_MID_LIMIT = 256
+"""At most this many other phase-2 message IDs (the peer's Quick Modes, Deletes, notifies) remembered per ISAKMP SA:
+a few per hour in practice, so 256 covers the SA's whole life (8 h at most); a list, small and short to scan."""
 PEER_SHORT_LIFETIME_BACKSTOP = 0.95
 """Fraction of a peer-created SA's (shorter) lifetime after which we rekey it ourselves if the peer has not."""
 NONCE_LEN = 32
+_IDLE: list[Action] = []
+"""``self._out`` between calls: each entry point hands its action list to the caller instead of keeping it (a
+peer that held its last call's events would keep them alive: 10,000 idle pairs, 10,000 lists). Nothing appends to
+it outside an entry point; ``tests/lifecycle/test_timelines.py`` checks that it stays empty."""
 _MID = struct.Struct(">I")
 _PORT = struct.Struct(">H")
 _SEQ = struct.Struct(">I")
@@ -312,7 +316,7 @@ class IkeV1Peer:
         self._qms: dict[int, QmExchange] = {}
         self._children: list[ChildSa] = []
         self._pending_child_rekey: ChildSa | None = None
-        self._out: list[Action] = []
+        self._out: list[Action] = _IDLE
         self._sa_at: float | None = None
         self._sa_at_dirty = True
         self._last_p1: pr.P1Suite | None = None
@@ -343,7 +347,8 @@ class IkeV1Peer:
         if self.config.initiates_at_startup:
             self._initiate_mm(now, rekey=False)
         self._refresh_status(now)
-        return self._out
+        out, self._out = self._out, _IDLE
+        return out
 
     def initiate(self, now: float) -> list[Action]:
         self._out = []
@@ -354,7 +359,8 @@ class IkeV1Peer:
         elif self._current is not None and not self._children and not self._qms:
             self._initiate_qm(now, None)
         self._refresh_status(now)
-        return self._out
+        out, self._out = self._out, _IDLE
+        return out
 
     def close(self, now: float) -> list[Action]:
         self._out = []
@@ -363,7 +369,8 @@ class IkeV1Peer:
         self._teardown(now, "closed", send_deletes=True)
         self._life.close()
         self._refresh_status(now)
-        return self._out
+        out, self._out = self._out, _IDLE
+        return out
 
     def note_esp_inbound(self, now: float) -> None:
         cur = self._current
@@ -420,7 +427,8 @@ class IkeV1Peer:
         self._out = []
         nd = self.next_deadline()
         if nd is None or now < nd:
-            return self._out  # early call: no-op
+            out, self._out = self._out, _IDLE  # early call: no-op
+            return out
         sa_at = self._sa_at
         restart_at = self._life.restart.at
         keepalive_at = self._keepalive.at
@@ -436,7 +444,8 @@ class IkeV1Peer:
             self._dpd_timers(now)
             if self._sa_at_dirty:
                 self._refresh_status(now)
-            return self._out
+            out, self._out = self._out, _IDLE
+            return out
         self._sa_at_dirty = True
         try:
             self._timers(now)
@@ -444,13 +453,15 @@ class IkeV1Peer:
             self._count(f"timer_error:{e.reason}")
         self._refresh_status(now)
         self._sa_at_dirty = True
-        return self._out
+        out, self._out = self._out, _IDLE
+        return out
 
     def receive_datagram(self, data: bytes, src: Address, dst: Address, now: float) -> list[Action]:
         self._out = []
         try:
             if self._fast_dpd(data, src, dst, now):
-                return self._out  # DPD changes no SA state: no status refresh needed
+                out, self._out = self._out, _IDLE  # DPD changes no SA state: no status refresh needed
+                return out
             self._sa_at_dirty = True
             self._receive(data, src, dst, now)
         except DecodeError as e:
@@ -458,7 +469,8 @@ class IkeV1Peer:
         except (ValueError, KeyError, IndexError, struct.error) as e:  # defensive: bad input never escapes
             self._drop("internal_error:" + type(e).__name__)
         self._refresh_status(now)
-        return self._out
+        out, self._out = self._out, _IDLE
+        return out
 
     # ========================================================================================= plumbing
 
@@ -533,7 +545,7 @@ class IkeV1Peer:
         if exch == ExchangeType.ID_PROT:
             self._on_main_mode(icky, rcky, np, flags, data, src, dst, now)
             return
-        sa = self._sas.by_key.get(icky)
+        sa = self._sas.get(icky)
         if exch == ExchangeType.INFORMATIONAL and not flags & Flags.ENCRYPTION:
             self._on_plain_info(sa, np, data, now)
             return
@@ -603,7 +615,7 @@ class IkeV1Peer:
     def _on_main_mode(
         self, icky: bytes, rcky: bytes, np: int, flags: int, data: bytes, src: Address, dst: Address, now: float
     ) -> None:
-        sa = self._sas.by_key.get(icky)
+        sa = self._sas.get(icky)
         if sa is None:
             if rcky != ZERO_COOKIE:
                 raise DecodeError("unknown_spi")
@@ -1061,7 +1073,7 @@ class IkeV1Peer:
             if data[:4] != NON_ESP_MARKER:
                 return False
             data = data[4:]
-        sa = self._sas.by_key.get(data[:8])
+        sa = self._sas.own.get(data[:8])  # DPD runs on established SAs: never half-open ones
         if sa is None:
             return False
         iv_hash = sa.iv_hash
@@ -1140,7 +1152,6 @@ class IkeV1Peer:
         if not offer:
             return
         qm = QmExchange(sa, self._new_mid(), True)
-        self._replayed(sa, _MID.pack(qm.mid), False)  # our own exchange's ID: anything later with it is a replay
         qm.rekey_of = rekey_of
         qm.offer = offer
         qm.spi_in = self._new_spi()
@@ -1598,9 +1609,10 @@ class IkeV1Peer:
             sa.dpd_ring_i = (i + 1) % DPD_MID_WINDOW
         else:
             if pm is None:
-                pm = sa.p2_mids = set()
-            if len(pm) < P2_MID_LIMIT:
-                pm.add(mp)
+                pm = sa.p2_mids = []
+            if len(pm) >= P2_MID_LIMIT:
+                del pm[0]  # the oldest goes (an SA sees a few such exchanges an hour)
+            pm.append(mp)
         return False
 
     def _on_dpd_ack(self, sa: IsakmpSa, seq: int) -> bool:
@@ -1759,7 +1771,7 @@ class IkeV1Peer:
             sas.remove(first.icookie)
             self._count("ike:half_open_expired")
         for sa in list(sas.own.values()):
-            if sa.icookie not in sas.by_key:
+            if sa.icookie not in sas.own:
                 continue
             r = sa.retrans
             if r is not None and now >= r.due():

@@ -168,7 +168,7 @@ class IsakmpSa:
         self.dpd_ring: list[bytes] | None = None
         """The same IDs in arrival order (a ring: the oldest leaves as the newest comes in)."""
         self.dpd_ring_i = 0
-        self.p2_mids: set[bytes] | None = None
+        self.p2_mids: list[bytes] | None = None
         """Message IDs of every other phase-2 exchange on this SA (replay detection), created on first use."""
         """Last R-U-THERE sequence number received from the peer."""
         self.dpd_dup = 0

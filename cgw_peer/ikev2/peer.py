@@ -570,7 +570,7 @@ class IkeV2Peer:
             self._drop_sa(first)
             self._count("half_open_expired")
         for sa in list(sas.own.values()):
-            if sa.local_spi not in sas.by_key:
+            if sa.local_spi not in sas.own:
                 continue
             if sa.state is _ST_ESTABLISHED:
                 out += self._hard_expiry(sa, now)
@@ -692,7 +692,7 @@ class IkeV2Peer:
         hdr = Header(spi_i, spi_r, np, exchange, flags, mid, length)
         if exchange == _EX_IKE_SA_INIT:
             if flags & _FL_RESPONSE:
-                sa = self._sas.by_key.get(spi_i)
+                sa = self._sas.own.get(spi_i)  # our own IKE_SA_INIT: never a half-open responder SA
                 if sa is None or not sa.initiator or sa.state is not _ST_INIT_SENT:
                     raise DecodeError("unexpected_ike_sa_init_response")
                 return self._on_init_response(sa, hdr, data, src, dst, now)
@@ -701,7 +701,9 @@ class IkeV2Peer:
             return self._on_init_request(hdr, data, src, dst, now)
         from_initiator = bool(flags & _FL_INITIATOR)
         local_spi, remote_spi = (spi_r, spi_i) if from_initiator else (spi_i, spi_r)
-        sa = self._sas.by_key.get(local_spi)
+        sa = self._sas.own.get(local_spi)
+        if sa is None:
+            sa = self._sas.half.get(local_spi)  # IKE_AUTH to a half-open responder SA
         if sa is None:
             raise DecodeError("unknown_spi", local_spi.hex())
         if from_initiator == sa.initiator or remote_spi != (sa.spi_i if from_initiator else sa.spi_r):
@@ -765,7 +767,7 @@ class IkeV2Peer:
             # a retransmission is not answered with a stale cached response).
             sa.peer_mid, sa.last_request, sa.last_response, sa.last_response_kind = saved
             raise
-        if sa.local_spi in self._sas.by_key and sa.outstanding is None and sa.pending:
+        if sa.pending and sa.outstanding is None and sa.local_spi in self._sas:
             out += self._send_next(sa, now)
         return out
 

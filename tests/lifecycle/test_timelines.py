@@ -266,3 +266,14 @@ def test_restart_crossing_the_peers_initiation_leaves_one_ike_sa(version: int) -
     assert p.sel("tunnel_down", "cgw") == [] or all(r.t < 100 for r in p.sel("tunnel_down", "cgw"))
     spis = p.node("aws").ike_spis()
     assert spis == p.node("cgw").ike_spis() and len(spis) == 2
+
+
+def test_ikev1_keeps_no_action_list_between_calls() -> None:
+    """The IKEv1 engine hands each call's actions to the caller (memory per idle tunnel); its shared idle list
+    must never be written to."""
+    from cgw_peer.ikev1 import peer as v1
+
+    p = make(1, action="restart")
+    p.crash("cgw", 95)
+    p.run(300)
+    assert v1._IDLE == []
