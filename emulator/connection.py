@@ -87,6 +87,7 @@ import ipaddress
 import math
 import os
 import random
+import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -107,7 +108,7 @@ from cgw_peer.connection.packets import ip_bytes, parse4, probe_payload, read_pr
 from cgw_peer.connection.tunnel import VpnTunnel
 from cgw_peer.tunnel_endpoint import KIND_ESP, TunnelEndpoint
 from emulator import validate as v
-from emulator.actions import Action, Address
+from emulator.actions import Action, Address, Transmit
 from emulator.errors import ConfigError
 from emulator.keytables import KeyTables
 from emulator.link import FaultPlan
@@ -683,6 +684,8 @@ class ConnectionScenario(Scenario):
         net = SimNetwork(self.seed, pcap=pcap, trace=trace, untraced_kinds=frozenset({KIND_ESP}))
         site = _Site(self, net, keys)
         self.site = site
+        if out_dir is not None:
+            site.record_captures()
         try:
             site.wire()
             net.start_all(at=0.0)
@@ -742,6 +745,32 @@ def _connection_expectation(e: Any, where: str) -> Expectation:
 
 
 # ============================================================================================ the running site
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A datagram as it was sent, for its comment in the annotated capture (ESP is not in the event trace)."""
+
+    t: float
+    node: str
+    peer: str
+    """The tunnel end it is sent to (``cgw1`` for ``aws1``'s datagrams ...)."""
+    kind: str
+    length: int
+    delivered: bool
+    """False: the path's fault plan dropped it."""
+    peer_alive: bool
+    spi: int
+    seq: int
+    """ESP only: the SPI and sequence number of the ESP header the endpoint wrote."""
+    inner: bytes | None
+    """ESP only: the inner packet handed to the tunnel (None: the tunnel's own, a BGP message)."""
+    routes: int
+    """Which tunnels the sender's side could use then (bit 0: the first): the TGW's routes in use for an AWS
+    end, the tunnels UP for the CGW."""
+
+
+_ESP_HEAD = struct.Struct("!II")
 
 
 class _Flow:
@@ -863,6 +892,35 @@ class _Site:
         self.data_in_base = [0, 0]
         self.data_out_base = [0, 0]
         self.plans = dict(sc.link_plans)
+        self.captured: list[Captured] | None = None
+        """One record per datagram sent (IKE and ESP), in capture order, once :meth:`record_captures` is on."""
+        self._pending: dict[int, bytes] = {}
+
+    def record_captures(self) -> None:
+        """Keep a :class:`Captured` per datagram (for the annotated capture, :mod:`emulator.report.connection`):
+        what each ESP packet carries is known here, where the inner packet was handed to the tunnel."""
+        self.captured = []
+        self.net.capture_hook = self._captured
+
+    def _captured(self, now: float, node: str, tx: Transmit, delivered: bool) -> None:
+        assert self.captured is not None
+        n = self.nodes[node]
+        peer = ("cgw" if n.aws else "aws") + str(n.index + 1)
+        spi = seq = 0
+        inner: bytes | None = None
+        if tx.kind == KIND_ESP:
+            spi, seq = _ESP_HEAD.unpack_from(tx.data)
+            inner = self._pending.pop(id(tx), None)
+        routes = 0
+        if n.aws:
+            for i, name in enumerate(self.names):
+                routes |= self.exposed[name] << i
+        else:
+            for i in range(2):
+                routes |= self._routable(f"cgw{i + 1}") << i
+        self.captured.append(
+            Captured(now, node, peer, tx.kind, len(tx.data), delivered, self.alive[peer], spi, seq, inner, routes)
+        )
 
     # -- wiring ----------------------------------------------------------------------------------------------
 
@@ -1073,6 +1131,9 @@ class _Site:
         acts, reason = self.nodes[name].tunnel.send(pkt, now)
         if reason is not None:
             self._drop(pkt, reason)
+        elif self.captured is not None:
+            for a in acts:
+                self._pending[id(a)] = pkt
         return acts
 
     def from_onprem(self, pkt: bytes, now: float) -> None:

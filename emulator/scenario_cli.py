@@ -105,8 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from emulator.report import write_material
 
         for sc, res in zip(scenarios, results, strict=True):
-            if hasattr(sc, "configs"):  # a tunnel-pair scenario (a VPN connection scenario writes its own)
-                res.outputs.update(write_material(sc, res, args.out))
+            res.outputs.update(write_material(sc, res, args.out))
     if args.json:
         doc = [r.to_json() for r in results] if len(results) > 1 else results[0].to_json()
         print(json.dumps(doc, indent=2, default=str))
@@ -182,8 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\n== Other embedded scenarios -> {vpn_out}/")
     for sc in rest:
         res = sc.run(vpn_out)
-        if hasattr(sc, "configs"):  # a tunnel-pair scenario (a VPN connection scenario writes its own)
-            res.outputs.update(write_material(sc, res, vpn_out))
+        res.outputs.update(write_material(sc, res, vpn_out))
         _print_result(res, False)
         ok &= res.ok
     tgw_out = os.path.join(out, "tgw")

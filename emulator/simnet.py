@@ -118,6 +118,10 @@ class SimNetwork:
         self.untraced_kinds = untraced_kinds
         """Datagram kinds sent without a ``datagram_sent`` event (still captured and counted), e.g. ``esp``: a
         traffic run would otherwise record one event per packet."""
+        self.capture_hook: Callable[[float, str, Transmit, bool], None] | None = None
+        """Called for every datagram sent (in send order, which is the capture's order) with the instant, the
+        sending node, the transmission and whether the link delivered it: a run that does not trace some
+        datagrams (``untraced_kinds``) can still explain every record of its capture."""
         self.strict_events = strict_events
         """Check every recorded event against :mod:`cgw_peer.events`; a mismatch raises ``AssertionError``."""
         self._nodes: dict[str, _NodeSlot] = {}
@@ -359,6 +363,8 @@ class SimNetwork:
                 dst_ip = dst_slot.addresses[0]  # the path to a node behind a NAT is the path to the node
         link = self.link(tx.src[0], dst_ip)
         arrivals = link.transmit(tx.data, tx.kind, now)
+        if self.capture_hook is not None:
+            self.capture_hook(now, slot.name, tx, bool(arrivals))
         if self.trace_datagrams and tx.kind not in self.untraced_kinds:
             self._record(
                 slot.name,

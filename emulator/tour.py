@@ -4,7 +4,8 @@ pictures and HTML page, an index page, and a short table of what happened and wh
 Topics: the DPD exchange (IKEv1 R-U-THERE, IKEv2 liveness checks), lost ACKs, the DPD timeout with each
 ``DPDTimeoutAction`` (clear, restart, none) in both IKE versions, ``StartupAction`` add and start, a lost and
 retransmitted IKEv2 request, a one-way blackhole, the TGW routes of a VPN attachment following the tunnel,
-rekeying while DPD runs, both sides restarting at once, and on the TGW side appliance mode off and on, an AZ
+rekeying while DPD runs, both sides restarting at once, a VPN connection's failover between its two tunnels (ESP
+through the TGW), and on the TGW side appliance mode off and on, an AZ
 failure with pinned flows, two TGWs on one appliance VPC and inter-Region peering.
 
 Scenario files come from ``emulator/scenarios/`` (VPN) and ``emulator/scenarios/tgw/`` (TGW stories); the
@@ -31,7 +32,7 @@ class Stop:
     """One stop of the tour: a topic and the scenario (VPN) or story (TGW) that shows it."""
 
     topic: str
-    kind: str  # vpn | tgw
+    kind: str  # vpn | tgw | connection
     path: str
 
 
@@ -73,6 +74,23 @@ STOPS: tuple[Stop, ...] = (
         os.path.join(REPO_TESTS, "v2-06-libreswan-cgw-timeout.yaml"),
     ),
     Stop(
+        "failover between two tunnels: the active tunnel's CGW dies (clear)",
+        "connection",
+        _s("14-connection-dpd-clear.yaml"),
+    ),
+    Stop(
+        "a connection with DPDTimeoutAction=none: routes stay, traffic is blackholed",
+        "connection",
+        _s("15-connection-dpd-none.yaml"),
+    ),
+    Stop(
+        "a connection with DPDTimeoutAction=restart (IKEv2): AWS re-initiates",
+        "connection",
+        _s("16-connection-dpd-restart.yaml"),
+    ),
+    Stop("an EC2 burst runs out of credits (t3.micro)", "connection", _s("17-connection-burst-credits.yaml")),
+    Stop("dynamic routing: BGP in each tunnel, ECMP over both", "connection", _s("18-connection-bgp-ecmp.yaml")),
+    Stop(
         "appliance mode OFF: the reply meets a firewall without state",
         "tgw",
         os.path.join(TGW_STORIES, "appliance-mode-off.yaml"),
@@ -103,7 +121,9 @@ class TourRow:
 def run_tour(out_dir: str, stops: Sequence[Stop] = STOPS, *, quiet: bool = False) -> int:
     """Run every stop in virtual time, write its material under ``out_dir`` (``vpn/``, ``tgw/``) and
     ``out_dir/index.html``, print the table. Returns 0 when every expectation held, 1 otherwise."""
+    from emulator.annotate import load_trace
     from emulator.report import summarize, tgw_summary, write_index, write_material, write_tgw_material
+    from emulator.report.connection import connection_summary
     from emulator.report.tgw import load_story, run_story
     from emulator.scenario import Scenario
 
@@ -121,6 +141,13 @@ def run_tour(out_dir: str, stops: Sequence[Stop] = STOPS, *, quiet: bool = False
             files = write_material(sc, res, d)
             records = list(res.trace)
             rows.append(TourRow(stop.topic, sc.name, "VPN", bool(res.ok), summarize(records), files["html"]))
+        elif stop.kind == "connection":
+            sc = Scenario.load(stop.path)
+            d = os.path.join(out_dir, "connection")
+            res = sc.run(d)
+            files = write_material(sc, res, d)
+            summary = connection_summary(load_trace(files["trace"]))
+            rows.append(TourRow(stop.topic, sc.name, "VPN + TGW", bool(res.ok), summary, files["html"]))
         else:
             story = run_story(load_story(stop.path))
             d = os.path.join(out_dir, "tgw")
@@ -155,7 +182,7 @@ def _print_table(rows: Sequence[TourRow], out_dir: str, index: str, wall: float,
     print(f"Open {index} in a browser: one page per run with its sequence diagram or packet paths, timeline,")
     print(
         f"annotated captures (pcapng, a comment on every packet) and the tshark commands. Files: {out_dir}/vpn/, "
-        f"{out_dir}/tgw/"
+        f"{out_dir}/connection/, {out_dir}/tgw/"
     )
 
 
@@ -165,7 +192,9 @@ def stop_for(path: str) -> Stop:
 
     with open(path) as f:
         raw = yaml.safe_load(f)
-    kind = "tgw" if isinstance(raw, dict) and "steps" in raw else "vpn"
+    kind = "vpn"
+    if isinstance(raw, dict):
+        kind = "tgw" if "steps" in raw else "connection" if "connection" in raw else "vpn"
     return Stop(os.path.splitext(os.path.basename(path))[0], kind, os.path.abspath(path))
 
 

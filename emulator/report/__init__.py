@@ -234,7 +234,12 @@ def write_material(scenario: Any, result: Any, out_dir: str) -> dict[str, str]:
 
     ``scenario`` is an :class:`emulator.scenario.Scenario`, ``result`` its :class:`ScenarioResult` (with
     ``outputs`` naming the pcap, the JSON-lines trace and the key directory). The trace is read from the JSONL
-    file when there is one (the in-memory trace otherwise). Returns the paths written, by kind."""
+    file when there is one (the in-memory trace otherwise). Returns the paths written, by kind. A VPN connection
+    scenario (two tunnels, the TGW, traffic) gets :func:`emulator.report.connection.write_connection_material`."""
+    if getattr(scenario, "conn", None) is not None and hasattr(scenario, "tunnels"):
+        from emulator.report.connection import write_connection_material
+
+        return write_connection_material(scenario, result, out_dir)
     outputs = dict(getattr(result, "outputs", {}) or {})
     trace_path = outputs.get("trace")
     if trace_path and os.path.exists(trace_path):
@@ -335,7 +340,7 @@ def write_index(out_dir: str, entries: Sequence[Mapping[str, Any]] | None = None
             entries.append(
                 {
                     "name": man.get("name"),
-                    "kind": "TGW" if man.get("kind") == "tgw" else "VPN",
+                    "kind": {"tgw": "TGW", "connection": "VPN + TGW"}.get(str(man.get("kind")), "VPN"),
                     "ok": man.get("ok"),
                     "summary": man.get("summary", ""),
                     "html": os.path.join(d, str(man.get("files", {}).get("html", man.get("name", "") + ".html"))),
@@ -374,6 +379,11 @@ def rebuild(out_dir: str) -> list[dict[str, str]]:
         def p(key: str, rel: Mapping[str, str] = rel, d: str = d) -> str | None:
             return os.path.join(d, rel[key]) if key in rel else None
 
+        if man.get("kind") == "connection":
+            from emulator.report.connection import rebuild_connection
+
+            done.append(rebuild_connection(man, d))
+            continue
         if man.get("kind") == "tgw":
             packets = [PacketResult(**x) for x in man.get("packets") or []]
             svg = paths_svg(packets, name, [(float(a), str(b)) for a, b in man.get("changes") or []])

@@ -82,7 +82,9 @@ def _expectations(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(out)
 
 
-def tshark_commands(name: str, pcapng: str, keys: str | None, base: str, ike_version: int) -> list[tuple[str, str]]:
+def tshark_commands(
+    name: str, pcapng: str, keys: str | None, base: str, ike_version: int, *, esp: bool = False
+) -> list[tuple[str, str]]:
     """(what it shows, command) pairs, with paths relative to ``base`` (the page's directory)."""
     cap = shlex.quote(os.path.relpath(pcapng, base))
     env = f"WIRESHARK_CONFIG_DIR={shlex.quote(os.path.relpath(keys, base))} " if keys else ""
@@ -107,6 +109,15 @@ def tshark_commands(name: str, pcapng: str, keys: str | None, base: str, ike_ver
                 "the decrypted IKEv2 INFORMATIONAL exchanges (empty ones are liveness checks)",
                 f"{env}tshark -r {cap} -Y isakmp.exchangetype==37 -T fields -e frame.number -e isakmp.messageid "
                 "-e isakmp.flags -e isakmp.nextpayload",
+            )
+        )
+    if esp:
+        out.append(
+            (
+                "the ESP packets decrypted with the esp_sa table: SPI, sequence number, then the outer and the inner "
+                "addresses",
+                f"{env}tshark -r {cap} -Y esp -T fields -E occurrence=a -e frame.number -e esp.spi -e esp.sequence "
+                "-e ip.src -e ip.dst -e udp.dstport",
             )
         )
     out.append(("the whole dissection, decrypted", f"{env}tshark -r {cap} -V"))
@@ -176,7 +187,7 @@ def vpn_page(
     return _page(name, description, "".join(b), ok)
 
 
-def _files_section(name: str, files: Mapping[str, str], base: str, ike_version: int) -> str:
+def _files_section(name: str, files: Mapping[str, str], base: str, ike_version: int, *, esp: bool = False) -> str:
     labels = {
         "pcapng": "annotated capture (pcapng, a comment on every packet)",
         "pcap": "plain capture (classic pcap)",
@@ -187,6 +198,8 @@ def _files_section(name: str, files: Mapping[str, str], base: str, ike_version: 
         "timeline_svg": "timeline (SVG)",
         "timeline_png": "timeline (PNG)",
         "paths_svg": "TGW paths (SVG)",
+        "sequence_svg_1": "sequence diagram of the first tunnel (SVG)",
+        "sequence_svg_2": "sequence diagram of the second tunnel (SVG)",
         "hops": "per-hop captures (directory)",
         "path_pcapng": "every hop of every packet (pcapng, one interface per capture point)",
     }
@@ -197,19 +210,115 @@ def _files_section(name: str, files: Mapping[str, str], base: str, ike_version: 
     )
     cmds = ""
     if files.get("pcapng"):
-        items = tshark_commands(name, files["pcapng"], files.get("keys"), base, ike_version)
+        items = tshark_commands(name, files["pcapng"], files.get("keys"), base, ike_version, esp=esp)
         cmds = "<p>From this page's directory:</p>" + "".join(
             f"<p>{escape(what)}:</p><pre>{escape(cmd)}</pre>" for what, cmd in items
         )
     return f'<section id="files"><h2>Captures and files</h2><table>{rows}</table>{cmds}</section>'
 
 
-def _packets_table(annotations: Sequence[Mapping[str, Any]], limit: int = 400) -> str:
-    out = [
-        '<section id="packets"><h2>Every packet, explained</h2>'
-        "<p><small>The same text is each packet's comment in the pcapng capture.</small></p>"
-        "<table><tr><th>#</th><th>t (s)</th><th>from → to</th><th>comment</th></tr>"
-    ]
+def connection_page(
+    *,
+    name: str,
+    description: str,
+    ok: bool | None,
+    scenario_yaml: str,
+    options: Mapping[str, Any],
+    expectations: Sequence[Mapping[str, Any]],
+    status: Mapping[str, Any],
+    flows: Sequence[Mapping[str, Any]],
+    timeline_png: bytes,
+    timeline_svg_path: str | None,
+    sequence_svgs: Sequence[tuple[str, str]],
+    files: Mapping[str, str],
+    base: str,
+    annotations: Sequence[Mapping[str, Any]],
+    packet_count: int,
+    esp_count: int,
+    ike_version: int,
+    events_text: str,
+    problems: Sequence[str] = (),
+) -> str:
+    """The page of one VPN connection run: two tunnels, the TGW and the traffic through them."""
+    b: list[str] = []
+    if problems:
+        items = "".join(f"<li>{escape(p)}</li>" for p in problems)
+        b.append(f'<section id="problems"><h2 class="fail">Problems</h2><ul>{items}</ul></section>')
+    opts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in options.items())
+    b.append(
+        "<section><h2>The connection and its traffic</h2>"
+        f"<table>{opts}</table><details><summary>scenario file</summary><pre>{escape(scenario_yaml)}</pre>"
+        "</details></section>"
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("flow", "kind", "sent", "delivered", "lost", "outages", "longest outage (s)", "lost where", "via")
+    )
+    rows = []
+    for f in flows:
+        drops = ", ".join(f"{k}: {v}" for k, v in dict(f.get("drops") or {}).items()) or "-"
+        via = ", ".join(f"{k}: {v}" for k, v in dict(f.get("via") or {}).items()) or "-"
+        cls = "fail" if f.get("lost") else "ok"
+        rows.append(
+            f'<tr class="flow"><td>{escape(str(f.get("name")))}</td><td>{escape(str(f.get("kind")))}</td>'
+            f'<td>{f.get("sent")}</td><td>{f.get("delivered")}</td><td class="{cls}">{f.get("lost")}</td>'
+            f"<td>{f.get('outages')}</td><td>{float(f.get('time_to_recover') or 0):g}</td>"
+            f"<td>{escape(drops)}</td><td>{escape(via)}</td></tr>"
+        )
+    b.append(
+        '<section id="flows"><h2>Traffic</h2><p><small>Per flow: packets sent and delivered end to end, the '
+        "outages (consecutive packets lost) and where the lost ones died; <em>via</em> counts the packets each "
+        "tunnel carried from each side.</small></p>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table></section>"
+    )
+    st = "".join(
+        f"<tr><th>{escape(n)}</th><td>{escape(json.dumps(s, default=str))}</td></tr>" for n, s in status.items()
+    )
+    b.append(
+        f"<section><h2>Expectations</h2>{_expectations(expectations)}"
+        + (f"<p>Tunnel status at the end:</p><table>{st}</table>" if st else "")
+        + "</section>"
+    )
+    svg_link = _link(timeline_svg_path, base, "SVG") if timeline_svg_path else ""
+    b.append(
+        f"<section id=\"timeline\"><h2>Timeline</h2><p><small>Each tunnel's two ends, the TGW's routes over each "
+        "tunnel, and each flow: when its packets arrived and when they were lost.</small></p>"
+        f'<img class="timeline" alt="timeline of {escape(name)}" src="{_png_data_uri(timeline_png)}">'
+        + (f"<p><small>Also as {svg_link}.</small></p>" if svg_link else "")
+        + "</section>"
+    )
+    for tname, svg in sequence_svgs:
+        b.append(
+            f'<section id="sequence-{escape(tname)}" class="sequence"><h2>Sequence diagram: {escape(tname)}</h2>'
+            "<p><small>The IKE and DPD exchanges of this tunnel; its ESP packets are in the capture, each with a "
+            "comment. Hover over an arrow for the packet's full comment.</small></p>"
+            f"{_svg_inline(svg)}</section>"
+        )
+    b.append(_files_section(name, files, base, ike_version, esp=True))
+    b.append(
+        f"<p><small>The capture holds {packet_count} packets: {packet_count - esp_count} IKE datagrams and "
+        f"{esp_count} ESP packets.</small></p>"
+    )
+    b.append(_packets_table(annotations, total=packet_count, selection=True))
+    b.append(
+        f"<section><h2>Events</h2><details><summary>every event but datagrams and keys</summary><pre>"
+        f"{escape(events_text)}</pre></details></section>"
+    )
+    return _page(name, description, "".join(b), ok)
+
+
+def _packets_table(
+    annotations: Sequence[Mapping[str, Any]], limit: int = 400, total: int | None = None, selection: bool = False
+) -> str:
+    head = (
+        "<h2>Packets, explained</h2><p><small>Every IKE datagram, and an ESP packet each time the story changes "
+        "(another flow, tunnel, route or fate); the capture has a comment on every one of its packets, in the same "
+        "words. # is the packet's number in the capture.</small></p>"
+        if selection
+        else "<h2>Every packet, explained</h2><p><small>The same text is each packet's comment in the pcapng "
+        "capture.</small></p>"
+    )
+    out = [f'<section id="packets">{head}<table><tr><th>#</th><th>t (s)</th><th>from → to</th><th>comment</th></tr>']
     for a in annotations[:limit]:
         cls = "lost" if a.get("lost") else ("notrecv" if not a.get("received") else "")
         out.append(
@@ -218,8 +327,11 @@ def _packets_table(annotations: Sequence[Mapping[str, Any]], limit: int = 400) -
             f"<td>{escape(str(a['comment']))}</td></tr>"
         )
     out.append("</table>")
-    if len(annotations) > limit:
-        out.append(f"<p>… and {len(annotations) - limit} more: see the capture.</p>")
+    total = len(annotations) if total is None else total
+    if selection:
+        out.append(f"<p>{min(limit, len(annotations))} of {total} packets shown: see the capture for all.</p>")
+    elif total > min(limit, len(annotations)):
+        out.append(f"<p>… and {total - min(limit, len(annotations))} more: see the capture.</p>")
     out.append("</section>")
     return "".join(out)
 

@@ -20,7 +20,22 @@ from typing import Any
 from emulator.annotate import INITIATIONS, PROBES, Annotation, VpnContext
 from emulator.trace import TraceRecord
 
-STATE_COLORS = {"UP": "#43a047", "DOWN": "#ef9a9a", "CRASHED": "#6d0000"}
+STATE_COLORS = {
+    "UP": "#43a047",
+    "DOWN": "#ef9a9a",
+    "CRASHED": "#6d0000",
+    "DELIVERING": "#90caf9",
+    "LOSING": "#ff6f00",
+    "PARTIAL": "#ffcc80",
+}
+STATE_LABELS = {
+    "UP": "UP / routes present",
+    "DOWN": "DOWN / no routes",
+    "CRASHED": "crashed",
+    "DELIVERING": "flow: packets delivered",
+    "LOSING": "flow: packets lost (an outage)",
+    "PARTIAL": "flow: many short outages",
+}
 
 
 @dataclass
@@ -168,6 +183,94 @@ def timeline_model(
     return m
 
 
+MAX_OUTAGES_DRAWN = 40
+"""A flow lane draws each outage up to this many; beyond, outages closer than 1/300 of the flow's span are drawn
+as one ``PARTIAL`` interval (packets partly lost), so that a rate limit's thousands of short gaps stay a picture."""
+
+
+def _clusters(outages: Sequence[tuple[float, float]], gap: float) -> tuple[list[tuple[float, float]], list[bool]]:
+    out: list[tuple[float, float]] = []
+    partial: list[bool] = []
+    for a, b in outages:
+        if out and a - out[-1][1] < gap:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+            partial[-1] = True
+        else:
+            out.append((a, b))
+            partial.append(False)
+    return out, partial
+
+
+def connection_timeline_model(
+    records: Sequence[TraceRecord],
+    tunnel_annotations: Sequence[Sequence[Annotation]],
+    tunnels: Sequence[str],
+    duration: float,
+    flows: Sequence[tuple[str, float, float]] = (),
+) -> TimelineModel:
+    """The timeline of a VPN connection run (:mod:`emulator.connection`): per tunnel, its AWS end and its CGW end
+    (state, DPD probes and answers, lost IKE datagrams) and the TGW's routes over it
+    (``tgw_routes_changed``); per flow, when its packets were delivered and the outages in which they were lost
+    (``flow_outage``; :data:`MAX_OUTAGES_DRAWN`). ``tunnel_annotations[i]`` are tunnel ``i``'s IKE annotations
+    (ends named ``aws``/``cgw``); ``flows`` the flows as (name, first packet's time, last packet's time)."""
+    m = TimelineModel(duration=duration)
+    for i, tname in enumerate(tunnels):
+        anns = tunnel_annotations[i] if i < len(tunnel_annotations) else []
+        for side, who in (("aws", "AWS end"), ("cgw", "CGW end")):
+            node = f"{side}{i + 1}"
+            lane = f"{tname} {who}"
+            m.lanes.append(lane)
+            for t0, t1, st in _state_intervals(records, node, duration, {"tunnel_up"}, {"tunnel_down"}):
+                m.intervals.append(Interval(lane, node, st, t0, t1))
+            mine = [a for a in anns if a.node == side]
+            m.points.append(
+                Points(lane, node, "probe", [a.t for a in mine if a.kind in PROBES and not a.retransmit and not a.lost])
+            )
+            m.points.append(
+                Points(lane, node, "initiation", [a.t for a in mine if a.kind in INITIATIONS and not a.retransmit])
+            )
+            m.points.append(Points(lane, node, "retransmit", [a.t for a in mine if a.retransmit and not a.lost]))
+            m.points.append(
+                Points(
+                    lane,
+                    node,
+                    "answer_received",
+                    [r.t for r in records if r.node == node and r.event == "dpd_ack_received"],
+                )
+            )
+            m.points.append(Points(lane, node, "lost", [a.t for a in mine if a.lost]))
+            for r in records:
+                if r.node == node and r.event == "dpd_timeout":
+                    m.marks.append((r.t, node, f"{tname} {who}: DPD timeout, action={r.fields.get('action')}"))
+    for tname in tunnels:
+        lane = f"TGW routes via {tname}"
+        m.lanes.append(lane)
+        moves = [r for r in records if r.event == "tgw_routes_changed" and r.fields.get("tunnel") == tname]
+        for t0, t1, st in _tgw_route_intervals(moves, duration):
+            m.intervals.append(Interval(lane, "tgw", st, t0, t1))
+    for name, first, last in flows:
+        lane = f"flow {name}"
+        m.lanes.append(lane)
+        outages = sorted(
+            (float(o.fields["start"]), float(o.fields["end"]))
+            for o in records
+            if o.event == "flow_outage" and o.fields.get("name") == name
+        )
+        t, end = first, last
+        if len(outages) > MAX_OUTAGES_DRAWN:
+            outages, partial = _clusters(outages, max(last - first, 1e-9) / 300)
+        else:
+            partial = [False] * len(outages)
+        for (a, b), part in zip(outages, partial, strict=True):
+            if a > t:
+                m.intervals.append(Interval(lane, "flows", "DELIVERING", t, a))
+            m.intervals.append(Interval(lane, "flows", "PARTIAL" if part else "LOSING", a, b))
+            t = b
+        if end > t:
+            m.intervals.append(Interval(lane, "flows", "DELIVERING", t, end))
+    return m
+
+
 _STYLE = {
     "probe": dict(marker="^", color="#1565c0", s=46, label="DPD probe sent"),
     "initiation": dict(marker=">", color="#6a1b9a", s=52, label="IKE (re)initiation"),
@@ -255,10 +358,11 @@ def plot_timeline(model: TimelineModel, title: str = "") -> tuple[str, bytes]:
     ax.set_axisbelow(True)
     if title:
         ax.set_title(title, loc="left", fontsize=11)
+    used_states = {iv.state for iv in model.intervals}
     handles: list[Any] = [
-        Patch(facecolor=STATE_COLORS["UP"], label="UP / routes present"),
-        Patch(facecolor=STATE_COLORS["DOWN"], label="DOWN / no routes"),
-        Patch(facecolor=STATE_COLORS["CRASHED"], label="crashed"),
+        Patch(facecolor=STATE_COLORS[st], label=STATE_LABELS[st])
+        for st in STATE_COLORS
+        if st in ("UP", "DOWN", "CRASHED") or st in used_states
     ]
     used = {p.what for p in model.points if p.times}
     for what, st in _STYLE.items():

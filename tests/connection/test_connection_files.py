@@ -109,7 +109,17 @@ def test_run_writes_outputs_with_esp_keys(tmp_path: Any) -> None:
     doc = json.loads(r.stdout)
     assert doc["ok"] and set(doc["status"]) == {"aws1", "aws2", "cgw1", "cgw2"}
     name = "14-connection-dpd-clear"
-    assert sorted(os.listdir(out)) == [f"{name}-keys", f"{name}-timeline.txt", f"{name}.jsonl", f"{name}.pcap"]
+    raw = [f"{name}-keys", f"{name}-timeline.txt", f"{name}.jsonl", f"{name}.pcap"]
+    material = [
+        f"{name}-run.json",
+        f"{name}-sequence-tunnel1.svg",
+        f"{name}-sequence-tunnel2.svg",
+        f"{name}-timeline.png",
+        f"{name}-timeline.svg",
+        f"{name}.html",
+        f"{name}.pcapng",
+    ]
+    assert sorted(os.listdir(out)) == sorted(raw + material)
     with open(os.path.join(out, f"{name}-keys", "esp_sa")) as f:
         rows = f.read().splitlines()
     assert len(rows) == 6  # both directions of tunnel1, tunnel2 and tunnel1's new pair after the CGW returned

@@ -55,6 +55,24 @@ def test_pages_render_offline_with_their_diagrams(tour_dir: Path, tmp_path: Path
             assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
             (tmp_path / f"{man['name']}.png").write_bytes(shot)
 
+        conn = json.loads((tour_dir / "connection" / "14-connection-dpd-clear-run.json").read_text())
+        page = tour_dir / "connection" / conn["files"]["html"]
+        c.open(page.as_uri())
+        assert c.console_errors() == []
+        assert all(_local(u, page) for u in c.requests()), c.requests()
+        # one sequence diagram per tunnel, each laid out with its messages; the traffic table; the timeline
+        assert c.evaluate("document.querySelectorAll('svg.sequence').length") == 2
+        heights = c.evaluate(
+            "Array.from(document.querySelectorAll('svg.sequence')).map(s => s.getBoundingClientRect().height)"
+        )
+        assert min(heights) > 200
+        assert c.evaluate("document.querySelectorAll('svg.sequence g.note[data-event=dpd_timeout]').length") == 1
+        assert c.evaluate("document.querySelectorAll('#flows tr.flow').length") == 3
+        assert c.evaluate("document.querySelector('img.timeline').naturalWidth") > 500
+        shot = c.screenshot()
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
+        (tmp_path / "connection.png").write_bytes(shot)
+
         tgw = tour_dir / "tgw" / "tgw-appliance-mode-off.html"
         c.open(tgw.as_uri())
         assert c.console_errors() == []

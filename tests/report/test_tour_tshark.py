@@ -1,6 +1,7 @@
 """Every capture of the tour opens in tshark (an independent dissector): no malformed packet, a comment on
 every packet, and with the key tables the engine wrote, the DPD notifies (IKEv1) and the INFORMATIONAL
-exchanges (IKEv2) decrypt, matching the engine's events."""
+exchanges (IKEv2) decrypt, matching the engine's events. The connection stop's ESP decrypts to its inner
+packets: ``test_connection_material.py``."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def _tshark(pcap: Path, *args: str, keys: Path | None = None) -> str:
 
 def _captures(tour: Path) -> list[tuple[Path, Path | None]]:
     out: list[tuple[Path, Path | None]] = []
-    for p in sorted((tour / "vpn").glob("*.pcapng")):
-        out.append((p, p.with_name(p.stem + "-keys")))
+    for sub in ("vpn", "connection"):
+        for p in sorted((tour / sub).glob("*.pcapng")):
+            out.append((p, p.with_name(p.stem + "-keys")))
     # path.pcapng holds every hop of every packet of a story (the per-point files hold the same packets, split)
     for p in sorted((tour / "tgw").glob("*-hops/path.pcapng")):
         out.append((p, None))
@@ -39,7 +41,8 @@ def _captures(tour: Path) -> list[tuple[Path, Path | None]]:
 def test_every_capture_is_clean_and_commented(tour_dir: Path) -> None:
     require_tool("tshark")
     caps = _captures(tour_dir)
-    assert len([c for c in caps if c[1] is not None]) >= 14 and len(caps) >= 19
+    assert len([c for c in caps if c[1] is not None]) >= 15 and len(caps) >= 20
+    assert any(c[0].parent.name == "connection" for c in caps)
     for pcap, keys in caps:
         rows = [
             line.split("\t")

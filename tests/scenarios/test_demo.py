@@ -20,13 +20,17 @@ def test_demo_runs_and_writes_outputs(tmp_path: object) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     for path in embedded_scenarios():
         name = os.path.splitext(os.path.basename(path))[0]
-        # Every scenario writes its raw outputs; the tunnel-pair ones also their teaching material (a VPN
-        # connection scenario, two tunnels on a TGW, reports per-flow and per-tunnel metrics instead).
-        suffixes = [".pcap", ".jsonl", "-timeline.txt", "-keys"]
-        if "connection:" not in Path(path).read_text():
-            suffixes += [".pcapng", ".html", "-sequence.svg"]
+        # Every scenario writes its raw outputs and its teaching material; a VPN connection scenario (two
+        # tunnels on a TGW, traffic) one sequence diagram per tunnel, under connection/.
+        suffixes = [".pcap", ".jsonl", "-timeline.txt", "-keys", ".pcapng", ".html", "-timeline.svg"]
+        sub = "vpn"
+        if "connection:" in Path(path).read_text():
+            sub = "connection"
+            suffixes += ["-sequence-tunnel1.svg", "-sequence-tunnel2.svg"]
+        else:
+            suffixes.append("-sequence.svg")
         for suffix in suffixes:
-            assert os.path.exists(os.path.join(out, "vpn", name + suffix)), name + suffix
+            assert os.path.exists(os.path.join(out, sub, name + suffix)), name + suffix
     # The guided tour's index links every page (issue 17: one command from a fresh clone to the index).
     index = Path(out, "index.html").read_text()
     assert "guided tour" in index and index.count(".html") >= len(embedded_scenarios())
