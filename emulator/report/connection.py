@@ -40,6 +40,7 @@ from emulator.annotate import (
     load_trace,
 )
 from emulator.pcapng import PcapngWriter, read_pcap_us
+from emulator.report import _events_text, _json_safe
 from emulator.report.html import connection_page
 from emulator.report.sequence import sequence_svg
 from emulator.report.timeline import connection_timeline_model, plot_timeline
@@ -335,20 +336,6 @@ def _selection(annotations: Sequence[Annotation]) -> list[Annotation]:
         if len(out) >= PACKETS_KEPT:
             break
     return out
-
-
-def _events_text(records: Sequence[TraceRecord]) -> str:
-    lines = []
-    for r in records:
-        if r.event in ("datagram_sent", "sa_keys"):
-            continue
-        extra = " ".join(f"{k}={v}" for k, v in r.fields.items())
-        lines.append(f"{r.t:12.6f}  {r.node:<5} {r.event:<22} {extra}".rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def _json_safe(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))
 
 
 # -------------------------------------------------------------------------------------------------- files

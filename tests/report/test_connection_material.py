@@ -16,6 +16,7 @@ import pytest
 
 from emulator.report.sequence import parse_sequence_svg
 from emulator.report.timeline import parse_timeline_svg
+from tests.report.test_pictures import _transitions
 from tests.tools import require_tool
 
 NAME = "14-connection-dpd-clear"
@@ -26,25 +27,6 @@ def _run(tour: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
     man = json.loads((d / f"{NAME}-run.json").read_text())
     trace = [json.loads(x) for x in (d / man["files"]["trace"]).read_text().splitlines()]
     return man, trace, d
-
-
-def _transitions(trace: list[dict[str, Any]], node: str) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = [(0.0, "DOWN")]
-    for r in trace:
-        if r["node"] != node:
-            continue
-        new = {"tunnel_up": "UP", "tunnel_down": "DOWN", "node_crashed": "CRASHED", "node_revived": "DOWN"}.get(
-            r["event"]
-        )
-        if new is None or new == out[-1][1]:
-            continue
-        if r["t"] == out[-1][0]:
-            out[-1] = (r["t"], new)
-            if len(out) > 1 and out[-2][1] == new:
-                out.pop()
-        else:
-            out.append((r["t"], new))
-    return out
 
 
 def test_the_story_the_material_tells(tour_dir: Path) -> None:
