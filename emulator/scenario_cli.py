@@ -189,7 +189,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ok &= tgw_demo(tgw_out)
     print(f"\ndemo {'finished' if ok else 'finished with FAILED expectations'}; outputs under {out}/")
     if ok:
-        print("open a capture with its keys:  WIRESHARK_CONFIG_DIR=out/vpn/<name>-keys wireshark out/vpn/<name>.pcap")
+        print(
+            f"open a capture with its comments and keys:  WIRESHARK_CONFIG_DIR={out}/vpn/<name>-keys "
+            f"wireshark {out}/vpn/<name>.pcapng   (connection runs: {out}/connection/)"
+        )
     return 0 if ok else 1
 
 
