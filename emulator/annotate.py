@@ -683,17 +683,23 @@ class CaptureMismatch(ValueError):
 
 
 def write_annotated_pcapng(
-    pcap_path: str, annotations: Sequence[Annotation], out_path: str, *, title: str | None = None
+    pcap_path: str,
+    annotations: Sequence[Annotation],
+    out_path: str,
+    *,
+    title: str | None = None,
+    interface: str = "the simulated network between the CGW and AWS (virtual time)",
 ) -> int:
     """Copy the classic pcap of a run to pcapng, each packet with its annotation's comment. The pcap records
-    and the ``datagram_sent`` records must correspond one to one (same count, each UDP payload as long as the
-    record says); otherwise :class:`CaptureMismatch`. Returns the number of packets written."""
+    and the annotations must correspond one to one (same count, each UDP payload as long as the annotation
+    says; ESP as IP protocol 50 is not UDP and is not measured); otherwise :class:`CaptureMismatch`. Returns the
+    number of packets written. ``interface`` describes the capture point in the pcapng."""
     try:
         linktype, recs = read_pcap_us(pcap_path)
     except ValueError as e:
         raise CaptureMismatch(str(e)) from None
     if len(recs) != len(annotations):
-        raise CaptureMismatch(f"{pcap_path}: {len(recs)} packets, but the trace has {len(annotations)} datagrams")
+        raise CaptureMismatch(f"{pcap_path}: {len(recs)} packets, but {len(annotations)} datagrams are explained")
     for (_ts, frame), a in zip(recs, annotations, strict=True):
         plen = _udp_payload_len(frame)
         if plen is not None and plen != a.length:
@@ -702,7 +708,7 @@ def write_annotated_pcapng(
             )
     with open(out_path, "wb") as f:
         w = PcapngWriter(f, comment=title)
-        w.add_interface(linktype, "simnet", "the simulated network between the CGW and AWS (virtual time)")
+        w.add_interface(linktype, "simnet", interface)
         for (ts, frame), a in zip(recs, annotations, strict=True):
             w.write(frame, ts_us=ts, comment=a.comment)
     return len(recs)

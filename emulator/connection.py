@@ -753,8 +753,6 @@ class Captured:
 
     t: float
     node: str
-    peer: str
-    """The tunnel end it is sent to (``cgw1`` for ``aws1``'s datagrams ...)."""
     kind: str
     length: int
     delivered: bool
@@ -769,8 +767,15 @@ class Captured:
     """Which tunnels the sender's side could use then (bit 0: the first): the TGW's routes in use for an AWS
     end, the tunnels UP for the CGW."""
 
+    @property
+    def peer(self) -> str:
+        """The tunnel end it is sent to (``cgw1`` for ``aws1``'s datagrams ...)."""
+        return _PEER[self.node]
+
 
 _ESP_HEAD = struct.Struct("!II")
+_PEER = {"aws1": "cgw1", "aws2": "cgw2", "cgw1": "aws1", "cgw2": "aws2"}
+"""The other end of each tunnel-end node."""
 
 
 class _Flow:
@@ -905,7 +910,6 @@ class _Site:
     def _captured(self, now: float, node: str, tx: Transmit, delivered: bool) -> None:
         assert self.captured is not None
         n = self.nodes[node]
-        peer = ("cgw" if n.aws else "aws") + str(n.index + 1)
         spi = seq = 0
         inner: bytes | None = None
         if tx.kind == KIND_ESP:
@@ -919,7 +923,7 @@ class _Site:
             for i in range(2):
                 routes |= self._routable(f"cgw{i + 1}") << i
         self.captured.append(
-            Captured(now, node, peer, tx.kind, len(tx.data), delivered, self.alive[peer], spi, seq, inner, routes)
+            Captured(now, node, tx.kind, len(tx.data), delivered, self.alive[_PEER[node]], spi, seq, inner, routes)
         )
 
     # -- wiring ----------------------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ from emulator.annotate import (
     _loss_detail,
     annotate_vpn,
     load_trace,
+    write_annotated_pcapng,
 )
-from emulator.pcapng import PcapngWriter, read_pcap_us
 from emulator.report import _events_text, _json_safe
 from emulator.report.html import connection_page
 from emulator.report.sequence import sequence_svg
@@ -265,31 +265,20 @@ def connection_annotations(
     return out, per_tunnel
 
 
-def write_connection_pcapng(pcap_path: str, annotations: Sequence[Annotation], out_path: str, title: str) -> int:
-    """The run's classic pcap as pcapng, a comment on every packet; returns the number of packets."""
-    try:
-        linktype, recs = read_pcap_us(pcap_path)
-    except ValueError as e:
-        raise CaptureMismatch(str(e)) from None
-    if len(recs) != len(annotations):
-        raise CaptureMismatch(f"{pcap_path}: {len(recs)} packets, but {len(annotations)} were sent")
-    with open(out_path, "wb") as f:
-        w = PcapngWriter(f, comment=title)
-        w.add_interface(linktype, "simnet", "the simulated network between the customer gateway and AWS")
-        for (ts, frame), a in zip(recs, annotations, strict=True):
-            w.write(frame, ts_us=ts, comment=a.comment)
-    return len(recs)
-
-
 # ------------------------------------------------------------------------------------------------ summary
 
 
 def connection_summary(records: Sequence[TraceRecord]) -> str:
     """One line about a connection run: DPD timeouts, the TGW's route changes, each flow's losses."""
     parts = []
+    credits = []
     for r in records:
         if r.event == "dpd_timeout":
             parts.append(f"{r.node}: DPD timeout at t={r.t:g} ({r.fields.get('action')})")
+        elif r.event == "ec2_credits_exhausted":
+            credits.append(
+                f"{r.fields.get('instance')} out of burst credits at t={r.t:g} ({r.fields.get('direction')})"
+            )
     moves = [r for r in records if r.event == "tgw_routes_changed"]
     if moves:
         parts.append(
@@ -299,9 +288,7 @@ def connection_summary(records: Sequence[TraceRecord]) -> str:
             )
             + (", ..." if len(moves) > 6 else "")
         )
-    for r in records:
-        if r.event == "ec2_credits_exhausted":
-            parts.append(f"{r.fields.get('instance')} out of burst credits at t={r.t:g} ({r.fields.get('direction')})")
+    parts += credits
     flows = [r for r in records if r.event == "flow_summary"]
     if flows:
         parts.append(
@@ -356,12 +343,19 @@ def write_connection_material(sc: Any, result: Any, out_dir: str) -> dict[str, s
         if outputs.get(k):
             files["timeline_text" if k == "timeline" else k] = outputs[k]
     annotations: list[Annotation] = []
+    per_tunnel: list[list[Annotation]] | None = None
     if captured is None or not outputs.get("pcap"):
         problems.append("no annotated capture: the run kept no record of its datagrams (run it with an output dir)")
     else:
         try:
-            annotations, _ = connection_annotations(sc, records, captured)
-            write_connection_pcapng(outputs["pcap"], annotations, base + ".pcapng", f"awsnetemu scenario {sc.name}")
+            annotations, per_tunnel = connection_annotations(sc, records, captured)
+            write_annotated_pcapng(
+                outputs["pcap"],
+                annotations,
+                base + ".pcapng",
+                title=f"awsnetemu scenario {sc.name}",
+                interface="the simulated network between the customer gateway and AWS (virtual time)",
+            )
             files["pcapng"] = base + ".pcapng"
         except CaptureMismatch as e:
             problems.append(f"no annotated capture: {e}")
@@ -386,7 +380,7 @@ def write_connection_material(sc: Any, result: Any, out_dir: str) -> dict[str, s
         "esp_count": sum(1 for a in annotations if a.kind == "esp"),
         "problems": problems,
     }
-    return _draw(out_dir, manifest, records, files)
+    return _draw(out_dir, manifest, records, files, per_tunnel)
 
 
 def _options(sc: Any) -> dict[str, Any]:
@@ -409,19 +403,26 @@ def _options(sc: Any) -> dict[str, Any]:
 
 
 def _draw(
-    out_dir: str, manifest: dict[str, Any], records: Sequence[TraceRecord], files: dict[str, str]
+    out_dir: str,
+    manifest: dict[str, Any],
+    records: Sequence[TraceRecord],
+    files: dict[str, str],
+    per_tunnel: Sequence[Sequence[Annotation]] | None = None,
 ) -> dict[str, str]:
-    """Pictures, manifest and page from a manifest's facts and the trace (shared by the run and the rebuild)."""
+    """Pictures, manifest and page from a manifest's facts and the trace (shared by the run and the rebuild);
+    ``per_tunnel``: each tunnel's IKE annotations when the caller has them already."""
     os.makedirs(out_dir, exist_ok=True)
     name = str(manifest["name"])
     base = os.path.join(out_dir, name)
     tunnels = [str(t) for t in manifest["tunnels"]]
     ctxs = [VpnContext.from_json(c) for c in manifest["contexts"]]
     duration = float(manifest["duration"])
-    per_tunnel = [annotate_vpn(tunnel_records(records, i), ctxs[i]) for i in range(len(tunnels))]
+    parts = [tunnel_records(records, i) for i in range(len(tunnels))]
+    if per_tunnel is None:
+        per_tunnel = [annotate_vpn(parts[i], ctxs[i]) for i in range(len(tunnels))]
     seqs: list[tuple[str, str]] = []
     for i, tname in enumerate(tunnels):
-        svg = sequence_svg(per_tunnel[i], tunnel_records(records, i), ctxs[i], title=f"{name}: {tname}")
+        svg = sequence_svg(per_tunnel[i], parts[i], ctxs[i], title=f"{name}: {tname}")
         files[f"sequence_svg_{i + 1}"] = p = f"{base}-sequence-{tname}.svg"
         with open(p, "w") as f:
             f.write(svg)

@@ -125,6 +125,52 @@ def tshark_commands(
     return out
 
 
+def _problems(problems: Sequence[str]) -> list[str]:
+    """A page's sections so far: the problems section when there are any."""
+    if not problems:
+        return []
+    items = "".join(f"<li>{escape(p)}</li>" for p in problems)
+    return [f'<section id="problems"><h2 class="fail">Problems</h2><ul>{items}</ul></section>']
+
+
+def _options_section(title: str, options: Mapping[str, Any], scenario_yaml: str) -> str:
+    opts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in options.items())
+    return (
+        f"<section><h2>{escape(title)}</h2>"
+        f"<table>{opts}</table><details><summary>scenario file</summary><pre>{escape(scenario_yaml)}</pre>"
+        "</details></section>"
+    )
+
+
+def _expectations_section(expectations: Sequence[Mapping[str, Any]], status: Mapping[str, Any]) -> str:
+    st = "".join(
+        f"<tr><th>{escape(n)}</th><td>{escape(json.dumps(s, default=str))}</td></tr>" for n, s in status.items()
+    )
+    return (
+        f"<section><h2>Expectations</h2>{_expectations(expectations)}"
+        + (f"<p>Tunnel status at the end:</p><table>{st}</table>" if st else "")
+        + "</section>"
+    )
+
+
+def _timeline_section(name: str, png: bytes, svg_path: str | None, base: str, caption: str = "") -> str:
+    svg_link = _link(svg_path, base, "SVG") if svg_path else ""
+    return (
+        '<section id="timeline"><h2>Timeline</h2>'
+        + (f"<p><small>{escape(caption)}</small></p>" if caption else "")
+        + f'<img class="timeline" alt="timeline of {escape(name)}" src="{_png_data_uri(png)}">'
+        + (f"<p><small>Also as {svg_link}.</small></p>" if svg_link else "")
+        + "</section>"
+    )
+
+
+def _events_section(events_text: str) -> str:
+    return (
+        "<section><h2>Events</h2><details><summary>every event but datagrams and keys</summary><pre>"
+        f"{escape(events_text)}</pre></details></section>"
+    )
+
+
 def vpn_page(
     *,
     name: str,
@@ -146,44 +192,20 @@ def vpn_page(
     problems: Sequence[str] = (),
 ) -> str:
     """The page of one VPN scenario run."""
-    b: list[str] = []
-    if problems:
-        items = "".join(f"<li>{escape(p)}</li>" for p in problems)
-        b.append(f'<section id="problems"><h2 class="fail">Problems</h2><ul>{items}</ul></section>')
-    opts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in options.items())
-    b.append(
-        "<section><h2>The scenario and its options</h2>"
-        f"<table>{opts}</table><details><summary>scenario file</summary><pre>{escape(scenario_yaml)}</pre>"
-        "</details></section>"
-    )
-    st = "".join(
-        f"<tr><th>{escape(n)}</th><td>{escape(json.dumps(s, default=str))}</td></tr>" for n, s in status.items()
-    )
-    b.append(
-        f"<section><h2>Expectations</h2>{_expectations(expectations)}"
-        + (f"<p>Tunnel status at the end:</p><table>{st}</table>" if st else "")
-        + "</section>"
-    )
+    b = _problems(problems)
+    b.append(_options_section("The scenario and its options", options, scenario_yaml))
+    b.append(_expectations_section(expectations, status))
     b.append(
         '<section id="sequence"><h2>Sequence diagram</h2><p><small>Hover over an arrow for the packet\'s full '
         "comment. Time gaps are compressed and labelled; long runs of routine DPD exchanges are folded.</small></p>"
         f"{_svg_inline(sequence_svg)}</section>"
     )
-    svg_link = _link(timeline_svg_path, base, "SVG") if timeline_svg_path else ""
-    b.append(
-        f'<section id="timeline"><h2>Timeline</h2><img class="timeline" alt="timeline of {escape(name)}" '
-        f'src="{_png_data_uri(timeline_png)}">'
-        + (f"<p><small>Also as {svg_link}.</small></p>" if svg_link else "")
-        + "</section>"
-    )
+    b.append(_timeline_section(name, timeline_png, timeline_svg_path, base))
     if paths_svg:
         b.append(f'<section id="paths"><h2>TGW probes: the path of each packet</h2>{_svg_inline(paths_svg)}</section>')
     b.append(_files_section(name, files, base, ike_version))
     b.append(_packets_table(annotations))
-    b.append(
-        f"<section><h2>Events</h2><details><summary>every event but datagrams and keys</summary><pre>"
-        f"{escape(events_text)}</pre></details></section>"
-    )
+    b.append(_events_section(events_text))
     return _page(name, description, "".join(b), ok)
 
 
@@ -240,16 +262,8 @@ def connection_page(
     problems: Sequence[str] = (),
 ) -> str:
     """The page of one VPN connection run: two tunnels, the TGW and the traffic through them."""
-    b: list[str] = []
-    if problems:
-        items = "".join(f"<li>{escape(p)}</li>" for p in problems)
-        b.append(f'<section id="problems"><h2 class="fail">Problems</h2><ul>{items}</ul></section>')
-    opts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in options.items())
-    b.append(
-        "<section><h2>The connection and its traffic</h2>"
-        f"<table>{opts}</table><details><summary>scenario file</summary><pre>{escape(scenario_yaml)}</pre>"
-        "</details></section>"
-    )
+    b = _problems(problems)
+    b.append(_options_section("The connection and its traffic", options, scenario_yaml))
     head = "".join(
         f"<th>{h}</th>"
         for h in ("flow", "kind", "sent", "delivered", "lost", "outages", "longest outage (s)", "lost where", "via")
@@ -271,21 +285,16 @@ def connection_page(
         "tunnel carried from each side.</small></p>"
         f"<table><tr>{head}</tr>{''.join(rows)}</table></section>"
     )
-    st = "".join(
-        f"<tr><th>{escape(n)}</th><td>{escape(json.dumps(s, default=str))}</td></tr>" for n, s in status.items()
-    )
+    b.append(_expectations_section(expectations, status))
     b.append(
-        f"<section><h2>Expectations</h2>{_expectations(expectations)}"
-        + (f"<p>Tunnel status at the end:</p><table>{st}</table>" if st else "")
-        + "</section>"
-    )
-    svg_link = _link(timeline_svg_path, base, "SVG") if timeline_svg_path else ""
-    b.append(
-        f"<section id=\"timeline\"><h2>Timeline</h2><p><small>Each tunnel's two ends, the TGW's routes over each "
-        "tunnel, and each flow: when its packets arrived and when they were lost.</small></p>"
-        f'<img class="timeline" alt="timeline of {escape(name)}" src="{_png_data_uri(timeline_png)}">'
-        + (f"<p><small>Also as {svg_link}.</small></p>" if svg_link else "")
-        + "</section>"
+        _timeline_section(
+            name,
+            timeline_png,
+            timeline_svg_path,
+            base,
+            "Each tunnel's two ends, the TGW's routes over each tunnel, and each flow: when its packets arrived and "
+            "when they were lost.",
+        )
     )
     for tname, svg in sequence_svgs:
         b.append(
@@ -300,10 +309,7 @@ def connection_page(
         f"{esp_count} ESP packets.</small></p>"
     )
     b.append(_packets_table(annotations, total=packet_count, selection=True))
-    b.append(
-        f"<section><h2>Events</h2><details><summary>every event but datagrams and keys</summary><pre>"
-        f"{escape(events_text)}</pre></details></section>"
-    )
+    b.append(_events_section(events_text))
     return _page(name, description, "".join(b), ok)
 
 

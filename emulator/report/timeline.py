@@ -131,6 +131,27 @@ def _tgw_route_intervals(records: Sequence[TraceRecord], duration: float) -> lis
     return out
 
 
+def _exchanges(
+    m: TimelineModel, lane: str, node: str, mine: Sequence[Annotation], records: Sequence[TraceRecord], who: str
+) -> None:
+    """One end's IKE / DPD instants on ``lane`` (its datagrams ``mine``, its events under ``node`` in the trace):
+    probes, initiations, retransmissions, answers received, lost datagrams, and its DPD timeouts as marks."""
+    m.points.append(
+        Points(lane, node, "probe", [a.t for a in mine if a.kind in PROBES and not a.retransmit and not a.lost])
+    )
+    m.points.append(Points(lane, node, "initiation", [a.t for a in mine if a.kind in INITIATIONS and not a.retransmit]))
+    m.points.append(Points(lane, node, "retransmit", [a.t for a in mine if a.retransmit and not a.lost]))
+    m.points.append(
+        Points(
+            lane, node, "answer_received", [r.t for r in records if r.node == node and r.event == "dpd_ack_received"]
+        )
+    )
+    m.points.append(Points(lane, node, "lost", [a.t for a in mine if a.lost]))
+    for r in records:
+        if r.node == node and r.event == "dpd_timeout":
+            m.marks.append((r.t, node, f"{who}: DPD timeout, action={r.fields.get('action')}"))
+
+
 def timeline_model(
     records: Sequence[TraceRecord], annotations: Sequence[Annotation], ctx: VpnContext, duration: float
 ) -> TimelineModel:
@@ -142,26 +163,7 @@ def timeline_model(
         m.lanes += [lane_t, lane_d]
         for t0, t1, st in _state_intervals(records, node, duration, {"tunnel_up"}, {"tunnel_down"}):
             m.intervals.append(Interval(lane_t, node, st, t0, t1))
-        mine = [a for a in annotations if a.node == node]
-        m.points.append(
-            Points(lane_d, node, "probe", [a.t for a in mine if a.kind in PROBES and not a.retransmit and not a.lost])
-        )
-        m.points.append(
-            Points(lane_d, node, "initiation", [a.t for a in mine if a.kind in INITIATIONS and not a.retransmit])
-        )
-        m.points.append(Points(lane_d, node, "retransmit", [a.t for a in mine if a.retransmit and not a.lost]))
-        m.points.append(
-            Points(
-                lane_d,
-                node,
-                "answer_received",
-                [r.t for r in records if r.node == node and r.event == "dpd_ack_received"],
-            )
-        )
-        m.points.append(Points(lane_d, node, "lost", [a.t for a in mine if a.lost]))
-        for r in records:
-            if r.node == node and r.event == "dpd_timeout":
-                m.marks.append((r.t, node, f"{name}: DPD timeout, action={r.fields.get('action')}"))
+        _exchanges(m, lane_d, node, [a for a in annotations if a.node == node], records, name)
     lane_r = f"{ctx.name('aws')} routes"
     m.lanes.append(lane_r)
     for t0, t1, st in _state_intervals(records, "aws", duration, {"tunnel_up"}, {"routes_withdrawn", "tunnel_down"}):
@@ -222,26 +224,7 @@ def connection_timeline_model(
             m.lanes.append(lane)
             for t0, t1, st in _state_intervals(records, node, duration, {"tunnel_up"}, {"tunnel_down"}):
                 m.intervals.append(Interval(lane, node, st, t0, t1))
-            mine = [a for a in anns if a.node == side]
-            m.points.append(
-                Points(lane, node, "probe", [a.t for a in mine if a.kind in PROBES and not a.retransmit and not a.lost])
-            )
-            m.points.append(
-                Points(lane, node, "initiation", [a.t for a in mine if a.kind in INITIATIONS and not a.retransmit])
-            )
-            m.points.append(Points(lane, node, "retransmit", [a.t for a in mine if a.retransmit and not a.lost]))
-            m.points.append(
-                Points(
-                    lane,
-                    node,
-                    "answer_received",
-                    [r.t for r in records if r.node == node and r.event == "dpd_ack_received"],
-                )
-            )
-            m.points.append(Points(lane, node, "lost", [a.t for a in mine if a.lost]))
-            for r in records:
-                if r.node == node and r.event == "dpd_timeout":
-                    m.marks.append((r.t, node, f"{tname} {who}: DPD timeout, action={r.fields.get('action')}"))
+            _exchanges(m, lane, node, [a for a in anns if a.node == side], records, f"{tname} {who}")
     for tname in tunnels:
         lane = f"TGW routes via {tname}"
         m.lanes.append(lane)
